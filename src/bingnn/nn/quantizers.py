@@ -1,0 +1,113 @@
+"""Quantizers: small named modules that map real values to (pseudo-)binary ones.
+
+Layers never hard-code how they binarize; they take a quantizer as an argument, by object or by
+name, so swapping a binarization scheme never means editing a layer::
+
+    from bingnn.nn import quantizers
+    q = quantizers.get("ste_sign")
+    y = q(x)                      # +1 / -1, gradient passed where |x| <= 1
+
+    BinaryLinear(64, 128, kernel_quantizer="ste_sign")
+    BinaryBlock(64, 128, input_quantizer="tanh")   # stage-1 "pseudo-quantized" student
+
+Bit convention (used everywhere in bingnn, the native engine included): ``sign(0) = +1``, so every
+real value maps to exactly one bit, and a set bit (1) encodes ``+1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Quantizer", "SteSign", "Tanh", "Identity", "get", "available", "binary_sign"]
+
+
+def binary_sign(x: Tensor) -> Tensor:
+    """``sign`` with ``sign(0) = +1``: the bit convention of bingnn (torch.sign maps 0 to 0)."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class _SteSignFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, clip: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.clip = clip
+        return binary_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= ctx.clip).to(grad.dtype), None
+
+
+class Quantizer(nn.Module):
+    """Base class; ``is_binary`` tells whether the output is exactly +-1."""
+
+    name: str = "quantizer"
+    is_binary: bool = False
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class SteSign(Quantizer):
+    r"""Sign with a straight-through estimator.
+
+    Forward: :math:`q(x) = +1` if :math:`x \ge 0` else :math:`-1`.
+    Backward: :math:`\partial q / \partial x = 1_{|x| \le c}` with ``clip`` :math:`c = 1`
+    (the hard-tanh pseudo-gradient of Courbariaux et al. and Bahri et al.).
+    """
+
+    name = "ste_sign"
+    is_binary = True
+
+    def __init__(self, clip: float = 1.0) -> None:
+        super().__init__()
+        self.clip = float(clip)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _SteSignFn.apply(x, self.clip)
+
+
+class Tanh(Quantizer):
+    """``tanh`` pseudo-quantizer of the first distillation stage (smooth, real-valued)."""
+
+    name = "tanh"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(x)
+
+
+class Identity(Quantizer):
+    """No quantization: activations or weights stay real."""
+
+    name = "identity"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+_REGISTRY: dict[str, type[Quantizer]] = {
+    "ste_sign": SteSign,
+    "sign": SteSign,
+    "tanh": Tanh,
+    "identity": Identity,
+    "none": Identity,
+}
+
+
+def available() -> list[str]:
+    """Names accepted by :func:`get`."""
+    return sorted(_REGISTRY)
+
+
+def get(spec: str | Quantizer | None) -> Quantizer:
+    """Return a quantizer module from a name (``"ste_sign"``, ``"tanh"``, ``"identity"``),
+    an existing quantizer (returned as is) or ``None`` (identity)."""
+    if spec is None:
+        return Identity()
+    if isinstance(spec, Quantizer):
+        return spec
+    if isinstance(spec, str) and spec.lower() in _REGISTRY:
+        return _REGISTRY[spec.lower()]()
+    raise ValueError(f"unknown quantizer {spec!r}; choose one of {', '.join(available())}")
