@@ -1,0 +1,32 @@
+"""Logit knowledge distillation (Hinton et al. 2015)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 3.0) -> Tensor:
+    r"""Temperature-softened KL divergence, scaled by :math:`T^2`.
+
+    .. math::
+        \mathcal{L}_{KD} = T^2 \, \frac{1}{B} \sum_b
+            \mathrm{KL}\big(\mathrm{softmax}(t_b / T) \,\|\, \mathrm{softmax}(s_b / T)\big)
+
+    The :math:`T^2` factor keeps the gradient scale independent of :math:`T`. The teacher's
+    logits are detached.
+
+    Shapes:
+        ``student_logits``, ``teacher_logits``: ``(B, C)`` -> scalar.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    t = float(temperature)
+    log_p_s = F.log_softmax(student_logits / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.detach() / t, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
