@@ -1,0 +1,25 @@
+"""Models: float teachers and their binary students."""
+
+from typing import Any
+
+from torch import nn
+
+from bingnn.models.bin_dgcnn import STAGES, VARIANTS, BinDGCNN
+from bingnn.models.dgcnn import DGCNN
+
+_ARCHS: dict[str, type[nn.Module]] = {"dgcnn": DGCNN, "bindgcnn": BinDGCNN}
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from its ``model.config`` dict (``"arch"`` names the class)."""
+    cfg = dict(config)
+    arch = cfg.pop("arch", None)
+    if arch not in _ARCHS:
+        raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(_ARCHS)}")
+    try:
+        return _ARCHS[arch](**cfg)
+    except TypeError as e:
+        raise ValueError(f"invalid {arch} configuration: {e}") from e
+
+
+__all__ = ["BinDGCNN", "DGCNN", "STAGES", "VARIANTS", "build_model"]

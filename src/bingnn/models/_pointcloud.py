@@ -1,0 +1,24 @@
+"""Parts shared by the point-cloud classifiers: input checks and global pooling."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bingnn.nn.knn import check_point_sets
+
+
+def check_points(points: Tensor, k: int) -> None:
+    """Validate a ``(B, N, 3)`` batch of point clouds for a model with ``k`` neighbours."""
+    if not isinstance(points, Tensor):
+        raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}")
+    if points.dim() != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be shaped (B, N, 3), got {tuple(points.shape)}")
+    if not points.is_floating_point():
+        raise TypeError(f"points must be floating point, got {points.dtype}")
+    check_point_sets(points, k, name="points")
+
+
+def max_avg_pool(x: Tensor) -> Tensor:
+    """Global max and average pooling over points: ``(B, N, C)`` -> ``(B, 2C)``."""
+    return torch.cat([x.max(dim=1).values, x.mean(dim=1)], dim=-1)
