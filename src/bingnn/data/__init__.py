@@ -1,0 +1,66 @@
+"""Point-cloud data: file readers, the synthetic default dataset, ModelNet40, augmentations,
+metrics, and PyTorch dataset wrappers.
+
+Everything here is numpy-only except :mod:`bingnn.data.datasets` (PyTorch ``Dataset``s), which
+is imported lazily on first use of its names, so the torch-free engine can do::
+
+    from bingnn.data.point_files import read_point_clouds
+
+Training code::
+
+    from bingnn.data import get_dataset, overall_accuracy, mean_class_accuracy
+    train = get_dataset("synthetic", "train", num_points=1024)     # or "modelnet40"
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .augment import (
+    augment_point_cloud,
+    first_points,
+    random_scale,
+    random_shift,
+    scale_and_shift,
+    shuffle_points,
+)
+from .metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
+from .modelnet40 import DEFAULT_URL, download_modelnet40, load_modelnet40
+from .point_files import read_point_clouds
+from .synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
+
+_LAZY = {"PointCloudDataset": "datasets", "get_dataset": "datasets", "DATASETS": "datasets"}
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_URL",
+    "SYNTHETIC_CLASSES",
+    "PointCloudDataset",
+    "augment_point_cloud",
+    "confusion_matrix",
+    "download_modelnet40",
+    "first_points",
+    "get_dataset",
+    "load_modelnet40",
+    "make_synthetic_shapes",
+    "mean_class_accuracy",
+    "overall_accuracy",
+    "random_scale",
+    "random_shift",
+    "read_point_clouds",
+    "scale_and_shift",
+    "shuffle_points",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the torch-based wrappers load on first access, keeping `import bingnn.data`
+    # torch-free.
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
