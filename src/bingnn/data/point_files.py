@@ -93,7 +93,8 @@ def validate_clouds(clouds: list[np.ndarray], source: str = "input") -> list[np.
             raise ValueError(f"{source}: cloud {i} is empty (0 points)")
         if not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c):
             raise ValueError(f"{source}: cloud {i} has non-real dtype {c.dtype}")
-        c = np.ascontiguousarray(c, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            c = np.ascontiguousarray(c, dtype=np.float32)
         # Checked after the cast: float64 values beyond float32 range become inf here.
         if not np.isfinite(c).all():
             bad = int((~np.isfinite(c)).any(axis=1).sum())
@@ -239,10 +240,10 @@ def _read_ply_ascii(body: bytes, elements, vertex: _PlyElement, p: Path) -> np.n
     order = [cols[[vertex.props[c][0] for c in cols].index(a)] for a in ("x", "y", "z")]
     try:
         if not vertex.has_list:
-            flat = np.array(" ".join(rows).split(), dtype=np.float64)
-            if flat.size != vertex.count * len(vertex.props):
+            toks = [ln.split() for ln in rows]
+            if any(len(t) != len(vertex.props) for t in toks):
                 raise ValueError
-            table = flat.reshape(vertex.count, len(vertex.props))
+            table = np.array(toks, dtype=np.float64).reshape(vertex.count, len(vertex.props))
             return table[:, order]
         out = np.empty((vertex.count, 3))
         for r, ln in enumerate(rows):  # rare: list properties inside the vertex element
