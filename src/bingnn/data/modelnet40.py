@@ -49,14 +49,18 @@ def default_data_root() -> Path:
 
 
 def find_modelnet40(root: str | os.PathLike) -> Path:
-    """The release folder: ``root`` itself if it holds ``shape_names.txt``, else
+    """The release folder: ``root`` itself if it holds release files, else
     ``root/modelnet40_ply_hdf5_2048``. Checks that both splits are complete.
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing, with what to do.
     """
     root = Path(root).expanduser()
-    folder = root if (root / "shape_names.txt").is_file() else root / FOLDER_NAME
+    # ``root`` is the release itself when it holds any of its files (so that a partial copy
+    # gets a list of what is missing, not "not found").
+    markers = ("shape_names.txt", "train_files.txt", "test_files.txt", "ply_data_*.h5")
+    is_release = root.is_dir() and any(next(root.glob(m), None) for m in markers)
+    folder = root if is_release else root / FOLDER_NAME
     hint = (
         "pass --download (download_modelnet40(root)) to fetch it, or point --data-dir at a "
         f"folder holding the unpacked {FOLDER_NAME} release"
