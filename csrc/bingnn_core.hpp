@@ -1,0 +1,141 @@
+// Core declarations of the bingnn native engine: bit layout, dispatch levels, threading.
+//
+// Bit layout (the one convention of the whole engine; docs/bit_layout.md says the same):
+//   A vector of C signs is packed into W = ceil(C / 64) uint64 words. Element c goes to bit
+//   (c % 64) of word (c / 64), least significant bit first. A set bit means +1, i.e. the real
+//   value was >= 0 (sign(0) = +1, also for -0.0); a clear bit means -1. Padding bits (c >= C in
+//   the last word) are always 0. For two packed +-1 vectors of C elements
+//       <a, b> = C - 2 * popcount(a XOR b),
+//   and padding bits, zero in both operands, never change a result.
+//
+// Dispatch: every kernel has a portable scalar reference implementation and, on x86-64, AVX2 and
+// AVX-512 (F/BW/VL + VPOPCNTDQ) implementations compiled with per-function target attributes,
+// so one build for baseline x86-64 runs on any x86-64 CPU; the level is picked at run time.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define BINGNN_X86 1
+#include <immintrin.h>
+#define BINGNN_AVX2 __attribute__((target("avx2,popcnt")))
+#define BINGNN_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,popcnt,bmi")))
+#else
+#define BINGNN_X86 0
+#endif
+
+namespace bingnn {
+
+enum class Level : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+// Dispatch state (dispatch.cpp).
+bool level_supported(Level level);
+Level best_level();
+Level active_level();
+void set_level(Level level);
+const char* level_name(Level level);
+
+inline int64_t n_words(int64_t n_bits) { return (n_bits + 63) / 64; }
+
+// Largest distance the k-NN kernels store (uint16 distances): C <= 65535 bits.
+constexpr int64_t kMaxKnnBits = 65535;
+
+// Resolve a thread count: <= 0 means all hardware threads.
+inline int resolve_threads(int num_threads) {
+    if (num_threads > 0) return num_threads;
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+// Run f(begin, end) over [0, n) in contiguous chunks on up to num_threads threads, with at least
+// `grain` items per thread (spawning a thread costs tens of microseconds). The calling thread
+// takes the first chunk. An exception thrown by any chunk is re-thrown here.
+template <class F>
+void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(1, grain);
+    const int64_t by_grain = std::max<int64_t>(1, n / grain);
+    const int64_t t = std::min<int64_t>({static_cast<int64_t>(resolve_threads(num_threads)),
+                                         by_grain, n});
+    if (t <= 1) {
+        f(int64_t{0}, n);
+        return;
+    }
+    const int64_t chunk = (n + t - 1) / t;
+    std::exception_ptr error;
+    std::mutex error_mutex;
+    auto guarded = [&](int64_t b, int64_t e) {
+        try {
+            f(b, e);
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex);
+            if (!error) error = std::current_exception();
+        }
+    };
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<size_t>(t - 1));
+    for (int64_t q = 1; q < t; ++q) {
+        const int64_t b = q * chunk, e = std::min(n, (q + 1) * chunk);
+        if (b < e) threads.emplace_back(guarded, b, e);
+    }
+    guarded(0, std::min(n, chunk));
+    for (auto& th : threads) th.join();
+    if (error) std::rethrow_exception(error);
+}
+
+// Transpose rows (n, w) into blocks of 8 rows, word-major inside a block:
+//   out[(blk * w + word) * 8 + lane] = rows[(blk * 8 + lane) * w + word]   (0 past row n).
+// One 512-bit load then holds the same word of 8 rows, so one broadcast word of the other operand
+// is XOR-ed and popcounted against 8 rows at once, whatever w is.
+inline std::vector<uint64_t> blocks8(const uint64_t* rows, int64_t n, int64_t w) {
+    const int64_t nb = (n + 7) / 8;
+    std::vector<uint64_t> out(static_cast<size_t>(nb * w * 8), 0);
+    for (int64_t r = 0; r < n; ++r)
+        for (int64_t j = 0; j < w; ++j) out[((r / 8) * w + j) * 8 + (r % 8)] = rows[r * w + j];
+    return out;
+}
+
+// ---- kernels (one file each); all pointers are C-contiguous, shapes validated by the caller.
+
+void pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads);
+void unpack_signs(const uint64_t* packed, int64_t rows, int64_t c, int8_t* out, int num_threads);
+
+// out (m, n) = n_bits - 2 * popcount(a_i XOR b_j).
+void binary_gemm(const uint64_t* a, int64_t m, const uint64_t* b, int64_t n, int64_t w,
+                 int64_t n_bits, int32_t* out, int num_threads);
+
+// k nearest neighbours (Hamming) of each point within its set, self included, ordered by
+// (distance, index). x (sets, n, w); idx, dist (sets, n, k).
+void hamming_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t w, int64_t k, int32_t* idx,
+                 int32_t* dist, int num_threads);
+
+struct XorConvParams {
+    const uint64_t* w_rel;   // (c_out, w_in)
+    const uint64_t* w_self;  // (c_out, w_in)
+    int64_t c_in;
+    int64_t c_out;
+    const int32_t* t_hi;     // (c_out) or nullptr for the min/max variant
+    const int32_t* t_lo;     // (c_out)
+    const uint8_t* negate;   // (c_out)
+};
+
+// Fused XorEdgeConv: out bit c of point i = negate_c XOR (max_j y_ijc >= t_hi_c OR
+// min_j y_ijc <= t_lo_c), out (sets, n, ceil(c_out / 64)).
+void xor_edge_conv(const uint64_t* x, int64_t sets, int64_t n, const int32_t* idx, int64_t k,
+                   const XorConvParams& p, uint64_t* out, int num_threads);
+// Same neighbourhood maths, returning max_j y and min_j y as (sets, n, c_out) int32.
+void xor_edge_conv_minmax(const uint64_t* x, int64_t sets, int64_t n, const int32_t* idx,
+                          int64_t k, const XorConvParams& p, int32_t* ymax, int32_t* ymin,
+                          int num_threads);
+// Hamming k-NN and XorEdgeConv in one pass over the points; idx_out (sets, n, k) may be null.
+void xor_edge_conv_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
+                       const XorConvParams& p, uint64_t* out, int32_t* idx_out,
+                       int num_threads);
+
+}  // namespace bingnn

@@ -1,0 +1,125 @@
+// pack_signs / unpack_signs: float rows <-> packed sign bits (layout in bingnn_core.hpp).
+#include <cstring>
+
+#include "bingnn_core.hpp"
+
+namespace bingnn {
+namespace {
+
+// ---- scalar reference
+void pack_rows_scalar(const float* x, int64_t r0, int64_t r1, int64_t c, uint64_t* out) {
+    const int64_t w = n_words(c);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * c;
+        uint64_t* o = out + r * w;
+        for (int64_t j = 0; j < w; ++j) o[j] = 0;
+        for (int64_t e = 0; e < c; ++e)
+            if (xr[e] >= 0.0f) o[e / 64] |= uint64_t{1} << (e % 64);
+    }
+}
+
+void unpack_rows_scalar(const uint64_t* p, int64_t r0, int64_t r1, int64_t c, int8_t* out) {
+    const int64_t w = n_words(c);
+    for (int64_t r = r0; r < r1; ++r)
+        for (int64_t e = 0; e < c; ++e)
+            out[r * c + e] = ((p[r * w + e / 64] >> (e % 64)) & 1u) ? int8_t{1} : int8_t{-1};
+}
+
+#if BINGNN_X86
+// ---- AVX2: 8 floats -> 8 bits with a compare and movemask.
+BINGNN_AVX2 void pack_rows_avx2(const float* x, int64_t r0, int64_t r1, int64_t c,
+                                uint64_t* out) {
+    const int64_t w = n_words(c);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * c;
+        uint64_t* o = out + r * w;
+        for (int64_t j = 0; j < w; ++j) {
+            const int64_t base = j * 64, cnt = std::min<int64_t>(64, c - base);
+            uint64_t word = 0;
+            int64_t e = 0;
+            for (; e + 8 <= cnt; e += 8) {
+                const __m256 v = _mm256_loadu_ps(xr + base + e);
+                const auto bits = static_cast<uint64_t>(
+                    _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ)));
+                word |= bits << e;
+            }
+            for (; e < cnt; ++e)
+                if (xr[base + e] >= 0.0f) word |= uint64_t{1} << e;
+            o[j] = word;
+        }
+    }
+}
+
+// ---- AVX-512: 16 floats -> 16 bits per compare; byte masks -> +-1 bytes for unpacking.
+BINGNN_AVX512 void pack_rows_avx512(const float* x, int64_t r0, int64_t r1, int64_t c,
+                                    uint64_t* out) {
+    const int64_t w = n_words(c);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * c;
+        uint64_t* o = out + r * w;
+        for (int64_t j = 0; j < w; ++j) {
+            const int64_t base = j * 64, cnt = std::min<int64_t>(64, c - base);
+            uint64_t word = 0;
+            for (int64_t e = 0; e < cnt; e += 16) {
+                const int64_t left = cnt - e;
+                const __mmask16 lm =
+                    left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+                const __m512 v = _mm512_maskz_loadu_ps(lm, xr + base + e);
+                // Masked-off lanes are excluded from the compare, so padding bits stay 0.
+                const __mmask16 m = _mm512_mask_cmp_ps_mask(lm, v, zero, _CMP_GE_OQ);
+                word |= static_cast<uint64_t>(m) << e;
+            }
+            o[j] = word;
+        }
+    }
+}
+
+BINGNN_AVX512 void unpack_rows_avx512(const uint64_t* p, int64_t r0, int64_t r1, int64_t c,
+                                      int8_t* out) {
+    const int64_t w = n_words(c);
+    const __m512i plus = _mm512_set1_epi8(1), minus = _mm512_set1_epi8(-1);
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t j = 0; j < w; ++j) {
+            const int64_t base = j * 64, cnt = std::min<int64_t>(64, c - base);
+            const __mmask64 store = cnt >= 64 ? ~__mmask64(0) : ((__mmask64(1) << cnt) - 1);
+            const __m512i v = _mm512_mask_blend_epi8(p[r * w + j], minus, plus);
+            _mm512_mask_storeu_epi8(out + r * c + base, store, v);
+        }
+    }
+}
+#endif
+
+}  // namespace
+
+void pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads) {
+    if (n_words(c) == 0) return;
+    const int64_t grain = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, c));
+    const Level level = active_level();
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+#if BINGNN_X86
+        if (level == Level::Avx512) return pack_rows_avx512(x, r0, r1, c, out);
+        if (level == Level::Avx2) return pack_rows_avx2(x, r0, r1, c, out);
+#endif
+        (void)level;
+        pack_rows_scalar(x, r0, r1, c, out);
+    });
+}
+
+void unpack_signs(const uint64_t* packed, int64_t rows, int64_t c, int8_t* out,
+                  int num_threads) {
+    if (c == 0) return;
+    const int64_t grain = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, c));
+    const Level level = active_level();
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+#if BINGNN_X86
+        // AVX2 has no mask-to-bytes instruction worth the detour: it uses the scalar loop.
+        if (level == Level::Avx512) return unpack_rows_avx512(packed, r0, r1, c, out);
+#endif
+        (void)level;
+        unpack_rows_scalar(packed, r0, r1, c, out);
+    });
+}
+
+}  // namespace bingnn
