@@ -135,12 +135,15 @@ def test_first_points(n, k):
         np.testing.assert_array_equal(first_points(x, k), x[:, :k])
 
 
-@pytest.mark.parametrize("bad,exc", [
-    (np.zeros((5, 2), np.float32), ValueError),
-    (np.zeros(3, np.float32), ValueError),
-    (np.zeros((5, 3), np.int64), TypeError),
-    ([[0.0, 0.0, 0.0]], TypeError),
-])
+@pytest.mark.parametrize(
+    "bad,exc",
+    [
+        (np.zeros((5, 2), np.float32), ValueError),
+        (np.zeros(3, np.float32), ValueError),
+        (np.zeros((5, 3), np.int64), TypeError),
+        ([[0.0, 0.0, 0.0]], TypeError),
+    ],
+)
 def test_bad_inputs(bad, exc):
     with pytest.raises(exc):
         augment_point_cloud(bad, np.random.default_rng(0))

@@ -81,18 +81,25 @@ def test_loader_independent_of_worker_count():
         assert torch.equal(p0, p1) and torch.equal(l0, l1)
 
 
-@pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(points=np.zeros((2, 5, 2))), ValueError, r"\(M, P, 3\)"),
-    (dict(labels=np.zeros(3, int)), ValueError, "labels must have shape"),
-    (dict(labels=np.array([0, 7])), ValueError, "3 class names"),
-    (dict(labels=np.array([0.0, 1.0])), TypeError, "integers"),
-    (dict(num_points=6), ValueError, "only 5"),
-    (dict(points=np.full((2, 5, 3), np.nan)), ValueError, "NaN"),
-    (dict(points=np.zeros((0, 5, 3)), labels=np.zeros(0, int)), ValueError, "empty"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(points=np.zeros((2, 5, 2))), ValueError, r"\(M, P, 3\)"),
+        (dict(labels=np.zeros(3, int)), ValueError, "labels must have shape"),
+        (dict(labels=np.array([0, 7])), ValueError, "3 class names"),
+        (dict(labels=np.array([0.0, 1.0])), TypeError, "integers"),
+        (dict(num_points=6), ValueError, "only 5"),
+        (dict(points=np.full((2, 5, 3), np.nan)), ValueError, "NaN"),
+        (dict(points=np.zeros((0, 5, 3)), labels=np.zeros(0, int)), ValueError, "empty"),
+    ],
+)
 def test_bad_construction(kwargs, exc, match):
-    args = dict(points=np.zeros((2, 5, 3)), labels=np.array([0, 1]), class_names=["a", "b", "c"],
-                num_points=5)
+    args = dict(
+        points=np.zeros((2, 5, 3)),
+        labels=np.array([0, 1]),
+        class_names=["a", "b", "c"],
+        num_points=5,
+    )
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         PointCloudDataset(**args)
@@ -144,11 +151,14 @@ def test_get_dataset_modelnet40_missing(tmp_path):
         get_dataset("modelnet40", "train", root=tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(name="shapenet"), "unknown dataset"),
-    (dict(name="synthetic", split="val"), "split"),
-    (dict(name="synthetic", num_samples=0), "num_samples"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="shapenet"), "unknown dataset"),
+        (dict(name="synthetic", split="val"), "split"),
+        (dict(name="synthetic", num_samples=0), "num_samples"),
+    ],
+)
 def test_get_dataset_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         get_dataset(**kwargs)

@@ -28,9 +28,14 @@ def test_class_only_in_pred_is_not_averaged():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.integers(1, 7).flatmap(
-    lambda c: st.tuples(st.just(c), st.lists(st.tuples(st.integers(0, c - 1),
-                                                       st.integers(0, c - 1)), min_size=1))))
+@given(
+    st.integers(1, 7).flatmap(
+        lambda c: st.tuples(
+            st.just(c),
+            st.lists(st.tuples(st.integers(0, c - 1), st.integers(0, c - 1)), min_size=1),
+        )
+    )
+)
 def test_against_loops(case):
     c, pairs = case
     pred = np.array([p for p, _ in pairs])
@@ -41,8 +46,11 @@ def test_against_loops(case):
     np.testing.assert_array_equal(confusion_matrix(pred, target, c), cm)
     hits = sum(p == t for p, t in pairs)
     assert overall_accuracy(pred, target) == pytest.approx(hits / len(pairs))
-    recalls = [sum(1 for p, t in pairs if t == k and p == k) / sum(1 for _, t in pairs if t == k)
-               for k in range(c) if any(t == k for _, t in pairs)]
+    recalls = [
+        sum(1 for p, t in pairs if t == k and p == k) / sum(1 for _, t in pairs if t == k)
+        for k in range(c)
+        if any(t == k for _, t in pairs)
+    ]
     assert mean_class_accuracy(pred, target, c) == pytest.approx(sum(recalls) / len(recalls))
     assert confusion_matrix(pred, target, c).sum() == len(pairs)
 
@@ -52,12 +60,15 @@ def test_torch_tensors_accepted():
     assert overall_accuracy(torch.tensor([1, 2]), torch.tensor([1, 1])) == 0.5
 
 
-@pytest.mark.parametrize("pred,target,exc,match", [
-    ([0, 1], [0], ValueError, "lengths differ"),
-    ([], [], ValueError, "empty"),
-    (np.zeros((2, 3)), [0, 1], ValueError, "argmax"),
-    ([0.5, 1.0], [0, 1], TypeError, "integer"),
-])
+@pytest.mark.parametrize(
+    "pred,target,exc,match",
+    [
+        ([0, 1], [0], ValueError, "lengths differ"),
+        ([], [], ValueError, "empty"),
+        (np.zeros((2, 3)), [0, 1], ValueError, "argmax"),
+        ([0.5, 1.0], [0, 1], TypeError, "integer"),
+    ],
+)
 def test_bad_inputs(pred, target, exc, match):
     with pytest.raises(exc, match=match):
         overall_accuracy(pred, target)

@@ -87,15 +87,24 @@ def test_bad_split(tmp_path):
         load_modelnet40(tmp_path, "val")
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda f: f.__delitem__("label"), "'data' and 'label'"),
-    (lambda f: (f.__delitem__("label"), f.__setitem__("label", np.zeros((2, 1), "u1"))),
-     "5 clouds but 2 labels"),
-    (lambda f: (f.__delitem__("label"), f.__setitem__("label", np.full((5, 1), 9, "u1"))),
-     "labels outside"),
-    (lambda f: (f.__delitem__("data"), f.__setitem__("data", np.zeros((5, 32, 2), "f4"))),
-     r"expected \(M, N, 3\)"),
-])
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda f: f.__delitem__("label"), "'data' and 'label'"),
+        (
+            lambda f: (f.__delitem__("label"), f.__setitem__("label", np.zeros((2, 1), "u1"))),
+            "5 clouds but 2 labels",
+        ),
+        (
+            lambda f: (f.__delitem__("label"), f.__setitem__("label", np.full((5, 1), 9, "u1"))),
+            "labels outside",
+        ),
+        (
+            lambda f: (f.__delitem__("data"), f.__setitem__("data", np.zeros((5, 32, 2), "f4"))),
+            r"expected \(M, N, 3\)",
+        ),
+    ],
+)
 def test_corrupt_file_contents(tmp_path, mutate, match):
     write_release(tmp_path)
     with h5py.File(tmp_path / FOLDER_NAME / "ply_data_train0.h5", "a") as f:

@@ -84,23 +84,37 @@ def test_ply_ascii_with_extra_properties_and_faces(tmp_path):
     a = cloud(5).astype(np.float64)
     body = "".join(f"{r} {x} {y} {z} 0.5\n" for (x, y, z), r in zip(a, range(5), strict=True))
     body += "3 0 1 2\n3 1 2 3\n"
-    hdr = ply_header("ascii", 5, ["int id", "double x", "double y", "double z", "float nx"],
-                     "element face 2\nproperty list uchar int vertex_indices")
+    hdr = ply_header(
+        "ascii",
+        5,
+        ["int id", "double x", "double y", "double z", "float nx"],
+        "element face 2\nproperty list uchar int vertex_indices",
+    )
     (tmp_path / "a.ply").write_bytes(hdr + body.encode())
     (g,) = read_point_clouds(tmp_path / "a.ply")
     np.testing.assert_allclose(g, a.astype(np.float32))
 
 
 @pytest.mark.parametrize("endian,fmt", [("<", "binary_little_endian"), (">", "binary_big_endian")])
-@pytest.mark.parametrize("ctype,np_type", [("float", "f4"), ("double", "f8"), ("int", "i4"),
-                                           ("short", "i2"), ("float32", "f4")])
+@pytest.mark.parametrize(
+    "ctype,np_type",
+    [("float", "f4"), ("double", "f8"), ("int", "i4"), ("short", "i2"), ("float32", "f4")],
+)
 def test_ply_binary_round_trip(tmp_path, endian, fmt, ctype, np_type):
     n = 23
     vals = (RNG.uniform(-50, 50, size=(n, 3))).astype(np_type)
     colour = RNG.integers(0, 255, size=(n, 3)).astype("u1")
     # Properties deliberately out of order (z before x) and interleaved with colours.
-    dt = np.dtype([("red", "u1"), ("z", endian + np_type), ("x", endian + np_type),
-                   ("green", "u1"), ("y", endian + np_type), ("blue", "u1")])
+    dt = np.dtype(
+        [
+            ("red", "u1"),
+            ("z", endian + np_type),
+            ("x", endian + np_type),
+            ("green", "u1"),
+            ("y", endian + np_type),
+            ("blue", "u1"),
+        ]
+    )
     rec = np.empty(n, dt)
     rec["x"], rec["y"], rec["z"] = vals[:, 0], vals[:, 1], vals[:, 2]
     rec["red"], rec["green"], rec["blue"] = colour.T
@@ -115,12 +129,18 @@ def test_ply_binary_round_trip(tmp_path, endian, fmt, ctype, np_type):
 def test_ply_binary_vertex_after_list_element(tmp_path):
     # An element with a list property before the vertices: has to be walked item by item.
     a = cloud(4)
-    hdr = ("ply\nformat binary_little_endian 1.0\nelement meta 2\n"
-           "property list uchar short vals\nproperty float w\n"
-           "element vertex 4\nproperty float x\nproperty float y\nproperty float z\nend_header\n")
-    meta = (np.array([2], "u1").tobytes() + np.array([7, 8], "<i2").tobytes()
-            + np.array([1.5], "<f4").tobytes() + np.array([0], "u1").tobytes()
-            + np.array([2.5], "<f4").tobytes())
+    hdr = (
+        "ply\nformat binary_little_endian 1.0\nelement meta 2\n"
+        "property list uchar short vals\nproperty float w\n"
+        "element vertex 4\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    )
+    meta = (
+        np.array([2], "u1").tobytes()
+        + np.array([7, 8], "<i2").tobytes()
+        + np.array([1.5], "<f4").tobytes()
+        + np.array([0], "u1").tobytes()
+        + np.array([2.5], "<f4").tobytes()
+    )
     (tmp_path / "c.ply").write_bytes(hdr.encode() + meta + a.astype("<f4").tobytes())
     (g,) = read_point_clouds(tmp_path / "c.ply")
     np.testing.assert_array_equal(g, a)
@@ -145,15 +165,21 @@ def test_ply_ascii_wrong_value_count(tmp_path):
     expect_error(tmp_path / "t.ply", "malformed")
 
 
-@pytest.mark.parametrize("raw,match", [
-    (b"not a ply\n", "not a PLY"),
-    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n0\n", "lacks"),
-    (b"ply\nformat ascii 1.0\nelement face 0\nend_header\n", "no 'vertex'"),
-    (b"ply\nformat utf8 1.0\nelement vertex 0\nend_header\n", "format"),
-    (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float128 x\nend_header\n", "header"),
-    (b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
-     b"property float z\nend_header\n", "empty"),
-])
+@pytest.mark.parametrize(
+    "raw,match",
+    [
+        (b"not a ply\n", "not a PLY"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n0\n", "lacks"),
+        (b"ply\nformat ascii 1.0\nelement face 0\nend_header\n", "no 'vertex'"),
+        (b"ply\nformat utf8 1.0\nelement vertex 0\nend_header\n", "format"),
+        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float128 x\nend_header\n", "header"),
+        (
+            b"ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n",
+            "empty",
+        ),
+    ],
+)
 def test_ply_bad_headers(tmp_path, raw, match):
     (tmp_path / "bad.ply").write_bytes(raw)
     expect_error(tmp_path / "bad.ply", match)
@@ -184,15 +210,18 @@ def test_off_extra_columns_and_blank_lines(tmp_path):
     np.testing.assert_array_equal(g, np.array([[0.5, 1, 2], [3, 4, 5.25]], np.float32))
 
 
-@pytest.mark.parametrize("text,match", [
-    ("PLY\n1 0 0\n0 0 0\n", "not an OFF"),
-    ("OFF\n", "no vertex/face counts"),
-    ("OFF\nthree 0 0\n", "counts"),
-    ("OFF\n3 0 0\n0 0 0\n1 1 1\n", "truncated"),
-    ("OFF\n2 0 0\n0 0 0\n1 1\n", "malformed"),
-    ("OFF\n0 0 0\n", "empty"),
-    ("OFF\n1 0 0\nnan 0 0\n", "NaN"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("PLY\n1 0 0\n0 0 0\n", "not an OFF"),
+        ("OFF\n", "no vertex/face counts"),
+        ("OFF\nthree 0 0\n", "counts"),
+        ("OFF\n3 0 0\n0 0 0\n1 1 1\n", "truncated"),
+        ("OFF\n2 0 0\n0 0 0\n1 1\n", "malformed"),
+        ("OFF\n0 0 0\n", "empty"),
+        ("OFF\n1 0 0\nnan 0 0\n", "NaN"),
+    ],
+)
 def test_off_malformed(tmp_path, text, match):
     (tmp_path / "m.off").write_text(text)
     expect_error(tmp_path / "m.off", match)
@@ -201,17 +230,20 @@ def test_off_malformed(tmp_path, text, match):
 # ---- shape / value errors common to all formats --------------------------------------------
 
 
-@pytest.mark.parametrize("arr,match", [
-    (np.zeros((5, 2)), r"expected \(N, 3\)"),
-    (np.zeros((2, 5, 4)), r"expected \(N, 3\)"),
-    (np.zeros(5), r"expected \(N, 3\) or \(B, N, 3\)"),
-    (np.zeros((0, 3)), "empty"),
-    (np.zeros((2, 0, 3)), "empty"),
-    (np.zeros((0, 4, 3)), "0 clouds"),
-    (np.array([[0, 0, np.inf]]), "NaN/inf"),
-    (np.array([[0, 0, 1e300]]), "NaN/inf"),
-    (np.array([[1 + 1j, 0, 0]]), "non-real"),
-])
+@pytest.mark.parametrize(
+    "arr,match",
+    [
+        (np.zeros((5, 2)), r"expected \(N, 3\)"),
+        (np.zeros((2, 5, 4)), r"expected \(N, 3\)"),
+        (np.zeros(5), r"expected \(N, 3\) or \(B, N, 3\)"),
+        (np.zeros((0, 3)), "empty"),
+        (np.zeros((2, 0, 3)), "empty"),
+        (np.zeros((0, 4, 3)), "0 clouds"),
+        (np.array([[0, 0, np.inf]]), "NaN/inf"),
+        (np.array([[0, 0, 1e300]]), "NaN/inf"),
+        (np.array([[1 + 1j, 0, 0]]), "non-real"),
+    ],
+)
 def test_npy_bad_arrays(tmp_path, arr, match):
     np.save(tmp_path / "x.npy", arr)
     expect_error(tmp_path / "x.npy", match)

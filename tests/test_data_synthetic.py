@@ -75,8 +75,9 @@ def test_random_pose():
 
 def test_random_rotations_are_uniform_rotations():
     r = random_rotations(np.random.default_rng(0), 4000)
-    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-12
+    )
     np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-12)
     # Haar measure: E[R] = 0 and E[R_ij^2] = 1/3.
     np.testing.assert_allclose(r.mean(0), 0, atol=0.05)
@@ -102,8 +103,9 @@ def test_cube_surface():
     c = raw("cube")
     np.testing.assert_allclose(np.abs(c).max(axis=-1), 1.0)
     # Six faces equally likely.
-    face = np.argmax(np.abs(c), -1) * 2 + (np.take_along_axis(
-        c, np.argmax(np.abs(c), -1)[..., None], -1)[..., 0] < 0)
+    face = np.argmax(np.abs(c), -1) * 2 + (
+        np.take_along_axis(c, np.argmax(np.abs(c), -1)[..., None], -1)[..., 0] < 0
+    )
     frac = np.bincount(face.ravel(), minlength=6) / face.size
     np.testing.assert_allclose(frac, 1 / 6, atol=0.02)
 
@@ -122,12 +124,14 @@ def test_cylinder_surface_area_weighted():
 def _apex_height(z, d):
     """Least-squares h of z = h (1 - d) (lateral surface of a cone/pyramid), per cloud."""
     w = 1 - d
-    return ((z * w).sum(1, keepdims=True) / (w * w).sum(1, keepdims=True))
+    return (z * w).sum(1, keepdims=True) / (w * w).sum(1, keepdims=True)
 
 
 def test_cone_and_pyramid_surfaces():
-    for name, dist in (("cone", lambda q: np.linalg.norm(q[..., :2], axis=-1)),
-                       ("pyramid", lambda q: np.abs(q[..., :2]).max(axis=-1))):
+    for name, dist in (
+        ("cone", lambda q: np.linalg.norm(q[..., :2], axis=-1)),
+        ("pyramid", lambda q: np.abs(q[..., :2]).max(axis=-1)),
+    ):
         k = raw(name)
         d, z = dist(k), k[..., 2]
         base = z == 0  # the base is drawn exactly in the plane z = 0
@@ -168,11 +172,13 @@ def test_capsule_and_dumbbell_are_closed_shapes():
 def test_learnable_by_a_trivial_feature():
     """Rotation-invariant radial histograms + inertia spectrum, nearest centroid: far above
     chance (1/12), yet far from perfect (the task is not trivial)."""
+
     def feats(x):
         r = np.linalg.norm(x, axis=-1)
         h = np.stack([np.histogram(ri, bins=12, range=(0, 1))[0] for ri in r]) / x.shape[1]
         ev = np.linalg.eigvalsh(np.einsum("bni,bnj->bij", x, x) / x.shape[1])
         return np.concatenate([h, ev], 1)
+
     x, y = make_synthetic_shapes(40 * C, 256, seed=0)
     xt, yt = make_synthetic_shapes(15 * C, 256, seed=0, split="test")
     f, ft = feats(x), feats(xt)
@@ -187,14 +193,17 @@ def test_fast_enough():
     assert time.perf_counter() - t < 10.0
 
 
-@pytest.mark.parametrize("kwargs,exc", [
-    (dict(num_samples=0, num_points=8), ValueError),
-    (dict(num_samples=4, num_points=0), ValueError),
-    (dict(num_samples=4.0, num_points=8), TypeError),
-    (dict(num_samples=4, num_points=8, split="valid"), ValueError),
-    (dict(num_samples=4, num_points=8, noise_std=-1.0), ValueError),
-    (dict(num_samples=4, num_points=8, scale_range=(1.0, 0.5)), ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc",
+    [
+        (dict(num_samples=0, num_points=8), ValueError),
+        (dict(num_samples=4, num_points=0), ValueError),
+        (dict(num_samples=4.0, num_points=8), TypeError),
+        (dict(num_samples=4, num_points=8, split="valid"), ValueError),
+        (dict(num_samples=4, num_points=8, noise_std=-1.0), ValueError),
+        (dict(num_samples=4, num_points=8, scale_range=(1.0, 0.5)), ValueError),
+    ],
+)
 def test_bad_arguments(kwargs, exc):
     with pytest.raises(exc):
         make_synthetic_shapes(**kwargs)

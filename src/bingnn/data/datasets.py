@@ -106,12 +106,16 @@ class PointCloudDataset(Dataset):
         if self.augment:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
             pts = augment_point_cloud(pts, rng)
-        return (torch.from_numpy(np.array(pts, dtype=np.float32)),
-                torch.tensor(self.labels[index], dtype=torch.int64))
+        return (
+            torch.from_numpy(np.array(pts, dtype=np.float32)),
+            torch.tensor(self.labels[index], dtype=torch.int64),
+        )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({len(self)} clouds, {self.num_points} points, "
-                f"{self.num_classes} classes, augment={self.augment})")
+        return (
+            f"{type(self).__name__}({len(self)} clouds, {self.num_points} points, "
+            f"{self.num_classes} classes, augment={self.augment})"
+        )
 
 
 def get_dataset(
@@ -158,4 +162,3 @@ def get_dataset(
         if num_samples is not None:
             points, labels = points[:num_samples], labels[:num_samples]
     return PointCloudDataset(points, labels, names, num_points, augment=augment, seed=seed)
-

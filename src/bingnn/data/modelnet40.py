@@ -67,8 +67,11 @@ def find_modelnet40(root: str | os.PathLike) -> Path:
     )
     if not folder.is_dir():
         raise FileNotFoundError(f"ModelNet40 not found: no folder {folder}; {hint}")
-    missing = [n for n in ("shape_names.txt", "train_files.txt", "test_files.txt")
-               if not (folder / n).is_file()]
+    missing = [
+        n
+        for n in ("shape_names.txt", "train_files.txt", "test_files.txt")
+        if not (folder / n).is_file()
+    ]
     for split in _SPLITS:
         if (folder / f"{split}_files.txt").is_file():
             missing += [f.name for f in _split_files(folder, split) if not f.is_file()]
@@ -82,8 +85,9 @@ def find_modelnet40(root: str | os.PathLike) -> Path:
 def _split_files(folder: Path, split: str) -> list[Path]:
     lines = (folder / f"{split}_files.txt").read_text().splitlines()
     # Entries are paths in someone else's tree; keep the file name only.
-    return [folder / PurePosixPath(ln.strip().replace("\\", "/")).name
-            for ln in lines if ln.strip()]
+    return [
+        folder / PurePosixPath(ln.strip().replace("\\", "/")).name for ln in lines if ln.strip()
+    ]
 
 
 def load_modelnet40(
@@ -130,8 +134,9 @@ def load_modelnet40(
         if label.shape[0] != data.shape[0]:
             raise ValueError(f"{f}: {data.shape[0]} clouds but {label.shape[0]} labels")
         if pts and data.shape[1] != pts[0].shape[1]:
-            raise ValueError(f"{f}: {data.shape[1]} points per cloud, other files have "
-                             f"{pts[0].shape[1]}")
+            raise ValueError(
+                f"{f}: {data.shape[1]} points per cloud, other files have {pts[0].shape[1]}"
+            )
         if label.min() < 0 or label.max() >= len(names):
             raise ValueError(f"{f}: labels outside [0, {len(names)}) of shape_names.txt")
         pts.append(data.astype(np.float32, copy=False))
@@ -150,8 +155,13 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = resp.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=dest.name, disable=not progress) as bar:
+            with tqdm(
+                total=int(total) if total else None,
+                unit="B",
+                unit_scale=True,
+                desc=dest.name,
+                disable=not progress,
+            ) as bar:
                 while chunk := resp.read(1 << 20):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -172,8 +182,11 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
         name = info.filename.replace("\\", "/")
         target = (base / name).resolve()
         mode = info.external_attr >> 16
-        if (name.startswith("/") or ":" in name.split("/")[0]
-                or (target != base and base not in target.parents)):
+        if (
+            name.startswith("/")
+            or ":" in name.split("/")[0]
+            or (target != base and base not in target.parents)
+        ):
             raise ValueError(f"refusing to extract {info.filename!r}: path leaves {dest}")
         if (mode & 0o170000) == 0o120000:
             raise ValueError(f"refusing to extract {info.filename!r}: symbolic link")

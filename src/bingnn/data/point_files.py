@@ -219,8 +219,9 @@ def _read_ply(p: Path) -> np.ndarray:
         raise ValueError(f"{p}: PLY vertex element lacks properties {missing}")
     if fmt == "ascii":
         return _read_ply_ascii(raw[start:], elements, vertex, p)
-    return _read_ply_binary(raw, start, "<" if fmt == "binary_little_endian" else ">",
-                            elements, vertex, p)
+    return _read_ply_binary(
+        raw, start, "<" if fmt == "binary_little_endian" else ">", elements, vertex, p
+    )
 
 
 def _read_ply_ascii(body: bytes, elements, vertex: _PlyElement, p: Path) -> np.ndarray:

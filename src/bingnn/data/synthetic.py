@@ -169,9 +169,7 @@ def _pyramid(rng, n, p):
     side_area = np.sqrt(h**2 + 1)  # each triangle: base 2, slant height sqrt(h^2 + 1)
     areas = np.concatenate([np.full((n, 1), 4.0)] + [side_area] * 4, 1)
     idx = _pick(rng, areas, p)
-    base = np.concatenate(
-        [rng.uniform(-1, 1, size=(n, p, 2)), np.zeros((n, p, 1))], -1
-    )
+    base = np.concatenate([rng.uniform(-1, 1, size=(n, p, 2)), np.zeros((n, p, 1))], -1)
     apex = np.concatenate([np.zeros((n, 2)), h], 1)[:, None, :]
     corners = np.array([[1, 1, 0], [-1, 1, 0], [-1, -1, 0], [1, -1, 0]], float)
     sides = [
@@ -214,9 +212,7 @@ def _dumbbell(rng, n, p):
     d = _param(rng, n, 1.2, 1.7)  # ball centre distance from the origin
     rb = 0.12  # bar radius
     bar_half = d - rs
-    areas = np.concatenate(
-        [4 * np.pi * rs**2, 4 * np.pi * rs**2, 2 * np.pi * rb * 2 * bar_half], 1
-    )
+    areas = np.concatenate([4 * np.pi * rs**2, 4 * np.pi * rs**2, 2 * np.pi * rb * 2 * bar_half], 1)
     idx = _pick(rng, areas, p)
     zero = np.zeros_like(d)
     b1 = rs[..., None] * _unit_sphere(rng, n, p) + np.stack([zero, zero, d], -1)
