@@ -1,0 +1,72 @@
+"""Backend selection: the native kernels when the extension provides them, numpy otherwise.
+
+Every function here has the same meaning on both backends (the reference in
+:mod:`bingnn.engine.reference` defines it); ``native=False`` forces the reference, which the
+parity tests use to check the two against each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bingnn.engine import reference as ref
+
+try:  # the extension may be missing (source checkout without a build) or older
+    from bingnn import _native
+    from bingnn.engine import kernels as K
+except ImportError:  # pragma: no cover - exercised only without a built extension
+    _native = None
+    K = None
+
+T_HI_OFF = int(np.iinfo(np.int32).max)
+T_LO_OFF = int(np.iinfo(np.int32).min)
+
+
+def has(name: str) -> bool:
+    """Whether the native extension provides kernel ``name``."""
+    return _native is not None and hasattr(_native, name)
+
+
+def threads(num_threads: int | None) -> int | None:
+    return None if num_threads is None or num_threads <= 0 else int(num_threads)
+
+
+def pack(bits: np.ndarray) -> np.ndarray:
+    """Booleans (``True`` = +1) -> packed ``uint64`` along the last axis."""
+    return ref.pack_bits(bits)
+
+
+def binary_gemm(a: np.ndarray, b: np.ndarray, n_bits: int, native: bool,
+                num_threads: int | None) -> np.ndarray:
+    if native and has("binary_gemm"):
+        return K.binary_gemm(a, b, n_bits, num_threads=threads(num_threads))
+    return ref.binary_gemm(a, b, n_bits)
+
+
+def hamming_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) -> np.ndarray:
+    if native and has("hamming_knn"):
+        return K.hamming_knn(x, k, num_threads=threads(num_threads))[0]
+    return ref.hamming_knn(x, k)
+
+
+def l2_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) -> np.ndarray:
+    if native and x.shape[-1] == 3 and has("l2_knn3"):
+        return np.asarray(_native.l2_knn3(np.ascontiguousarray(x, np.float32), int(k),
+                                          int(threads(num_threads) or 0)))
+    return ref.l2_knn(x, k)
+
+
+def xor_edge_conv_knn(x: np.ndarray, k: int, w_rel: np.ndarray, w_self: np.ndarray,
+                      lo: np.ndarray, hi: np.ndarray, p_negate: np.ndarray,
+                      out_negate: np.ndarray, c_in: int, native: bool,
+                      num_threads: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A binary XorEdgeConv layer on packed bits: Hamming k-NN, then
+    ``bit_c(i) = out_negate_c XOR OR_j p_c(y_ijc)``. Returns ``(bits, idx)``."""
+    # With a non-negated predicate, OR_j p(y_j) = (max_j y >= hi) or (min_j y <= lo): the
+    # fused max/min kernel applies. A negated (interval) predicate needs every y_ij.
+    if native and not p_negate.any() and has("xor_edge_conv_knn"):
+        out, idx = K.xor_edge_conv_knn(x, k, w_rel, w_self, hi, lo, out_negate, c_in=c_in,
+                                       return_idx=True, num_threads=threads(num_threads))
+        return out, idx
+    idx = hamming_knn(x, k, native, num_threads)
+    return ref.xor_edge_conv(x, idx, w_rel, w_self, lo, hi, p_negate, out_negate, c_in), idx

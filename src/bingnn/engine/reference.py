@@ -1,0 +1,129 @@
+r"""Pure-numpy reference implementations of every engine step (no native code, no PyTorch).
+
+They define what the native kernels must compute and serve as the fallback when a kernel is not
+available. They favour clarity over speed. Bit layout: as in :mod:`bingnn.engine.kernels`
+(element ``c`` -> bit ``c % 64`` of word ``c // 64``, a set bit is ``+1``, padding bits 0).
+
+Threshold predicates. A per-channel predicate on a value ``v`` (an integer pre-activation or a
+real number) is stored as three arrays ``lo``, ``hi``, ``negate``:
+
+.. math:: p_c(v) = \mathrm{negate}_c \oplus (v \ge \mathrm{hi}_c \ \lor\ v \le \mathrm{lo}_c)
+
+which expresses every set of the form :math:`(-\infty, lo] \cup [hi, \infty)` and, negated,
+every interval: all the sets :math:`\{v : \mathrm{sign}(f(v)) = +1\}` for ``f`` a composition
+of rescale, PReLU and BatchNorm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+WORD_BITS = 64
+
+
+def n_words(n_bits: int) -> int:
+    """``ceil(n_bits / 64)``."""
+    return (int(n_bits) + WORD_BITS - 1) // WORD_BITS
+
+
+def pack_bits(bits: np.ndarray) -> np.ndarray:
+    """Pack booleans (``True`` = +1) along the last axis: ``(..., C)`` -> ``(..., W)`` uint64."""
+    bits = np.asarray(bits, dtype=bool)
+    lead, c = bits.shape[:-1], bits.shape[-1]
+    w = n_words(c)
+    padded = np.zeros((*lead, w * WORD_BITS), dtype=bool)
+    padded[..., :c] = bits
+    as_bytes = np.packbits(padded, axis=-1, bitorder="little")
+    return np.ascontiguousarray(as_bytes).view("<u8").astype(np.uint64, copy=False)
+
+
+def unpack_bits(packed: np.ndarray, n_bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_bits`: ``(..., W)`` uint64 -> ``(..., n_bits)`` bool."""
+    packed = np.ascontiguousarray(packed, dtype=np.uint64)
+    as_bytes = packed.astype("<u8", copy=False).view(np.uint8)
+    return np.unpackbits(as_bytes, axis=-1, bitorder="little")[..., :n_bits].astype(bool)
+
+
+def binary_gemm(a: np.ndarray, b: np.ndarray, n_bits: int) -> np.ndarray:
+    r""":math:`Y_{ij} = C - 2\,\mathrm{popcount}(a_i \oplus b_j)`; ``a (M, W)``, ``b (N, W)`` ->
+    ``(M, N)`` int32."""
+    m = a.shape[0]
+    out = np.empty((m, b.shape[0]), dtype=np.int32)
+    step = max(1, 2**22 // max(1, b.shape[0] * b.shape[1]))
+    for s in range(0, m, step):
+        x = a[s : s + step, None, :] ^ b[None, :, :]
+        pc = np.bitwise_count(x).sum(axis=-1, dtype=np.int32)
+        out[s : s + step] = n_bits - 2 * pc
+    return out
+
+
+def _select_k(d: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest entries of each row, ordered by (value, index)."""
+    return np.argsort(d, axis=-1, kind="stable")[..., :k].astype(np.int32)
+
+
+def hamming_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """Hamming k-NN within each set (self included, ties to the smaller index).
+
+    ``x (B, N, W)`` uint64 -> ``(B, N, k)`` int32."""
+    d = np.bitwise_count(x[:, :, None, :] ^ x[:, None, :, :]).sum(axis=-1, dtype=np.int32)
+    return _select_k(d, k)
+
+
+def l2_knn(x: np.ndarray, k: int) -> np.ndarray:
+    r"""Squared-L2 k-NN within each set, computed like ``bingnn.nn.knn`` in float32:
+    :math:`d_{ij} = \max(0, (|x_i|^2 + |x_j|^2) - 2 \langle x_i, x_j \rangle)`, stable ties.
+
+    ``x (B, N, C)`` float32 -> ``(B, N, k)`` int32."""
+    x = np.asarray(x, dtype=np.float32)
+    sq = (x * x).sum(-1)
+    d = (sq[:, :, None] + sq[:, None, :]) - np.float32(2.0) * np.matmul(x, x.transpose(0, 2, 1))
+    np.maximum(d, np.float32(0.0), out=d)
+    return _select_k(d, k)
+
+
+def predicate(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, negate: np.ndarray) -> np.ndarray:
+    """Evaluate the per-channel threshold predicate on ``v (..., C)`` -> bool ``(..., C)``."""
+    inside = (v >= hi) | (v <= lo)
+    return inside ^ negate.astype(bool)
+
+
+def gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``x (B, N, ...)``, ``idx (B, N, k)`` -> ``(B, N, k, ...)``."""
+    b = np.arange(x.shape[0])[:, None, None]
+    return x[b, idx]
+
+
+def xor_edge_preact(
+    x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray, c_in: int
+) -> np.ndarray:
+    r"""All binary XorEdgeConv pre-activations
+    :math:`y_{ijc} = \langle [x_j \oplus x_i, x_i], w_c \rangle` (on +-1 values).
+
+    ``x (B, N, W)`` uint64, ``idx (B, N, k)`` -> ``(B, N, k, C_out)`` int32."""
+    b, n, w = x.shape
+    k = idx.shape[-1]
+    rel = gather(x, idx) ^ x[:, :, None, :]
+    y_rel = binary_gemm(rel.reshape(-1, w), w_rel, c_in).reshape(b, n, k, -1)
+    y_self = binary_gemm(x.reshape(-1, w), w_self, c_in).reshape(b, n, 1, -1)
+    return y_rel + y_self
+
+
+def xor_edge_conv(
+    x: np.ndarray,
+    idx: np.ndarray,
+    w_rel: np.ndarray,
+    w_self: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    p_negate: np.ndarray,
+    out_negate: np.ndarray,
+    c_in: int,
+) -> np.ndarray:
+    r"""Binary XorEdgeConv step with a general predicate:
+    :math:`\mathrm{bit}_c(i) = \mathrm{out\_negate}_c \oplus \bigvee_j p_c(y_{ijc})`.
+
+    Returns packed ``(B, N, ceil(C_out / 64))`` uint64."""
+    y = xor_edge_preact(x, idx, w_rel, w_self, c_in)
+    bits = predicate(y, lo, hi, p_negate).any(axis=2) ^ out_negate.astype(bool)
+    return pack_bits(bits)

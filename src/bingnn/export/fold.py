@@ -1,0 +1,362 @@
+r"""Fold a trained stage-3 ``BinDGCNN`` into the engine's arrays (imports PyTorch).
+
+Exactness. Every sign the engine takes is a per-channel threshold predicate
+(:mod:`bingnn.engine.reference`) derived here by *evaluating the model's own modules* in
+float32, never by deriving thresholds with algebra:
+
+* on an integer pre-activation :math:`y \in \{-n, -n+2, \dots, n\}` (a +-1 dot product of
+  ``n`` terms), :math:`\mathrm{sign}(f(y))` is tabulated on every possible ``y``;
+* on a real input ``v`` (xyz layer, BatchNorm before a sign), ``f`` (rescale, PReLU,
+  BatchNorm) is monotone on ``v < 0`` and on ``v >= 0``, so the boundary of
+  :math:`\{v : f(v) \ge 0\}` on each half-line is found by bisection over the ordered float32
+  values, again by evaluating ``f``; the result is exact for :math:`|v| \le 2^{64}`.
+
+The resulting set is a union of runs along the line; it is stored as ``(lo, hi, negate)``
+(:math:`p(v) = \mathrm{negate} \oplus (v \ge hi \lor v \le lo)`), which covers every set a
+rescale -> PReLU -> BatchNorm chain can produce (at most three runs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from bingnn.engine import reference as ref
+from bingnn.models.bin_dgcnn import BinDGCNN
+from bingnn.nn.centering import ChannelBatchNorm, NoCenter
+
+__all__ = ["ExportError", "fold_bindgcnn"]
+
+T_HI_OFF = int(np.iinfo(np.int32).max)
+T_LO_OFF = int(np.iinfo(np.int32).min)
+_MAG_MAX = int(np.array(2.0**64, dtype=np.float32).view(np.uint32))  # bits of 2**64
+
+Fn = Callable[[Tensor], Tensor]
+Run = tuple[bool, Any, Any]  # (value, first, last) along the ordered domain
+
+
+class ExportError(ValueError):
+    """The model cannot be run by the engine (unsupported variant, stage or option)."""
+
+
+# ----------------------------------------------------------------------------- predicates
+
+
+def _classify(runs: list[Run], lo_off: Any, hi_off: Any, where: str) -> tuple[Any, Any, int]:
+    """``(lo, hi, negate)`` of the set made of the ``True`` runs."""
+    merged: list[list] = []
+    for value, first, last in runs:
+        if merged and merged[-1][0] == value:
+            merged[-1][2] = last
+        else:
+            merged.append([value, first, last])
+    vals = [m[0] for m in merged]
+    if vals == [True]:
+        return lo_off, hi_off, 1
+    if vals == [False]:
+        return lo_off, hi_off, 0
+    if vals == [True, False]:
+        return merged[0][2], hi_off, 0
+    if vals == [False, True]:
+        return lo_off, merged[1][1], 0
+    if vals == [True, False, True]:
+        return merged[0][2], merged[2][1], 0
+    if vals == [False, True, False]:
+        return merged[0][2], merged[2][1], 1
+    raise ExportError(f"{where}: the sign pattern has {len(vals)} runs, more than a "
+                      "rescale/PReLU/BatchNorm chain can give; the model is not supported")
+
+
+def int_predicate(fn: Fn, n_bits: int, channels: int, invert: Sequence[bool] | None = None,
+                  where: str = "layer") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicate of ``sign(fn(y)) = +1`` (xor ``invert``) for every integer pre-activation
+    ``y = n_bits - 2 p``, ``p = 0..n_bits``, per channel: int32 ``lo, hi`` and uint8 ``negate``."""
+    ys = np.arange(-n_bits, n_bits + 1, 2, dtype=np.int64)
+    t = torch.from_numpy(ys.astype(np.float32))[:, None].expand(-1, channels).contiguous()
+    with torch.no_grad():
+        s = (fn(t) >= 0).numpy()
+    lo = np.empty(channels, np.int32)
+    hi = np.empty(channels, np.int32)
+    neg = np.empty(channels, np.uint8)
+    for c in range(channels):
+        col = s[:, c] ^ bool(invert[c]) if invert is not None else s[:, c]
+        edges = np.flatnonzero(np.diff(col.astype(np.int8))) + 1
+        starts = np.concatenate([[0], edges])
+        ends = np.concatenate([edges - 1, [len(ys) - 1]])
+        runs = [(bool(col[a]), int(ys[a]), int(ys[b])) for a, b in zip(starts, ends, strict=True)]
+        lo[c], hi[c], neg[c] = _classify(runs, T_LO_OFF, T_HI_OFF, f"{where} channel {c}")
+    return lo, hi, neg
+
+
+def _f32(bits: np.ndarray) -> np.ndarray:
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)
+
+
+def float_predicate(fn: Fn, channels: int, invert: Sequence[bool] | None = None,
+                    where: str = "layer") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicate of ``sign(fn(v)) = +1`` (xor ``invert``) for real float32 ``v``, per channel,
+    assuming ``fn`` is monotone on ``v < 0`` and on ``v >= 0``: float32 ``lo, hi``, uint8
+    ``negate`` (``lo = -inf`` / ``hi = +inf`` disable a side)."""
+
+    def sign_at(mag: np.ndarray, negative: bool) -> np.ndarray:
+        v = _f32(mag) * (np.float32(-1.0) if negative else np.float32(1.0))
+        with torch.no_grad():
+            return (fn(torch.from_numpy(v.astype(np.float32))[None, :]) >= 0).numpy()[0]
+
+    pieces = {}
+    for negative, m_small in ((True, 1), (False, 0)):
+        a = np.full(channels, m_small, np.int64)
+        b = np.full(channels, _MAG_MAX, np.int64)
+        s_small, s_big = sign_at(a, negative), sign_at(b, negative)
+        # Bisection for the smallest magnitude whose sign equals the sign at the far end.
+        lo_m, hi_m = a.copy(), b.copy()
+        todo = s_small != s_big
+        while True:
+            active = todo & (hi_m - lo_m > 1)
+            if not active.any():
+                break
+            mid = (lo_m + hi_m) // 2
+            s_mid = sign_at(np.where(active, mid, hi_m), negative)
+            to_hi = active & (s_mid == s_big)
+            hi_m = np.where(to_hi, mid, hi_m)
+            lo_m = np.where(active & ~to_hi, mid, lo_m)
+        pieces[negative] = (s_small, s_big, todo, hi_m)
+
+    lo = np.empty(channels, np.float32)
+    hi = np.empty(channels, np.float32)
+    neg = np.empty(channels, np.uint8)
+    big = float(_f32(np.array(_MAG_MAX)))
+    tiny = float(_f32(np.array(1)))
+    for c in range(channels):
+        runs: list[Run] = []
+        s_small, s_big, todo, m = pieces[True]  # v < 0, in increasing order of v
+        if todo[c]:
+            edge = float(_f32(np.array(m[c])))
+            before = float(_f32(np.array(m[c] - 1)))
+            runs += [(bool(s_big[c]), -big, -edge), (bool(s_small[c]), -before, -tiny)]
+        else:
+            runs.append((bool(s_small[c]), -big, -tiny))
+        s_small, s_big, todo, m = pieces[False]  # v >= 0
+        if todo[c]:
+            edge = float(_f32(np.array(m[c])))
+            before = float(_f32(np.array(m[c] - 1)))
+            runs += [(bool(s_small[c]), 0.0, before), (bool(s_big[c]), edge, big)]
+        else:
+            runs.append((bool(s_small[c]), 0.0, big))
+        if invert is not None and invert[c]:
+            runs = [(not v, a, b) for v, a, b in runs]
+        lo[c], hi[c], neg[c] = _classify(runs, -math.inf, math.inf, f"{where} channel {c}")
+    return lo, hi, neg
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _chain(*mods: nn.Module | None) -> Fn:
+    mods = tuple(m for m in mods if m is not None)
+
+    def f(t: Tensor) -> Tensor:
+        for m in mods:
+            t = m(t)
+        return t
+
+    return f
+
+
+def _signs(w: Tensor) -> np.ndarray:
+    """Sign bits (``w >= 0`` -> +1) of latent weights, packed along the input dimension."""
+    return ref.pack_bits(w.detach().cpu().float().numpy() >= 0)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().cpu().float().numpy())
+
+
+def _bn_affine(bn: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm in eval mode as ``x * scale + shift`` (float32)."""
+    if not isinstance(bn, nn.BatchNorm1d) or bn.running_mean is None:
+        raise ExportError(f"{where}: expected a BatchNorm with running statistics")
+    with torch.no_grad():
+        inv = 1.0 / torch.sqrt(bn.running_var.float() + bn.eps)
+        w = bn.weight.float() if bn.weight is not None else torch.ones_like(inv)
+        b = bn.bias.float() if bn.bias is not None else torch.zeros_like(inv)
+        scale = w * inv
+        shift = b - bn.running_mean.float() * scale
+    return _np(scale), _np(shift)
+
+
+def _rescale_act(block: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel rescale factor and PReLU slope (slope 1 = no PReLU)."""
+    r = block.rescale
+    if r is None:
+        alpha = np.ones(block.linear.out_channels if hasattr(block, "linear") else 0, np.float32)
+    else:
+        if r.point_scale is not None or r.neighbor_scale is not None:
+            raise ExportError(f"{where}: per-point / per-neighbour rescaling is not supported "
+                              "by the engine; train with rescale_points=None, "
+                              "rescale_neighbors=False")
+        alpha = _np(r.channel_scale)
+    slope = _np(block.act.weight) if block.act is not None else np.ones_like(alpha)
+    return alpha, slope
+
+
+def _check_supported(model: nn.Module) -> dict[str, Any]:
+    if not isinstance(model, BinDGCNN):
+        raise ExportError(f"the engine runs BinDGCNN models, got {type(model).__name__}")
+    cfg = dict(model.config)
+    if cfg["stage"] != 3:
+        raise ExportError(f"only fully binary (stage 3) models are supported by the engine, "
+                          f"this one is stage {cfg['stage']}; finish the cascade first")
+    if cfg["variant"] not in ("rf", "bf1", "bf2"):
+        raise ExportError(f"variant {cfg['variant']!r} is not supported by the engine "
+                          "(supported: rf, bf1, bf2)")
+    if cfg.get("rescale_points") or cfg.get("rescale_neighbors"):
+        raise ExportError("per-point / per-neighbour rescaling is not supported by the engine")
+    if cfg.get("last_layer_binary"):
+        raise ExportError("last_layer_binary=True is not supported by the engine")
+    if len(cfg["widths"]) < 1:
+        raise ExportError("the model needs at least one EdgeConv layer")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- folding
+
+
+def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fold ``model`` (eval semantics) into ``(description, arrays)`` for the model file."""
+    cfg = _check_supported(model)
+    variant, widths, e = cfg["variant"], list(cfg["widths"]), cfg["emb_dims"]
+    m0, m1 = cfg["mlp"]
+    ncls = cfg["num_classes"]
+    if class_names is not None:
+        class_names = [str(s) for s in class_names]
+        if len(class_names) != ncls:
+            raise ExportError(f"{len(class_names)} class names given for {ncls} classes")
+    was_training = model.training
+    model.eval()
+    try:
+        arrays = (_fold_bf(model, widths) if variant != "rf" else _fold_rf(model, widths))
+        arrays.update(_fold_head(model, e, m0))
+    finally:
+        model.train(was_training)
+    desc = {
+        "arch": "bindgcnn",
+        "variant": variant,
+        "k": int(cfg["k"]),
+        "num_classes": int(ncls),
+        "class_names": class_names,
+        "widths": widths,
+        "emb_dims": int(e),
+        "mlp": [int(m0), int(m1)],
+        "graph_metric": "l2" if variant == "rf" else "hamming",
+        "input": {"shape": ["B", "N", 3], "dtype": "float32", "min_points": int(cfg["k"])},
+        "source_config": cfg,
+    }
+    return desc, arrays
+
+
+def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    chans = [3, *widths]
+    for li, conv in enumerate(model.convs):
+        where = f"convs[{li}]"
+        if not isinstance(conv.balance, NoCenter):
+            raise ExportError(f"{where}: balance functions are not supported by the engine")
+        if not conv.linear.binary_weights:
+            raise ExportError(f"{where}: weights are not binary")
+        fn = _chain(conv.rescale, conv.act, conv.bn)
+        c_out = conv.out_channels
+        # BF1 takes the max before a BatchNorm: a negative BN scale turns it into a min, so
+        # the output bit is "every neighbour passes" = NOT "some neighbour fails".
+        invert = (_np(conv.bn.weight) < 0) if conv.version == 1 else np.zeros(c_out, bool)
+        w = conv.linear.weight
+        if li == 0:
+            lo, hi, neg = float_predicate(fn, c_out, invert, where)
+            arrays["layer0.weight"] = np.where(_np(w) >= 0, 1.0, -1.0).astype(np.float32)
+            prefix = "layer0."
+        else:
+            lo, hi, neg = int_predicate(fn, 2 * chans[li], c_out, invert, where)
+            arrays[f"layer{li}.w_rel"] = _signs(w[:, : chans[li]])
+            arrays[f"layer{li}.w_self"] = _signs(w[:, chans[li]:])
+            prefix = f"layer{li}."
+        arrays[prefix + "p_lo"], arrays[prefix + "p_hi"], arrays[prefix + "p_negate"] = (
+            lo, hi, neg)
+        arrays[prefix + "out_negate"] = invert.astype(np.uint8)
+    emb = model.embed
+    if not isinstance(emb.center, NoCenter) or not isinstance(model.embed_norm, ChannelBatchNorm):
+        raise ExportError("embed: unexpected layout for a BF model")
+    arrays["embed.weight"] = _signs(emb.linear.weight)
+    arrays["embed.alpha"], arrays["embed.slope"] = _rescale_act(emb, "embed")
+    arrays["embed.bn_scale"], arrays["embed.bn_shift"] = _bn_affine(model.embed_norm, "embed")
+    return arrays
+
+
+def _fold_rf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    chans = [3, *widths]
+    for li, conv in enumerate(model.convs):
+        where = f"convs[{li}]"
+        block = conv.block
+        if not block.linear.binary_weights:
+            raise ExportError(f"{where}: weights are not binary")
+        if not isinstance(block.center, ChannelBatchNorm):
+            raise ExportError(f"{where}: RF blocks must centre with BatchNorm")
+        c_in = chans[li]
+        alpha, slope = _rescale_act(block, where)
+        arrays[f"layer{li}.alpha"], arrays[f"layer{li}.slope"] = alpha, slope
+        if li == 0:
+            # Real xyz inputs: BN(e) . w with e = [x_j - x_i, x_i] is linear in x_j and x_i.
+            scale, shift = _bn_affine(block.center, where)
+            wq = np.where(_np(block.linear.weight) >= 0, 1.0, -1.0).astype(np.float32)
+            a = wq[:, :3] * scale[:3]
+            arrays["layer0.p_weight"] = a.astype(np.float32)
+            arrays["layer0.q_weight"] = (wq[:, 3:] * scale[3:] - a).astype(np.float32)
+            arrays["layer0.bias"] = (wq @ shift.astype(np.float64)).astype(np.float32)
+            continue
+        lo, hi, neg = float_predicate(block.center, 2 * c_in, None, where)
+        arrays[f"layer{li}.rel_lo"], arrays[f"layer{li}.rel_hi"] = lo[:c_in], hi[:c_in]
+        arrays[f"layer{li}.rel_negate"] = neg[:c_in]
+        arrays[f"layer{li}.self_lo"], arrays[f"layer{li}.self_hi"] = lo[c_in:], hi[c_in:]
+        arrays[f"layer{li}.self_negate"] = neg[c_in:]
+        w = block.linear.weight
+        arrays[f"layer{li}.w_rel"] = _signs(w[:, :c_in])
+        arrays[f"layer{li}.w_self"] = _signs(w[:, c_in:])
+    emb = model.embed
+    lo, hi, neg = float_predicate(emb.center, sum(widths), None, "embed")
+    arrays["embed.p_lo"], arrays["embed.p_hi"], arrays["embed.p_negate"] = lo, hi, neg
+    arrays["embed.weight"] = _signs(emb.linear.weight)
+    arrays["embed.alpha"], arrays["embed.slope"] = _rescale_act(emb, "embed")
+    return arrays
+
+
+def _fold_head(model: BinDGCNN, e: int, m0: int) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    fc1, fc2, fc3 = model.fc1, model.fc2, model.fc3
+    if not isinstance(fc1.center, ChannelBatchNorm) or not isinstance(fc2.center,
+                                                                      ChannelBatchNorm):
+        raise ExportError("classifier: fc1/fc2 must centre with BatchNorm")
+    lo, hi, neg = float_predicate(fc1.center, 2 * e, None, "fc1")
+    arrays["fc1.p_lo"], arrays["fc1.p_hi"], arrays["fc1.p_negate"] = lo, hi, neg
+    arrays["fc1.weight"] = _signs(fc1.linear.weight)
+    # fc1's rescale and PReLU, then fc2's BatchNorm and sign: a function of fc1's integer
+    # pre-activation, tabulated exactly.
+    fn = _chain(fc1.rescale, fc1.act, fc2.center)
+    lo, hi, neg = int_predicate(fn, 2 * e, m0, None, "fc2")
+    arrays["fc2.p_lo"], arrays["fc2.p_hi"], arrays["fc2.p_negate"] = lo, hi, neg
+    arrays["fc2.weight"] = _signs(fc2.linear.weight)
+    arrays["fc2.alpha"], arrays["fc2.slope"] = _rescale_act(fc2, "fc2")
+    if not isinstance(fc3.center, ChannelBatchNorm) or fc3.act is not None:
+        raise ExportError("classifier: unexpected layout of fc3")
+    arrays["fc3.bn_scale"], arrays["fc3.bn_shift"] = _bn_affine(fc3.center, "fc3")
+    arrays["fc3.weight"] = _np(fc3.linear.weight)
+    bias = fc3.linear.bias
+    arrays["fc3.bias"] = _np(bias) if bias is not None else np.zeros(
+        fc3.out_channels, np.float32)
+    arrays["fc3.alpha"], _ = _rescale_act(fc3, "fc3")
+    return arrays
