@@ -93,7 +93,15 @@ class MetricsLog:
         """All rows logged so far (numbers parsed), ``[]`` if the file does not exist."""
         return read_metrics(self.path) if self.path.exists() else []
 
-    def _write(self, rows: list[Mapping[str, Any]]) -> None:
+    def rewrite(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the whole file with ``rows`` (atomically)."""
+        for r in rows:
+            extra = set(r) - set(self.fieldnames)
+            if extra:
+                raise ValueError(f"unknown columns {sorted(extra)}; known: {self.fieldnames}")
+        self._write(rows)
+
+    def _write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.fieldnames, lineterminator="\n")
         w.writeheader()

@@ -1,0 +1,1 @@
+"""Versioned cascaded-distillation recipes (TOML), loaded by :mod:`bingnn.distill.recipe`."""
