@@ -130,7 +130,10 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run one stage from its resolved config (see :func:`bingnn.distill.recipe.stage_config`).
 
-    Returns the completion record of :func:`bingnn.train.loop.fit`.
+    With ``teacher_path`` the student is distilled from that model file (KD + LSP as
+    ``cfg["loss"]`` says, starting from the teacher's weights if ``cfg["init_from_teacher"]``);
+    without, it is trained on labels alone. Returns the completion record of
+    :func:`bingnn.train.loop.fit`.
     """
     from bingnn.models import build_model
 
@@ -174,10 +177,14 @@ def run_stage(
     torch.manual_seed(seed)
     model = build_model({**cfg["model"], "num_classes": num_classes})
     teacher = None
-    if cfg["stage"] > 0:
-        if teacher_path is None:
-            raise ValueError(f"stage {cfg['stage']} needs a teacher model file")
+    if teacher_path is not None:
         teacher, _ = load_model_file(teacher_path, device)
+        tc = getattr(teacher, "config", {})
+        if tc.get("num_classes") != num_classes:
+            raise ValueError(
+                f"teacher {teacher_path} predicts {tc.get('num_classes')} classes but the "
+                f"dataset has {num_classes}"
+            )
         if cfg.get("init_from_teacher"):
             model.load_state_dict(teacher.state_dict())
         for p in teacher.parameters():

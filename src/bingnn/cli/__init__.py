@@ -1,0 +1,1 @@
+"""The ``bingnn`` command line: one module per subcommand (see :mod:`bingnn.cli.main`)."""
