@@ -20,10 +20,10 @@ class KnnWorker {
    private:
     int64_t n_, w_, k_, ld_, maxd_;
     Level level_;
+    int64_t last_cut_ = -1;  // previous row's cut-off distance: the next row's first guess
     std::vector<uint16_t> d_;  // kTile distance rows of ld_ entries, padded with 0xFFFF
     std::vector<int32_t> hist_;
-    std::vector<int32_t> cand_idx_;
-    std::vector<uint16_t> cand_d_;
+    std::vector<int32_t> cand_idx_, cand_d_, cand_key_, cand_eq_;  // k + 32 entries (vector slack)
 };
 
 }  // namespace bingnn
