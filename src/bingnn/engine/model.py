@@ -78,9 +78,9 @@ def expected_arrays(model: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ..
         spec["embed.bn_scale"] = (_F32, (e,))
         spec["embed.bn_shift"] = (_F32, (e,))
     else:
-        spec["layer0.p_weight"] = (_F32, (c0, 3))
-        spec["layer0.q_weight"] = (_F32, (c0, 3))
-        spec["layer0.bias"] = (_F32, (c0,))
+        spec["layer0.weight"] = (_F32, (c0, 6))
+        spec["layer0.bn_scale"] = (_F32, (6,))
+        spec["layer0.bn_shift"] = (_F32, (6,))
         spec["layer0.alpha"] = (_F32, (c0,))
         spec["layer0.slope"] = (_F32, (c0,))
         for li in range(1, len(widths)):
@@ -266,21 +266,15 @@ class EngineModel:
         return _ops.l2_knn(x, self.k, self.native, self.num_threads)
 
     def _layer0_bf(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        w = self._a["layer0.weight"]
-        w_rel, w_self = w[:, :3], w[:, 3:]
-        p = x @ w_rel.T
-        q = x @ (w_self - w_rel).T
+        """BF layer 0 on xyz: ``x (B, N, 3)``, ``idx (B, N, k)`` -> packed bits."""
         lo, hi, neg = self._pred("layer0.p_")
         out_neg = self._a["layer0.out_negate"].astype(bool)
-        pj = ref.gather(p, idx)  # (B, N, k, C)
+        y = ref.edge_preact0(x, idx, self._a["layer0.weight"])
         if not neg.any():
-            # OR_j [y_j >= hi or y_j <= lo] = [max_j y >= hi or min_j y <= lo]; adding Q_i
-            # is monotone in float32, so max_j (P_j + Q_i) = max_j P_j + Q_i exactly.
-            ymax = pj.max(axis=2) + q
-            ymin = pj.min(axis=2) + q
-            bits = (ymax >= hi) | (ymin <= lo)
+            # OR_j [y_j >= hi or y_j <= lo] = [max_j y >= hi or min_j y <= lo].
+            bits = (y.max(axis=2) >= hi) | (y.min(axis=2) <= lo)
         else:
-            bits = ref.predicate(pj + q[:, :, None, :], lo, hi, neg).any(axis=2)
+            bits = ref.predicate(y, lo, hi, neg).any(axis=2)
         return _ops.pack(bits ^ out_neg)
 
     def _concat_bits(self, feats: list[np.ndarray]) -> np.ndarray:
@@ -317,7 +311,7 @@ class EngineModel:
                              self.native, self.num_threads)
         h = _act(y, a["embed.alpha"], a["embed.slope"])
         if bn:
-            h = h * a["embed.bn_scale"] + a["embed.bn_shift"]
+            h = ref.fma_affine(h, a["embed.bn_scale"], a["embed.bn_shift"])
         h = h.reshape(b, n, -1)
         # Mean accumulated in float64 then rounded: within float32 rounding of PyTorch's mean.
         mean = h.mean(axis=1, dtype=np.float64).astype(np.float32)
@@ -326,32 +320,39 @@ class EngineModel:
     def _backbone_rf(self, x: np.ndarray, tr: dict | None) -> np.ndarray:
         a = self._a
         idx = self._l2_knn(x)
-        p = x @ a["layer0.p_weight"].T
-        q = x @ a["layer0.q_weight"].T + a["layer0.bias"]
-        pj = ref.gather(p, idx)
-        h = self._max_act(pj.max(axis=2) + q, pj.min(axis=2) + q, "layer0.")
+        y = ref.edge_preact0(x, idx, a["layer0.weight"], a["layer0.bn_scale"],
+                             a["layer0.bn_shift"])
+        h = self._max_act(y.max(axis=2), y.min(axis=2), "layer0.")
         if tr is not None:
             tr["idx0"], tr["x0"] = idx, h
         feats = [h]
-        chans = [3, *self.widths]
         for li in range(1, len(self.widths)):
-            c_in = chans[li]
             idx = self._l2_knn(h)
-            b, n, k = idx.shape
-            rel = ref.gather(h, idx) - h[:, :, None, :]
-            rel_bits = _ops.pack(ref.predicate(rel, *self._pred(f"layer{li}.rel_")))
-            self_bits = _ops.pack(ref.predicate(h, *self._pred(f"layer{li}.self_")))
-            y = _ops.binary_gemm(rel_bits.reshape(b * n * k, -1), a[f"layer{li}.w_rel"], c_in,
-                                 self.native, self.num_threads).reshape(b, n, k, -1)
-            y_self = _ops.binary_gemm(self_bits.reshape(b * n, -1), a[f"layer{li}.w_self"],
-                                      c_in, self.native, self.num_threads).reshape(b, n, -1)
-            h = self._max_act(y.max(axis=2) + y_self, y.min(axis=2) + y_self, f"layer{li}.")
+            h = self._rf_layer(li, h, idx)
             if tr is not None:
                 tr[f"idx{li}"], tr[f"x{li}"] = idx, h
             feats.append(h)
+        return self._rf_embed(feats)
+
+    def _rf_embed(self, feats: list[np.ndarray]) -> np.ndarray:
+        """RF embedding + pooling of the real layer outputs ``feats [(B, N, C_l)]``."""
         cat = np.concatenate(feats, axis=-1)
         bits = _ops.pack(ref.predicate(cat, *self._pred("embed.p_")))
         return self._embed_pool(bits, bn=False)
+
+    def _rf_layer(self, li: int, h: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """RF layer ``li >= 1`` on real features ``h (B, N, C)`` and neighbours ``idx``."""
+        a = self._a
+        c_in = h.shape[-1]
+        b, n, k = idx.shape
+        rel = ref.gather(h, idx) - h[:, :, None, :]
+        rel_bits = _ops.pack(ref.predicate(rel, *self._pred(f"layer{li}.rel_")))
+        self_bits = _ops.pack(ref.predicate(h, *self._pred(f"layer{li}.self_")))
+        y = _ops.binary_gemm(rel_bits.reshape(b * n * k, -1), a[f"layer{li}.w_rel"], c_in,
+                             self.native, self.num_threads).reshape(b, n, k, -1)
+        y_self = _ops.binary_gemm(self_bits.reshape(b * n, -1), a[f"layer{li}.w_self"], c_in,
+                                  self.native, self.num_threads).reshape(b, n, -1)
+        return self._max_act(y.max(axis=2) + y_self, y.min(axis=2) + y_self, f"layer{li}.")
 
     def _max_act(self, ymax: np.ndarray, ymin: np.ndarray, prefix: str) -> np.ndarray:
         # PReLU(alpha * y) is monotone or V-shaped in y (never peaked inside), so its max over
@@ -368,7 +369,7 @@ class EngineModel:
         bits2 = _ops.pack(ref.predicate(y1, *self._pred("fc2.p_")))
         y2 = _ops.binary_gemm(bits2, a["fc2.weight"], m0, self.native, self.num_threads)
         h2 = _act(y2, a["fc2.alpha"], a["fc2.slope"])
-        z = h2 * a["fc3.bn_scale"] + a["fc3.bn_shift"]
+        z = ref.fma_affine(h2, a["fc3.bn_scale"], a["fc3.bn_shift"])
         logits = ((z @ a["fc3.weight"].T + a["fc3.bias"]) * a["fc3.alpha"]).astype(np.float32)
         if tr is not None:
             tr.update(pooled=g, fc1_bits=bits1, fc2_bits=bits2, h2=h2)

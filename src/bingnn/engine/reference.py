@@ -94,6 +94,30 @@ def gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return x[b, idx]
 
 
+def fma_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``x * scale + shift`` with one rounding to float32, like PyTorch's CPU BatchNorm
+    (a fused multiply-add on x86-64): the product of two float32 is exact in float64."""
+    return (x.astype(np.float64) * scale + shift).astype(np.float32)
+
+
+def edge_preact0(x: np.ndarray, idx: np.ndarray, weight: np.ndarray,
+                 bn_scale: np.ndarray | None = None,
+                 bn_shift: np.ndarray | None = None) -> np.ndarray:
+    r"""Real first-layer pre-activations :math:`y_{ijc} = \langle \mathrm{bn}([x_j - x_i, x_i]),
+    w_c \rangle` for every edge, in PyTorch's float32 order: the six products (exact with +-1
+    weights) summed left to right, the optional BatchNorm as a fused multiply-add.
+
+    ``x (B, N, 3)``, ``idx (B, N, k)``, ``weight (C, 6)`` -> ``(B, N, k, C)`` float32."""
+    xi = np.broadcast_to(x[:, :, None, :], (*idx.shape, x.shape[-1]))
+    e = np.concatenate([gather(x, idx) - xi, xi], axis=-1)
+    if bn_scale is not None:
+        e = fma_affine(e, bn_scale, bn_shift)
+    y = e[..., 0:1] * weight[:, 0]
+    for c in range(1, weight.shape[1]):
+        y = y + e[..., c : c + 1] * weight[:, c]
+    return y
+
+
 def xor_edge_preact(
     x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray, c_in: int
 ) -> np.ndarray:

@@ -178,7 +178,9 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 def _bn_affine(bn: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """BatchNorm in eval mode as ``x * scale + shift`` (float32)."""
+    """BatchNorm in eval mode as ``fma(x, scale, shift)`` (float32), with the constants
+    rounded as PyTorch's CPU kernel rounds them: ``scale = weight * (1 / sqrt(var + eps))``,
+    ``shift = fma(-mean, scale, bias)``."""
     if not isinstance(bn, nn.BatchNorm1d) or bn.running_mean is None:
         raise ExportError(f"{where}: expected a BatchNorm with running statistics")
     with torch.no_grad():
@@ -186,8 +188,9 @@ def _bn_affine(bn: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
         w = bn.weight.float() if bn.weight is not None else torch.ones_like(inv)
         b = bn.bias.float() if bn.bias is not None else torch.zeros_like(inv)
         scale = w * inv
-        shift = b - bn.running_mean.float() * scale
-    return _np(scale), _np(shift)
+    s64 = _np(scale).astype(np.float64)
+    shift = (_np(b).astype(np.float64) - _np(bn.running_mean).astype(np.float64) * s64)
+    return _np(scale), shift.astype(np.float32)
 
 
 def _rescale_act(block: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -311,13 +314,11 @@ def _fold_rf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
         alpha, slope = _rescale_act(block, where)
         arrays[f"layer{li}.alpha"], arrays[f"layer{li}.slope"] = alpha, slope
         if li == 0:
-            # Real xyz inputs: BN(e) . w with e = [x_j - x_i, x_i] is linear in x_j and x_i.
-            scale, shift = _bn_affine(block.center, where)
-            wq = np.where(_np(block.linear.weight) >= 0, 1.0, -1.0).astype(np.float32)
-            a = wq[:, :3] * scale[:3]
-            arrays["layer0.p_weight"] = a.astype(np.float32)
-            arrays["layer0.q_weight"] = (wq[:, 3:] * scale[3:] - a).astype(np.float32)
-            arrays["layer0.bias"] = (wq @ shift.astype(np.float64)).astype(np.float32)
+            # Real xyz inputs: the engine evaluates BN, the +-1 weights and the sum per edge.
+            arrays["layer0.bn_scale"], arrays["layer0.bn_shift"] = _bn_affine(block.center,
+                                                                               where)
+            arrays["layer0.weight"] = np.where(_np(block.linear.weight) >= 0, 1.0,
+                                               -1.0).astype(np.float32)
             continue
         lo, hi, neg = float_predicate(block.center, 2 * c_in, None, where)
         arrays[f"layer{li}.rel_lo"], arrays[f"layer{li}.rel_hi"] = lo[:c_in], hi[:c_in]
