@@ -66,4 +66,8 @@ def add_data(p: argparse.ArgumentParser, defaults: bool = True, train: bool = Fa
         default=1024 if defaults else None,
         help="points per cloud" + (" (default: 1024)" if defaults else ""),
     )
+    if train:
+        g.add_argument(
+            "--train-samples", type=positive_int, default=None, help="limit the training clouds"
+        )
     g.add_argument("--test-samples", type=positive_int, default=None, help="limit the test clouds")
