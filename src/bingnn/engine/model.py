@@ -243,11 +243,13 @@ class EngineModel:
         if n < self.k:
             raise ValueError(f"point clouds have {n} points but the model uses k = {self.k} "
                              f"neighbours; give at least {self.k} points per cloud")
-        x = np.ascontiguousarray(points, dtype=np.float32)
-        if not np.isfinite(x).all():
-            raise ValueError("points contain NaN or infinite coordinates (after conversion to "
-                             "float32); clean or drop those points")
-        return x, single
+        if not np.isfinite(points).all():
+            raise ValueError("points contain NaN or infinite coordinates; clean or drop those "
+                             "points")
+        if points.dtype.itemsize > 4 and np.abs(points).max() > np.finfo(np.float32).max:
+            raise ValueError("points have coordinates too large for float32 (infinite after "
+                             "conversion); normalise the clouds")
+        return np.ascontiguousarray(points, dtype=np.float32), single
 
     # ------------------------------------------------------------------ forward
 
