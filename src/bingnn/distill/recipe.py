@@ -112,10 +112,9 @@ _REQUIRED = {
 
 def _type_name(t: Any) -> str:
     if isinstance(t, tuple):
-        return "number"
-    return {str: "string", int: "integer", bool: "true/false", list: "list", dict: "table"}.get(
-        t, str(t)
-    )
+        return "a number"
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+    return names.get(t, str(t))
 
 
 def _validate(node: dict[str, Any], schema: dict[str, Any], where: str, source: str) -> None:
@@ -133,7 +132,7 @@ def _validate(node: dict[str, Any], schema: dict[str, Any], where: str, source: 
             continue
         ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
         if not ok:
-            raise RecipeError(f"{source}: {path!r} must be a {_type_name(want)}, got {value!r}")
+            raise RecipeError(f"{source}: {path!r} must be {_type_name(want)}, got {value!r}")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

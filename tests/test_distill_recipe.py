@@ -1,0 +1,121 @@
+import re
+
+import pytest
+
+from bingnn.distill.recipe import (
+    RecipeError,
+    apply_overrides,
+    load_recipe,
+    parse_variant,
+    stage_config,
+)
+
+
+def test_paper_recipe_matches_the_paper_table():
+    r = load_recipe("paper")
+    assert r["data"] == {"dataset": "modelnet40", "num_points": 1024, "download": False}
+    assert r["model"]["k"] == 20 and r["model"]["widths"] == [64, 64, 128, 256]
+    assert (r["loss"]["alpha"], r["loss"]["lsp_weight"], r["loss"]["temperature"]) == (
+        0.1,
+        100.0,
+        3.0,
+    )
+    expect = {
+        1: (1e-3, 1e-5, 250, "multistep"),
+        2: (2.5e-4, 1e-5, 350, "multistep"),
+        3: (1e-3, 0.0, 350, "step"),
+    }
+    for stage, (lr, wd, epochs, sched) in expect.items():
+        tr = stage_config(r, stage, "bf2-hamming")["train"]
+        assert (tr["lr"], tr["weight_decay"], tr["epochs"], tr["schedule"]["type"]) == (
+            lr,
+            wd,
+            epochs,
+            sched,
+        )
+        assert (tr["batch_size"], tr["test_batch_size"], tr["optimizer"]) == (32, 16, "adam")
+    assert stage_config(r, 1, "bf2-hamming")["train"]["schedule"]["milestones"] == [0.5, 0.75]
+    assert stage_config(r, 3, "rf")["train"]["schedule"]["step_size"] == 50
+    # LSP kernels: stage 1 L2/L2; stage 2 Hamming-or-L2 / L2; stage 3 same / same
+    k = {
+        (s, v): (c["loss"]["kernel_s"], c["loss"]["kernel_t"])
+        for s in (1, 2, 3)
+        for v in ("bf2-hamming", "bf2-l2")
+        for c in [stage_config(r, s, v)]
+    }
+    assert k[1, "bf2-hamming"] == ("rbf_l2", "rbf_l2")
+    assert k[2, "bf2-hamming"] == ("rbf_hamming", "rbf_l2")
+    assert k[2, "bf2-l2"] == ("rbf_l2", "rbf_l2")
+    assert k[3, "bf2-hamming"] == ("rbf_hamming", "rbf_hamming")
+    assert k[3, "bf2-l2"] == ("rbf_l2", "rbf_l2")
+    assert [stage_config(r, s, "rf")["init_from_teacher"] for s in (1, 2, 3)] == [
+        False,
+        True,
+        True,
+    ]
+
+
+def test_quick_recipe_and_stage_models():
+    r = load_recipe("quick")
+    assert r["variants"] == ["bf2-hamming", "rf"] and r["data"]["dataset"] == "synthetic"
+    c0 = stage_config(r, 0)
+    assert c0["model"]["arch"] == "dgcnn" and c0["variant"] == "float"
+    c = stage_config(r, 2, "bf2-hamming")
+    assert c["model"]["arch"] == "bindgcnn"
+    assert (c["model"]["variant"], c["model"]["knn"], c["model"]["stage"]) == ("bf2", "hamming", 2)
+    assert c["model"]["widths"] == r["model"]["widths"]
+
+
+def test_user_file_overrides(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('base = "paper"\nvariants = ["rf"]\n[stage3]\nepochs = 7\n')
+    r = load_recipe(p)
+    assert r["name"] == "mine" and r["variants"] == ["rf"]
+    assert r["stage3"]["epochs"] == 7 and r["stage3"]["lr"] == 1e-3  # rest inherited
+    assert r["data"]["dataset"] == "modelnet40"
+    p.write_text('[stage2]\nschedule = { type = "cosine" }\n')
+    assert load_recipe(p)["stage2"]["schedule"] == {"type": "cosine"}  # replaced whole
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[stage1]\nlrr = 1.0\n", "unknown recipe key 'stage1.lrr'"),
+        ("epochs = 3\n", "unknown recipe key 'epochs'"),
+        ("[data]\nnum_points = '1k'\n", "'data.num_points' must be an integer"),
+        ("[data]\nnum_points = true\n", "must be an integer"),
+        ('base = "huge"\n', "base must be one of"),
+        ("variants = []\n", "'variants' is empty"),
+        ('variants = ["rf-hamming"]\n', "RF keeps real node features"),
+        ("[stage2]\nepochs = 0\n", "epochs >= 1"),
+        ("format_version = 9\n", "newer"),
+        ("stage1 = 3\n", "must be a table"),
+    ],
+)
+def test_bad_recipes(tmp_path, text, needle):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(RecipeError, match=re.escape(needle)):
+        load_recipe(p)
+
+
+def test_variants_and_overrides():
+    assert parse_variant("bf2-hamming") == ("bf2", "hamming")
+    assert parse_variant("BF1-L2") == ("bf1", "l2")
+    assert parse_variant("rf") == ("rf", "l2")
+    assert parse_variant("bf2_bal") == ("bf2_bal", "hamming")
+    for bad in ("", "xx", "bf2-cosine", "bf2-l2-x"):
+        with pytest.raises(RecipeError):
+            parse_variant(bad)
+    r = apply_overrides(load_recipe("paper"), ["bf1-l2"], 0.01)
+    assert r["variants"] == ["bf1-l2"]
+    assert [r[f"stage{i}"]["epochs"] for i in range(4)] == [2, 2, 4, 4]
+    assert apply_overrides(load_recipe("quick"), None, 1e-6)["stage1"]["epochs"] == 1
+    with pytest.raises(RecipeError):
+        apply_overrides(load_recipe("quick"), None, 0.0)
+    with pytest.raises(RecipeError, match="needs a variant"):
+        stage_config(load_recipe("quick"), 1)
+    with pytest.raises(RecipeError, match="unknown LSP kernel"):
+        r = load_recipe("quick")
+        r["stage1"]["kernel_s"] = "cosine"
+        stage_config(r, 1, "rf")
