@@ -53,7 +53,8 @@ def export(model: nn.Module, path: str | os.PathLike,
 
 def _class_names_from(ck: dict[str, Any], num_classes: int) -> list[str] | None:
     cfg = ck.get("config") or {}
-    dataset = str(cfg.get("dataset", "")).lower() if isinstance(cfg, dict) else ""
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    dataset = str((data or cfg).get("dataset", "")).lower() if isinstance(cfg, dict) else ""
     if dataset == "synthetic":
         from bingnn.data.synthetic import SYNTHETIC_CLASSES
 

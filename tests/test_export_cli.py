@@ -1,0 +1,121 @@
+"""`bingnn export` and `bingnn infer` end to end (infer also with PyTorch blocked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bingnn.engine
+from bingnn.cli.main import main
+from bingnn.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
+from bingnn.models import BinDGCNN
+from bingnn.train.loop import save_model_file
+
+SMALL = dict(k=4, widths=(16, 16, 32, 64), emb_dims=32, mlp=(24, 16))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path, BinDGCNN]:
+    d = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    model = BinDGCNN(num_classes=len(SYNTHETIC_CLASSES), variant="bf2", **SMALL).eval()
+    ck = d / "final.pt"
+    save_model_file(ck, model, {"config": {"data": {"dataset": "synthetic"}}})
+    out = d / "model.bgnn"
+    assert main(["export", str(ck), "-o", str(out)]) == 0
+    return ck, out, model
+
+
+def write_ply(path: Path, pts: np.ndarray) -> None:
+    head = (f"ply\nformat ascii 1.0\nelement vertex {len(pts)}\nproperty float x\n"
+            "property float y\nproperty float z\nend_header\n")
+    path.write_text(head + "\n".join(" ".join(f"{v:.9g}" for v in p) for p in pts) + "\n")
+
+
+def write_off(path: Path, pts: np.ndarray) -> None:
+    body = "\n".join(" ".join(f"{v:.9g}" for v in p) for p in pts)
+    path.write_text(f"OFF\n{len(pts)} 0 0\n{body}\n")
+
+
+def test_export_writes_loadable_file_with_class_names(exported, capsys) -> None:
+    _, out, model = exported
+    em = bingnn.engine.load(out)
+    assert em.class_names == list(SYNTHETIC_CLASSES)
+    x, _ = make_synthetic_shapes(3, 40, seed=1)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).argmax(-1).numpy()
+    np.testing.assert_array_equal(em.predict(x), want)
+
+
+def test_infer_prints_labels_and_probabilities(exported, tmp_path, capsys) -> None:
+    _, out, _ = exported
+    x, _ = make_synthetic_shapes(3, 40, seed=2)
+    np.save(tmp_path / "batch.npy", x[:2])
+    write_ply(tmp_path / "one.ply", x[2])
+    write_off(tmp_path / "one.off", x[2])
+    capsys.readouterr()
+    files = [str(tmp_path / n) for n in ("batch.npy", "one.ply", "one.off")]
+    assert main(["infer", str(out), *files, "--top", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    em = bingnn.engine.load(out)
+    p = em.predict_proba(x)
+    want_names = [SYNTHETIC_CLASSES[i] for i in p.argmax(-1)]
+    for line, name, prob in zip(lines, [*want_names, want_names[2]], [*p.max(-1), p[2].max()],
+                                strict=True):
+        fields = line.split("\t")
+        assert fields[1] == name
+        assert abs(float(fields[2].split()[0]) - prob) < 1e-3
+    assert lines[0].startswith(files[0] + "[0]") and lines[2].startswith(files[1])
+    assert main(["infer", str(out), files[0], "--json"]) == 0
+    rows = [json.loads(r) for r in capsys.readouterr().out.strip().splitlines()]
+    assert [r["label"] for r in rows] == want_names[:2]
+    assert all(abs(sum(t["probability"] for t in r["top"]) - r["probability"]) < 1e-6
+               for r in rows)
+
+
+def test_cli_errors_are_one_line(exported, tmp_path, capsys) -> None:
+    ck, out, _ = exported
+    bad = tmp_path / "bad.bgnn"
+    bad.write_bytes(out.read_bytes()[:100])
+    np.save(tmp_path / "p.npy", np.zeros((40, 3), np.float32))
+    assert main(["infer", str(bad), str(tmp_path / "p.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bingnn: error:") and "truncated" in err and len(err.splitlines()) == 1
+    np.save(tmp_path / "few.npy", np.zeros((2, 3), np.float32))
+    assert main(["infer", str(out), str(tmp_path / "few.npy")]) == 2
+    assert "k = 4" in capsys.readouterr().err
+    stage1 = tmp_path / "s1.pt"
+    save_model_file(stage1, BinDGCNN(num_classes=3, stage=1, **SMALL))
+    assert main(["export", str(stage1), "-o", str(tmp_path / "x.bgnn")]) == 2
+    assert "stage" in capsys.readouterr().err
+    assert not (tmp_path / "x.bgnn").exists()
+
+
+def test_infer_runs_without_torch(exported, tmp_path) -> None:
+    _, out, _ = exported
+    np.save(tmp_path / "p.npy", make_synthetic_shapes(1, 40, seed=3)[0])
+    script = f"""
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test")
+sys.meta_path.insert(0, _Block())
+from bingnn.cli.main import main
+rc = main(["infer", {str(out)!r}, {str(tmp_path / "p.npy")!r}])
+print("torch" in sys.modules, rc)
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    *labels, last = res.stdout.strip().splitlines()
+    assert last == "False 0" and labels[0].split("\t")[1] in SYNTHETIC_CLASSES
