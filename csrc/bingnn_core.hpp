@@ -20,7 +20,9 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64)
+// BINGNN_PORTABLE_ONLY builds the scalar path alone on x86-64 too (how the non-x86 build is
+// checked on an x86 machine).
+#if (defined(__x86_64__) || defined(_M_X64)) && !defined(BINGNN_PORTABLE_ONLY)
 #define BINGNN_X86 1
 #include <immintrin.h>
 #define BINGNN_AVX2 __attribute__((target("avx2,popcnt")))

@@ -101,36 +101,53 @@ BINGNN_AVX2 void minmax_avx2(const ConvCtx& cx, const uint64_t* xi, const uint64
     }
 }
 
-// Whole point in registers: 8 output channels per block; the thresholds are compared in vector
-// registers and the 8 resulting bits placed straight into the output word.
-BINGNN_AVX512 void point_avx512(const ConvCtx& cx, const uint64_t* xi, const uint64_t* e,
-                                int64_t k, int32_t* ymax, int32_t* ymin, uint64_t* bits) {
+// G blocks of 8 output channels of one point, in registers: each broadcast edge word is XOR-ed
+// with G weight blocks (independent chains keep the popcount units busy); the thresholds are
+// compared in vector registers and the resulting bits placed straight into the output words.
+template <int G>
+BINGNN_AVX512 inline void blocks_avx512(const ConvCtx& cx, int64_t blk0, const uint64_t* xi,
+                                        const uint64_t* e, int64_t k, int32_t* ymax,
+                                        int32_t* ymin, uint64_t* bits) {
     const int64_t w = cx.w_in;
     const __m512i two_c_in = _mm512_set1_epi64(2 * cx.p.c_in);
-    if (bits) std::fill(bits, bits + cx.w_out, 0);
-    for (int64_t blk = 0; blk < cx.nb; ++blk) {
-        const uint64_t* rp = cx.w_rel_t.data() + blk * w * 8;
-        const uint64_t* sp = cx.w_self_t.data() + blk * w * 8;
-        __m512i self = _mm512_setzero_si512();
-        for (int64_t t = 0; t < w; ++t)
-            self = _mm512_add_epi64(
-                self, _mm512_popcnt_epi64(_mm512_xor_si512(
-                          _mm512_set1_epi64(static_cast<long long>(xi[t])),
-                          _mm512_loadu_si512(sp + t * 8))));
-        __m512i mn = _mm512_set1_epi64(-1), mx = _mm512_setzero_si512();
-        for (int64_t j = 0; j < k; ++j) {
-            __m512i pc = _mm512_setzero_si512();
-            for (int64_t t = 0; t < w; ++t)
-                pc = _mm512_add_epi64(
-                    pc, _mm512_popcnt_epi64(_mm512_xor_si512(
-                            _mm512_set1_epi64(static_cast<long long>(e[j * w + t])),
-                            _mm512_loadu_si512(rp + t * 8))));
-            mn = _mm512_min_epu64(mn, pc);
-            mx = _mm512_max_epu64(mx, pc);
+    const uint64_t* rp = cx.w_rel_t.data() + blk0 * w * 8;
+    const uint64_t* sp = cx.w_self_t.data() + blk0 * w * 8;
+    __m512i self[G], mn[G], mx[G];
+    for (int g = 0; g < G; ++g) {
+        self[g] = _mm512_setzero_si512();
+        mn[g] = _mm512_set1_epi64(-1);  // unsigned max
+        mx[g] = _mm512_setzero_si512();
+    }
+    for (int64_t t = 0; t < w; ++t) {
+        const __m512i xv = _mm512_set1_epi64(static_cast<long long>(xi[t]));
+        for (int g = 0; g < G; ++g)
+            self[g] = _mm512_add_epi64(
+                self[g], _mm512_popcnt_epi64(_mm512_xor_si512(
+                             xv, _mm512_loadu_si512(sp + (g * w + t) * 8))));
+    }
+    for (int64_t j = 0; j < k; ++j) {
+        __m512i pc[G];
+        for (int g = 0; g < G; ++g) pc[g] = _mm512_setzero_si512();
+        for (int64_t t = 0; t < w; ++t) {
+            const __m512i ev = _mm512_set1_epi64(static_cast<long long>(e[j * w + t]));
+            for (int g = 0; g < G; ++g)
+                pc[g] = _mm512_add_epi64(
+                    pc[g], _mm512_popcnt_epi64(_mm512_xor_si512(
+                               ev, _mm512_loadu_si512(rp + (g * w + t) * 8))));
         }
-        const __m512i base = _mm512_sub_epi64(two_c_in, _mm512_slli_epi64(self, 1));
-        const __m256i yhi = _mm512_cvtepi64_epi32(_mm512_sub_epi64(base, _mm512_slli_epi64(mn, 1)));
-        const __m256i ylo = _mm512_cvtepi64_epi32(_mm512_sub_epi64(base, _mm512_slli_epi64(mx, 1)));
+        for (int g = 0; g < G; ++g) {
+            mn[g] = _mm512_min_epu64(mn[g], pc[g]);
+            mx[g] = _mm512_max_epu64(mx[g], pc[g]);
+        }
+    }
+    for (int g = 0; g < G; ++g) {
+        const int64_t blk = blk0 + g;
+        // y = 2 C_in - 2 popcount_self - 2 popcount_rel: max y <-> min popcount_rel.
+        const __m512i base = _mm512_sub_epi64(two_c_in, _mm512_slli_epi64(self[g], 1));
+        const __m256i yhi =
+            _mm512_cvtepi64_epi32(_mm512_sub_epi64(base, _mm512_slli_epi64(mn[g], 1)));
+        const __m256i ylo =
+            _mm512_cvtepi64_epi32(_mm512_sub_epi64(base, _mm512_slli_epi64(mx[g], 1)));
         if (bits) {
             const __mmask8 hi = _mm256_cmpge_epi32_mask(
                 yhi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&cx.t_hi[blk * 8])));
@@ -144,6 +161,19 @@ BINGNN_AVX512 void point_avx512(const ConvCtx& cx, const uint64_t* xi, const uin
             _mm256_mask_storeu_epi32(ymax + blk * 8, m, yhi);
             _mm256_mask_storeu_epi32(ymin + blk * 8, m, ylo);
         }
+    }
+}
+
+void point_avx512(const ConvCtx& cx, const uint64_t* xi, const uint64_t* e, int64_t k,
+                  int32_t* ymax, int32_t* ymin, uint64_t* bits) {
+    if (bits) std::fill(bits, bits + cx.w_out, 0);
+    int64_t blk = 0;
+    for (; blk + 4 <= cx.nb; blk += 4) blocks_avx512<4>(cx, blk, xi, e, k, ymax, ymin, bits);
+    switch (cx.nb - blk) {
+        case 3: blocks_avx512<3>(cx, blk, xi, e, k, ymax, ymin, bits); break;
+        case 2: blocks_avx512<2>(cx, blk, xi, e, k, ymax, ymin, bits); break;
+        case 1: blocks_avx512<1>(cx, blk, xi, e, k, ymax, ymin, bits); break;
+        default: break;
     }
 }
 #endif
@@ -168,7 +198,8 @@ class ConvWorker {
             for (int64_t t = 0; t < w; ++t) e_[j * w + t] = xj[t] ^ xi[t];
         }
 #if BINGNN_X86
-        if (cx_.level == Level::Avx512) return point_avx512(cx_, xi, e_.data(), k_, ymax, ymin, bits);
+        if (cx_.level == Level::Avx512)
+            return point_avx512(cx_, xi, e_.data(), k_, ymax, ymin, bits);
 #endif
         int32_t* hi = bits ? ymax_.data() : ymax;
         int32_t* lo = bits ? ymin_.data() : ymin;

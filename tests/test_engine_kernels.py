@@ -173,7 +173,7 @@ def test_gemm_matches_pm1_matmul(level, c):
 @given(
     m=st.integers(0, 13),
     n=st.integers(0, 19),
-    c=st.sampled_from(ODD_SIZES + [300, 511, 2100]),
+    c=st.sampled_from([0, *ODD_SIZES, 300, 511, 2100]),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_gemm_property_all_levels(m, n, c, seed):
@@ -286,6 +286,20 @@ def test_knn_large_set_threads_and_levels():
                 np.testing.assert_array_equal(dist, ref[1])
 
 
+def test_knn_wide_points_all_levels():
+    """Many words per point (W = 16 and 33) and a set size not a multiple of 32."""
+    rng = np.random.default_rng(12)
+    for c in (1000, 2100):
+        x = pm1(rng, 2, 77, c)
+        x[:, 40] = x[:, 3]  # exact duplicates: distance-0 ties beside self
+        ref_idx, ref_dist = ref_knn(x, 10)
+        for lvl in LEVELS:
+            with K.dispatch(lvl):
+                idx, dist = K.hamming_knn(K.pack_signs(x), 10, n_bits=c)
+                np.testing.assert_array_equal(idx, ref_idx)
+                np.testing.assert_array_equal(dist, ref_dist)
+
+
 def test_knn_bad_input():
     x = np.zeros((2, 5, 1), np.uint64)
     with pytest.raises(ValueError, match="k must be >= 1"):
@@ -304,6 +318,8 @@ def test_knn_bad_input():
         K.hamming_knn(np.ones((1, 3, 1), np.uint64) << np.uint64(40), 2, n_bits=20)
     with pytest.raises(TypeError, match="k must be an int"):
         K.hamming_knn(x, 2.0)
+    with pytest.raises(ValueError, match="at most"):
+        K.hamming_knn(np.zeros((1, 2, 1024), np.uint64), 1)
 
 
 # ----------------------------------------------------------------------------- XorEdgeConv
