@@ -271,6 +271,15 @@ def test_knn_property_all_levels(b, n, c, k_frac, seed):
             np.testing.assert_array_equal(dist, ref_dist)
 
 
+@FAST
+@given(n=st.integers(1, 40), extra=st.integers(1, 5), w=st.integers(1, 4))
+def test_knn_k_above_n_is_rejected(n, extra, w):
+    x = np.zeros((1, n, w), np.uint64)
+    with pytest.raises(ValueError, match=f"only {n} points"):
+        K.hamming_knn(x, n + extra)
+    assert K.hamming_knn(x, n)[0].shape == (1, n, n)  # k = N is fine
+
+
 def test_knn_large_set_threads_and_levels():
     rng = np.random.default_rng(11)
     x = pm1(rng, 3, 300, 128)
@@ -407,6 +416,26 @@ def test_conv_knn_fused_equals_two_steps(level):
             packed, k, w_rel, w_self, t_hi, t_lo, negate, c_in=c_in, num_threads=threads
         )
         np.testing.assert_array_equal(alone, out)
+
+
+def test_conv_empty_sets_and_channels():
+    rng = np.random.default_rng(1)
+    _, w_rel, w_self = random_conv(rng, 10, 3)
+    t, neg = np.zeros(3, np.int32), np.zeros(3, np.uint8)
+    for b, n in ((0, 4), (2, 0)):
+        x = np.zeros((b, n, 1), np.uint64)
+        idx = np.zeros((b, n, 2), np.int32)
+        out = K.xor_edge_conv(x, idx, w_rel, w_self, t, t, neg, c_in=10)
+        assert out.shape == (b, n, 1)
+        ymax, ymin = K.xor_edge_conv_minmax(x, idx, w_rel, w_self, c_in=10)
+        assert ymax.shape == ymin.shape == (b, n, 3)
+    # No output channels: an empty bit vector per point.
+    x = K.pack_signs(pm1(rng, 1, 4, 10))
+    idx = np.zeros((1, 4, 2), np.int32)
+    none = np.zeros((0, 1), np.uint64)
+    empty_t = np.zeros(0, np.int32)
+    out = K.xor_edge_conv(x, idx, none, none, empty_t, empty_t, empty_t.astype(np.uint8), c_in=10)
+    assert out.shape == (1, 4, 0)
 
 
 def test_conv_bad_input():
