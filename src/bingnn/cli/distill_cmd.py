@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="multiply every stage's epochs by F (at least 1 epoch), e.g. 0.01 for a smoke run",
     )
+    p.add_argument(
+        "--data-dir", default=None, help="ModelNet40 folder (overrides the recipe's data.root)"
+    )
+    p.add_argument(
+        "--download", action="store_true", help="download ModelNet40 first if it is missing"
+    )
     p.add_argument("--print-recipe", action="store_true", help="print the resolved recipe and exit")
     add_device(p)
     add_progress(p)
@@ -55,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from bingnn.distill.recipe import apply_overrides, load_recipe
 
     recipe = apply_overrides(load_recipe(args.recipe), args.variants, args.epochs_scale)
+    if args.data_dir:
+        recipe["data"]["root"] = str(Path(args.data_dir).expanduser())
+    if args.download:
+        recipe["data"]["download"] = True
     if args.print_recipe:
         print(json.dumps(recipe, indent=2))
         return 0

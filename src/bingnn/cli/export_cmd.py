@@ -16,12 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the binary weights into 64-bit words and write one .bgnn file (safetensors + JSON) "
         "that `bingnn infer` and bingnn.engine.load run without PyTorch.",
     )
-    p.add_argument("checkpoint", help="model file written by training (final.pt, best.pt, "
-                   "checkpoint.pt)")
+    p.add_argument(
+        "checkpoint", help="model file written by training (final.pt, best.pt, checkpoint.pt)"
+    )
     p.add_argument("-o", "--output", required=True, help="destination .bgnn file")
-    p.add_argument("--class-names", metavar="FILE",
-                   help="text file with one class name per line, in label order (e.g. "
-                   "ModelNet40's shape_names.txt); default: the dataset's names when known")
+    p.add_argument(
+        "--class-names",
+        metavar="FILE",
+        help="text file with one class name per line, in label order (e.g. "
+        "ModelNet40's shape_names.txt); default: the dataset's names when known",
+    )
     p.set_defaults(func=run)
 
 
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     out = export_checkpoint(args.checkpoint, args.output, class_names=names)
     model, arrays = read_model_file(out)
     n_bytes = out.stat().st_size
-    print(f"wrote {out} ({n_bytes / 1024:.1f} KiB): {model['variant']} k={model['k']} "
-          f"widths={model['widths']} classes={model['num_classes']}")
+    print(
+        f"wrote {out} ({n_bytes / 1024:.1f} KiB): {model['variant']} k={model['k']} "
+        f"widths={model['widths']} classes={model['num_classes']}"
+    )
     return 0

@@ -19,10 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="model file (.bgnn)")
     p.add_argument("files", nargs="+", metavar="FILE", help=".npy, .h5/.hdf5, .ply or .off")
-    p.add_argument("--top", type=positive_int, default=1,
-                   help="also list the K most probable classes (default: 1)")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="native threads (default: all cores)")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=1,
+        help="also list the K most probable classes (default: 1)",
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="native threads (default: all cores)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per cloud")
     p.set_defaults(func=run)
 
@@ -45,18 +50,27 @@ def run(args: argparse.Namespace) -> int:
             order = np.argsort(-proba, kind="stable")[:top]
             best = int(order[0])
             if args.json:
-                print(json.dumps({
-                    "file": name,
-                    "label": model.class_names[best],
-                    "index": best,
-                    "probability": float(proba[best]),
-                    "top": [{"label": model.class_names[int(c)], "probability": float(proba[c])}
-                            for c in order],
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "file": name,
+                            "label": model.class_names[best],
+                            "index": best,
+                            "probability": float(proba[best]),
+                            "top": [
+                                {"label": model.class_names[int(c)], "probability": float(proba[c])}
+                                for c in order
+                            ],
+                        }
+                    )
+                )
             else:
                 extra = ""
                 if top > 1:
-                    extra = "  (" + ", ".join(f"{model.class_names[int(c)]} {proba[c]:.3f}"
-                                              for c in order) + ")"
+                    extra = (
+                        "  ("
+                        + ", ".join(f"{model.class_names[int(c)]} {proba[c]:.3f}" for c in order)
+                        + ")"
+                    )
                 print(f"{name}\t{model.class_names[best]}\t{proba[best]:.3f}{extra}")
     return 0

@@ -97,6 +97,15 @@ class _DataCache:
         return self._cache[key]
 
 
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a stage config that change results (not where files live)."""
+    out = {k: v for k, v in cfg.items() if k != "recipe_source"}
+    out["data"] = {
+        k: v for k, v in dict(cfg.get("data", {})).items() if k not in ("root", "download")
+    }
+    return out
+
+
 def _check_same_config(folder: Path, cfg: dict[str, Any]) -> None:
     f = folder / "config.json"
     if not f.exists():
@@ -105,8 +114,7 @@ def _check_same_config(folder: Path, cfg: dict[str, Any]) -> None:
         old = json.loads(f.read_text())
     except (OSError, json.JSONDecodeError):
         return  # unreadable: fit() rewrites it
-    a = {k: v for k, v in old.items() if k != "recipe_source"}
-    b = json.loads(json.dumps({k: v for k, v in cfg.items() if k != "recipe_source"}))
+    a, b = _comparable(old), _comparable(json.loads(json.dumps(cfg)))
     if a != b:
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         raise ValueError(
