@@ -95,7 +95,7 @@ def test_sphere_and_ellipsoid_geometry():
     np.testing.assert_allclose(np.linalg.norm(raw("sphere"), axis=-1), 1.0, rtol=1e-12)
     e = raw("ellipsoid")
     ax = np.abs(e).max(axis=1)  # half axes, per cloud
-    assert np.all(ax[:, 0] > 0.95) and np.all(ax[:, 2] < 0.41)
+    assert np.all(ax[:, 0] > 0.95) and np.all(ax[:, 2] < 0.61) and np.all(ax[:, 1] < 0.86)
     np.testing.assert_allclose(((e / ax[:, None]) ** 2).sum(-1), 1.0, atol=0.02)
 
 
@@ -146,12 +146,12 @@ def test_torus_disk_annulus():
     t = raw("torus")
     tube = np.sqrt((np.linalg.norm(t[..., :2], axis=-1) - 1) ** 2 + t[..., 2] ** 2)
     np.testing.assert_allclose(tube, tube[:, :1].repeat(tube.shape[1], 1), rtol=1e-9)
-    assert np.all((tube[:, 0] >= 0.2) & (tube[:, 0] <= 0.4))
+    assert np.all((tube[:, 0] >= 0.25) & (tube[:, 0] <= 0.5))
     d, a = raw("disk"), raw("annulus")
     assert np.all(d[..., 2] == 0) and np.all(a[..., 2] == 0)
     rd, ra = np.linalg.norm(d, axis=-1), np.linalg.norm(a, axis=-1)
     assert rd.max() <= 1 and rd.min() < 0.1
-    assert np.all(ra.min(axis=1) >= 0.45 - 1e-9) and ra.max() <= 1 + 1e-12
+    assert np.all(ra.min(axis=1) >= 0.3 - 1e-9) and ra.max() <= 1 + 1e-12
 
 
 def test_capsule_and_dumbbell_are_closed_shapes():
@@ -161,7 +161,7 @@ def test_capsule_and_dumbbell_are_closed_shapes():
     h = (np.abs(c[..., 2]) - np.sqrt(np.clip(1 - r**2, 0, None))).max(axis=1, keepdims=True)
     dz = np.clip(np.abs(c[..., 2]) - h, 0, None)
     np.testing.assert_allclose(np.sqrt(r**2 + dz**2), 1.0, atol=1e-9)
-    assert np.all((h > 0.6 - 1e-9) & (h < 1.2 + 1e-9))
+    assert np.all((h > 0.4 - 1e-9) & (h < 1.2 + 1e-9))
     db = raw("dumbbell")
     zr = np.abs(db[..., 2])
     # Two balls far out on z and a thin bar in between.
@@ -207,3 +207,36 @@ def test_fast_enough():
 def test_bad_arguments(kwargs, exc):
     with pytest.raises(exc):
         make_synthetic_shapes(**kwargs)
+
+
+def test_occlusion_cuts_a_half_space():
+    rng = np.random.default_rng(0)
+    pts = synthetic._SAMPLERS["sphere"](rng, 50, 400)
+    kept = synthetic._occlude(np.random.default_rng(1), pts, 200, 0.5)
+    assert kept.shape == (50, 200, 3)
+    for a, b in zip(pts, kept, strict=True):  # every kept point is one of the cloud's points
+        assert np.isin(b.view("V24"), a.view("V24")).all()
+    # Cutting a cap off a sphere moves the centroid away from the centre, on average.
+    assert (
+        np.linalg.norm(kept.mean(1), axis=-1).mean()
+        > 3 * np.linalg.norm(pts[:, :200].mean(1), axis=-1).mean()
+    )
+    # Occlusion 0 keeps the first points, untouched.
+    np.testing.assert_array_equal(synthetic._occlude(rng, pts, 200, 0.0), pts[:, :200])
+
+
+def test_stretch_adds_shape_variation():
+    def flatness(**kw):
+        x, y = make_synthetic_shapes(10 * C, 512, seed=0, noise_std=0.0, occlusion=0.0, **kw)
+        s = x[y == SYNTHETIC_CLASSES.index("sphere")].astype(np.float64)
+        ev = np.linalg.eigvalsh(np.einsum("bni,bnj->bij", s, s))
+        return ev[:, 0] / ev[:, 2]  # 1 for a round sphere
+
+    assert flatness(stretch=1.0).min() > 0.8
+    assert flatness(stretch=1.5).min() < 0.6
+
+
+@pytest.mark.parametrize("kw", [dict(occlusion=1.0), dict(occlusion=-0.1), dict(stretch=0.5)])
+def test_bad_occlusion_or_stretch(kw):
+    with pytest.raises(ValueError):
+        make_synthetic_shapes(4, 8, **kw)

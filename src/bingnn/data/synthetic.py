@@ -10,7 +10,8 @@ torus tube radius, annulus hole), so a class is a family, not a template. Pipeli
 1. sample ``N`` points on the surface (area-weighted over the parts of a composite surface,
    e.g. the side and the two caps of a cylinder);
 2. add isotropic Gaussian noise :math:`\\mathcal{N}(0, \\sigma^2 I)` (``noise_std``, relative to
-   a shape of unit size);
+   a shape of unit size), then cut away a random part of the surface beyond a random plane
+   (``occlusion``, as a scanner sees only part of an object);
 3. rotate by a uniformly random rotation in :math:`SO(3)` (random pose);
 4. normalise like ModelNet: subtract the centroid, divide by the largest point norm;
 5. multiply by a random scale :math:`s \\sim U[s_{lo}, s_{hi}]`, so every cloud lies in the unit
@@ -119,7 +120,7 @@ def _ellipsoid(rng, n, p):
     # Clearly non-spherical axes, so that it never passes for a sphere. (Approximately uniform:
     # a stretched sphere sample, which over-weights the flat sides a little.)
     axes = np.concatenate(
-        [np.ones((n, 1)), _param(rng, n, 0.45, 0.7), _param(rng, n, 0.2, 0.4)], 1
+        [np.ones((n, 1)), _param(rng, n, 0.55, 0.85), _param(rng, n, 0.35, 0.6)], 1
     )[:, None, :]
     return _unit_sphere(rng, n, p) * axes
 
@@ -133,7 +134,7 @@ def _cube(rng, n, p):
 
 
 def _cylinder(rng, n, p):
-    h = _param(rng, n, 0.8, 1.4)  # half height, radius 1
+    h = _param(rng, n, 0.6, 1.4)  # half height, radius 1
     areas = np.concatenate([4 * np.pi * h, np.full((n, 1), np.pi), np.full((n, 1), np.pi)], 1)
     idx = _pick(rng, areas, p)
     side = _tube(rng, n, p, 1.0, h)
@@ -143,7 +144,7 @@ def _cylinder(rng, n, p):
 
 
 def _cone(rng, n, p):
-    h = _param(rng, n, 1.2, 2.2)  # height, base radius 1
+    h = _param(rng, n, 1.0, 2.2)  # height, base radius 1
     slant = np.sqrt(h**2 + 1)
     areas = np.concatenate([np.pi * slant, np.full((n, 1), np.pi)], 1)
     idx = _pick(rng, areas, p)
@@ -157,7 +158,7 @@ def _cone(rng, n, p):
 
 
 def _torus(rng, n, p):
-    r = _param(rng, n, 0.2, 0.4)  # tube radius, ring radius 1
+    r = _param(rng, n, 0.25, 0.5)  # tube radius, ring radius 1
     u = rng.uniform(0, 2 * np.pi, size=(n, p))
     v = rng.uniform(0, 2 * np.pi, size=(n, p))
     rho = 1 + r * np.cos(v)
@@ -184,11 +185,11 @@ def _flat_disk(rng, n, p):
 
 
 def _annulus(rng, n, p):
-    return _disk(rng, n, p, r_in=_param(rng, n, 0.45, 0.7))
+    return _disk(rng, n, p, r_in=_param(rng, n, 0.3, 0.6))
 
 
 def _helix(rng, n, p):
-    turns = _param(rng, n, 2.5, 4.0)
+    turns = _param(rng, n, 2.0, 4.0)
     half_h = _param(rng, n, 0.8, 1.4)
     s = rng.uniform(size=(n, p))
     t = s * turns * 2 * np.pi
@@ -198,7 +199,7 @@ def _helix(rng, n, p):
 
 
 def _capsule(rng, n, p):
-    h = _param(rng, n, 0.6, 1.2)  # half height of the cylindrical part, radius 1
+    h = _param(rng, n, 0.4, 1.2)  # half height of the cylindrical part, radius 1
     areas = np.concatenate([4 * np.pi * h, np.full((n, 1), 4 * np.pi)], 1)
     idx = _pick(rng, areas, p)
     side = _tube(rng, n, p, 1.0, h)
@@ -257,13 +258,33 @@ def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     )
 
 
+def _occlude(rng: np.random.Generator, pts: np.ndarray, keep: int, max_frac: float):
+    """Cut away the fraction ``f ~ U[0, max_frac]`` of each cloud beyond a random plane, then
+    keep ``keep`` of the remaining points. ``pts``: (n, P, 3) in random order -> (n, keep, 3)."""
+    n, p, _ = pts.shape
+    if max_frac == 0:
+        return pts[:, :keep]
+    u = _unit_sphere(rng, n, 1)  # plane normals, (n, 1, 3)
+    proj = (pts * u).sum(-1)  # (n, P)
+    frac = rng.uniform(0, max_frac, size=n)
+    # Threshold = the (1 - f) quantile of the projections: points beyond it are occluded.
+    kth = np.minimum(((1 - frac) * p).astype(int), p - 1)
+    thresh = np.take_along_axis(np.sort(proj, axis=1), kth[:, None], axis=1)
+    visible = proj <= thresh
+    # Visible points first, in their (random) sample order; P was sized so that >= keep remain.
+    order = np.argsort(~visible, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(pts, order[..., None], axis=1)
+
+
 def make_synthetic_shapes(
     num_samples: int,
     num_points: int = 1024,
     seed: int = 0,
     *,
     split: str = "train",
-    noise_std: float = 0.02,
+    noise_std: float = 0.03,
+    occlusion: float = 0.3,
+    stretch: float = 1.0,
     scale_range: tuple[float, float] = (0.8, 1.0),
     rotate: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -276,6 +297,11 @@ def make_synthetic_shapes(
         seed: base seed; with ``split`` it fixes the output bit for bit.
         split: ``"train"``, ``"test"`` or ``"val"``: independent seed streams.
         noise_std: standard deviation of the Gaussian point jitter, relative to a unit shape.
+        occlusion: largest fraction of the surface cut away, as a scan sees only part of an
+            object: each cloud loses the fraction ``f ~ U[0, occlusion]`` of its surface beyond
+            a plane of random orientation (``0`` disables it; must be ``< 1``).
+        stretch: intra-class variation: each axis of the canonical shape is scaled by
+            :math:`e^{u}`, :math:`u \\sim U[-\\ln a, \\ln a]` (``a = stretch``; ``1`` disables it).
         scale_range: ``(lo, hi)``, the final radius of each cloud is uniform in it; ``hi <= 1``
             keeps clouds inside the unit ball.
         rotate: random pose (uniform rotation); ``False`` keeps the canonical axes.
@@ -296,6 +322,10 @@ def make_synthetic_shapes(
         raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
     if not (np.isfinite(noise_std) and noise_std >= 0):
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+    if not (np.isfinite(stretch) and stretch >= 1):
+        raise ValueError(f"stretch must be finite and >= 1, got {stretch}")
+    if not (np.isfinite(occlusion) and 0 <= occlusion < 1):
+        raise ValueError(f"occlusion must be in [0, 1), got {occlusion}")
     lo, hi = scale_range
     if not (0 < lo <= hi):
         raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range}")
@@ -309,8 +339,14 @@ def make_synthetic_shapes(
         where = np.flatnonzero(labels == k)
         if where.size == 0:
             continue
-        pts = sampler(rng, where.size, num_points)
+        # Oversample so that N points survive the occlusion cut.
+        total = num_points if occlusion == 0 else int(np.ceil(num_points / (1 - occlusion))) + 1
+        pts = sampler(rng, where.size, total)
+        if stretch > 1:
+            log_a = np.log(stretch)
+            pts = pts * np.exp(rng.uniform(-log_a, log_a, size=(where.size, 1, 3)))
         pts = pts + noise_std * rng.standard_normal(pts.shape)
+        pts = _occlude(rng, pts, num_points, occlusion)
         if rotate:
             pts = pts @ random_rotations(rng, where.size).transpose(0, 2, 1)
         pts -= pts.mean(axis=1, keepdims=True)
