@@ -36,8 +36,9 @@ def pack(bits: np.ndarray) -> np.ndarray:
     return ref.pack_bits(bits)
 
 
-def binary_gemm(a: np.ndarray, b: np.ndarray, n_bits: int, native: bool,
-                num_threads: int | None) -> np.ndarray:
+def binary_gemm(
+    a: np.ndarray, b: np.ndarray, n_bits: int, native: bool, num_threads: int | None
+) -> np.ndarray:
     if native and has("binary_gemm"):
         return K.binary_gemm(a, b, n_bits, num_threads=threads(num_threads))
     return ref.binary_gemm(a, b, n_bits)
@@ -51,22 +52,91 @@ def hamming_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) ->
 
 def l2_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) -> np.ndarray:
     if native and x.shape[-1] == 3 and has("l2_knn3"):
-        return np.asarray(_native.l2_knn3(np.ascontiguousarray(x, np.float32), int(k),
-                                          int(threads(num_threads) or 0)))
+        return np.asarray(
+            _native.l2_knn3(
+                np.ascontiguousarray(x, np.float32), int(k), int(threads(num_threads) or 0)
+            )
+        )
     return ref.l2_knn(x, k)
 
 
-def xor_edge_conv_knn(x: np.ndarray, k: int, w_rel: np.ndarray, w_self: np.ndarray,
-                      lo: np.ndarray, hi: np.ndarray, p_negate: np.ndarray,
-                      out_negate: np.ndarray, c_in: int, native: bool,
-                      num_threads: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+def edge0_minmax(
+    x: np.ndarray,
+    idx: np.ndarray,
+    weight: np.ndarray,
+    bn_scale: np.ndarray | None,
+    bn_shift: np.ndarray | None,
+    native: bool,
+    num_threads: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max and min over neighbours of the real first-layer pre-activations
+    (:func:`bingnn.engine.reference.edge_preact0`): ``(B, N, C)`` float32 each."""
+    if native and has("edge_conv0_minmax"):
+        return _native.edge_conv0_minmax(
+            np.ascontiguousarray(x, np.float32),
+            np.ascontiguousarray(idx, np.int32),
+            np.ascontiguousarray(weight, np.float32),
+            bn_scale,
+            bn_shift,
+            int(threads(num_threads) or 0),
+        )
+    y = ref.edge_preact0(x, idx, weight, bn_scale, bn_shift)
+    return y.max(axis=2), y.min(axis=2)
+
+
+def colstats(y: np.ndarray, n_bits: int, native: bool, num_threads: int | None) -> np.ndarray:
+    """Per set and column of integer pre-activations ``y (B, N, C)``: ``(B, 6, C)`` int64 rows
+    [max, min, min of y >= 0 (int32 max if none), max of y < 0 (int32 min if none),
+    sum of max(y, 0), sum of min(y, 0)]."""
+    if native and has("colstats_i32") and y.shape[1] * max(1, n_bits) < 2**31:
+        return _native.colstats_i32(
+            np.ascontiguousarray(y, np.int32), int(threads(num_threads) or 0)
+        ).astype(np.int64)
+    i32 = np.iinfo(np.int32)
+    pos = y >= 0
+    return np.stack(
+        [
+            y.max(axis=1),
+            y.min(axis=1),
+            np.where(pos, y, i32.max).min(axis=1),
+            np.where(pos, i32.min, y).max(axis=1),
+            np.where(pos, y, 0).sum(axis=1, dtype=np.int64),
+            np.where(pos, 0, y).sum(axis=1, dtype=np.int64),
+        ],
+        axis=1,
+    ).astype(np.int64)
+
+
+def xor_edge_conv_knn(
+    x: np.ndarray,
+    k: int,
+    w_rel: np.ndarray,
+    w_self: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    p_negate: np.ndarray,
+    out_negate: np.ndarray,
+    c_in: int,
+    native: bool,
+    num_threads: int | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """A binary XorEdgeConv layer on packed bits: Hamming k-NN, then
     ``bit_c(i) = out_negate_c XOR OR_j p_c(y_ijc)``. Returns ``(bits, idx)``."""
     # With a non-negated predicate, OR_j p(y_j) = (max_j y >= hi) or (min_j y <= lo): the
     # fused max/min kernel applies. A negated (interval) predicate needs every y_ij.
     if native and not p_negate.any() and has("xor_edge_conv_knn"):
-        out, idx = K.xor_edge_conv_knn(x, k, w_rel, w_self, hi, lo, out_negate, c_in=c_in,
-                                       return_idx=True, num_threads=threads(num_threads))
+        out, idx = K.xor_edge_conv_knn(
+            x,
+            k,
+            w_rel,
+            w_self,
+            hi,
+            lo,
+            out_negate,
+            c_in=c_in,
+            return_idx=True,
+            num_threads=threads(num_threads),
+        )
         return out, idx
     idx = hamming_knn(x, k, native, num_threads)
     return ref.xor_edge_conv(x, idx, w_rel, w_self, lo, hi, p_negate, out_negate, c_in), idx

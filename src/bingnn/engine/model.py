@@ -53,8 +53,10 @@ def expected_arrays(model: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ..
     """The arrays a model file must hold, with their dtype and shape, from its description."""
     variant = model["variant"]
     widths = [int(w) for w in model["widths"]]
-    e, (m0, m1), ncls = int(model["emb_dims"]), [int(m) for m in model["mlp"]], int(
-        model["num_classes"]
+    e, (m0, m1), ncls = (
+        int(model["emb_dims"]),
+        [int(m) for m in model["mlp"]],
+        int(model["num_classes"]),
     )
     chans = [3, *widths]
     spec: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -123,12 +125,19 @@ def _check_description(model: dict[str, Any], where: str) -> None:
             raise bad(f"{key} must be a positive integer, got {v!r}")
     for key, n in (("widths", None), ("mlp", 2)):
         v = model.get(key)
-        if (not isinstance(v, list) or not v or (n is not None and len(v) != n)
-                or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v)):
+        if (
+            not isinstance(v, list)
+            or not v
+            or (n is not None and len(v) != n)
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v)
+        ):
             raise bad(f"{key} must be a list of positive integers, got {v!r}")
     names = model.get("class_names")
-    if names is not None and (not isinstance(names, list) or len(names) != model["num_classes"]
-                              or not all(isinstance(s, str) for s in names)):
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != model["num_classes"]
+        or not all(isinstance(s, str) for s in names)
+    ):
         raise bad(f"class_names must list {model['num_classes']} strings")
 
 
@@ -154,22 +163,29 @@ class EngineModel:
         a 0-d array).
     """
 
-    def __init__(self, model: dict[str, Any], arrays: dict[str, np.ndarray], *,
-                 num_threads: int | None = None, native: bool = True,
-                 source: str = "model") -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        *,
+        num_threads: int | None = None,
+        native: bool = True,
+        source: str = "model",
+    ) -> None:
         _check_description(model, source)
         spec = expected_arrays(model)
         missing = sorted(set(spec) - set(arrays))
         if missing:
-            raise ModelFileError(f"{source}: missing arrays {', '.join(missing[:5])}"
-                                 f"{' ...' if len(missing) > 5 else ''}")
+            raise ModelFileError(
+                f"{source}: missing arrays {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''}"
+            )
         self._a: dict[str, np.ndarray] = {}
         for name, (dtype, shape) in spec.items():
             a = arrays[name]
             if a.dtype != np.dtype(dtype) or a.shape != shape:
                 raise ModelFileError(
-                    f"{source}: array {name!r} should be {dtype} {shape}, "
-                    f"got {a.dtype} {a.shape}"
+                    f"{source}: array {name!r} should be {dtype} {shape}, got {a.dtype} {a.shape}"
                 )
             self._a[name] = np.ascontiguousarray(a)
         self.meta = model
@@ -180,17 +196,16 @@ class EngineModel:
         self.emb_dims: int = int(model["emb_dims"])
         self.mlp: list[int] = [int(m) for m in model["mlp"]]
         names = model.get("class_names")
-        self.class_names: list[str] = list(names) if names else [
-            str(i) for i in range(self.num_classes)
-        ]
+        self.class_names: list[str] = (
+            list(names) if names else [str(i) for i in range(self.num_classes)]
+        )
         self.num_threads = num_threads
         self.native = bool(native)
 
     # ------------------------------------------------------------------ public API
 
     def logits(self, points: Any) -> np.ndarray:
-        """Class scores, float32: ``(B, N, 3)`` -> ``(B, classes)``, ``(N, 3)`` -> ``(classes,)``.
-        """
+        """Class scores, float32: ``(B, N, 3)`` -> ``(B, classes)``, ``(N, 3)`` -> ``(classes,)``."""
         x, single = self._check_points(points)
         out = self._forward(x, None)
         return out[0] if single else out
@@ -215,8 +230,10 @@ class EngineModel:
         return tr
 
     def __repr__(self) -> str:
-        return (f"EngineModel(variant={self.variant!r}, k={self.k}, widths={self.widths}, "
-                f"classes={self.num_classes}, native={self.native})")
+        return (
+            f"EngineModel(variant={self.variant!r}, k={self.k}, widths={self.widths}, "
+            f"classes={self.num_classes}, native={self.native})"
+        )
 
     # ------------------------------------------------------------------ checks
 
@@ -229,26 +246,34 @@ class EngineModel:
             except Exception as e:  # noqa: BLE001 - ragged lists and the like
                 raise TypeError(f"points must be an array of shape (B, N, 3): {e}") from e
         if points.dtype == np.bool_ or not np.issubdtype(points.dtype, np.floating):
-            raise TypeError(f"points must be a float array (float32 or float64), got dtype "
-                            f"{points.dtype}")
+            raise TypeError(
+                f"points must be a float array (float32 or float64), got dtype {points.dtype}"
+            )
         single = points.ndim == 2
         if single:
             points = points[None]
         if points.ndim != 3 or points.shape[-1] != 3:
-            raise ValueError(f"points must be shaped (B, N, 3) or (N, 3), got "
-                             f"{points.shape[1:] if single else points.shape}")
+            raise ValueError(
+                f"points must be shaped (B, N, 3) or (N, 3), got "
+                f"{points.shape[1:] if single else points.shape}"
+            )
         b, n, _ = points.shape
         if b == 0:
             raise ValueError("empty batch (B = 0): pass at least one point cloud")
         if n < self.k:
-            raise ValueError(f"point clouds have {n} points but the model uses k = {self.k} "
-                             f"neighbours; give at least {self.k} points per cloud")
+            raise ValueError(
+                f"point clouds have {n} points but the model uses k = {self.k} "
+                f"neighbours; give at least {self.k} points per cloud"
+            )
         if not np.isfinite(points).all():
-            raise ValueError("points contain NaN or infinite coordinates; clean or drop those "
-                             "points")
+            raise ValueError(
+                "points contain NaN or infinite coordinates; clean or drop those points"
+            )
         if points.dtype.itemsize > 4 and np.abs(points).max() > np.finfo(np.float32).max:
-            raise ValueError("points have coordinates too large for float32 (infinite after "
-                             "conversion); normalise the clouds")
+            raise ValueError(
+                "points have coordinates too large for float32 (infinite after "
+                "conversion); normalise the clouds"
+            )
         return np.ascontiguousarray(points, dtype=np.float32), single
 
     # ------------------------------------------------------------------ forward
@@ -271,12 +296,13 @@ class EngineModel:
         """BF layer 0 on xyz: ``x (B, N, 3)``, ``idx (B, N, k)`` -> packed bits."""
         lo, hi, neg = self._pred("layer0.p_")
         out_neg = self._a["layer0.out_negate"].astype(bool)
-        y = ref.edge_preact0(x, idx, self._a["layer0.weight"])
+        w = self._a["layer0.weight"]
         if not neg.any():
             # OR_j [y_j >= hi or y_j <= lo] = [max_j y >= hi or min_j y <= lo].
-            bits = (y.max(axis=2) >= hi) | (y.min(axis=2) <= lo)
+            ymax, ymin = _ops.edge0_minmax(x, idx, w, None, None, self.native, self.num_threads)
+            bits = (ymax >= hi) | (ymin <= lo)
         else:
-            bits = ref.predicate(y, lo, hi, neg).any(axis=2)
+            bits = ref.predicate(ref.edge_preact0(x, idx, w), lo, hi, neg).any(axis=2)
         return _ops.pack(bits ^ out_neg)
 
     def _concat_bits(self, feats: list[np.ndarray]) -> np.ndarray:
@@ -296,8 +322,17 @@ class EngineModel:
         for li in range(1, len(self.widths)):
             lo, hi, neg = self._pred(f"layer{li}.p_")
             h, idx = _ops.xor_edge_conv_knn(
-                h, self.k, a[f"layer{li}.w_rel"], a[f"layer{li}.w_self"], lo, hi, neg,
-                a[f"layer{li}.out_negate"], chans[li], self.native, self.num_threads,
+                h,
+                self.k,
+                a[f"layer{li}.w_rel"],
+                a[f"layer{li}.w_self"],
+                lo,
+                hi,
+                neg,
+                a[f"layer{li}.out_negate"],
+                chans[li],
+                self.native,
+                self.num_threads,
             )
             if tr is not None:
                 tr[f"idx{li}"], tr[f"x{li}"] = idx, h
@@ -309,22 +344,54 @@ class EngineModel:
         """Binary embedding of packed ``(B, N, W)`` bits, then global max + mean pooling."""
         a = self._a
         b, n, w = cat.shape
-        y = _ops.binary_gemm(cat.reshape(b * n, w), a["embed.weight"], sum(self.widths),
-                             self.native, self.num_threads)
-        h = _act(y, a["embed.alpha"], a["embed.slope"])
+        y = _ops.binary_gemm(
+            cat.reshape(b * n, w),
+            a["embed.weight"],
+            sum(self.widths),
+            self.native,
+            self.num_threads,
+        )
+        st = _ops.colstats(y.reshape(b, n, -1), sum(self.widths), self.native, self.num_threads)
+        alpha, slope = a["embed.alpha"], a["embed.slope"]
+        scale = a["embed.bn_scale"] if bn else None
+        shift = a["embed.bn_shift"] if bn else None
+
+        def h(v: np.ndarray) -> np.ndarray:
+            out = _act(v, alpha, slope)
+            return ref.fma_affine(out, scale, shift) if bn else out
+
+        # Max pooling: h is monotone on y < 0 and on y >= 0 (rescale, PReLU, BatchNorm), so
+        # its max over the points is reached at one of the extreme pre-activations of each
+        # side: the overall max and min, the smallest y >= 0 and the largest y < 0.
+        i32 = np.iinfo(np.int32)
+        ymax, ymin, pmin, nmax = st[:, 0], st[:, 1], st[:, 2], st[:, 3]
+        cands = [h(ymax), h(ymin)]
+        cands.append(np.where(pmin != i32.max, h(np.where(pmin != i32.max, pmin, 0)), -np.inf))
+        cands.append(np.where(nmax != i32.min, h(np.where(nmax != i32.min, nmax, 0)), -np.inf))
+        hmax = np.max(cands, axis=0).astype(np.float32)
+        # Mean pooling: h is affine on each side, so the mean follows from the two sums
+        # (in float64; PyTorch's float32 mean agrees to rounding).
+        s_pos, s_neg = st[:, 4].astype(np.float64), st[:, 5].astype(np.float64)
+        a64, sl = alpha.astype(np.float64), slope.astype(np.float64)
+        total = np.where(a64 >= 0, a64 * (s_pos + sl * s_neg), a64 * (sl * s_pos + s_neg))
+        mean = total / n
         if bn:
-            h = ref.fma_affine(h, a["embed.bn_scale"], a["embed.bn_shift"])
-        h = h.reshape(b, n, -1)
-        # Mean accumulated in float64 then rounded: within float32 rounding of PyTorch's mean.
-        mean = h.mean(axis=1, dtype=np.float64).astype(np.float32)
-        return np.concatenate([h.max(axis=1), mean], axis=-1)
+            mean = mean * scale + shift
+        return np.concatenate([hmax, mean.astype(np.float32)], axis=-1)
 
     def _backbone_rf(self, x: np.ndarray, tr: dict | None) -> np.ndarray:
         a = self._a
         idx = self._l2_knn(x)
-        y = ref.edge_preact0(x, idx, a["layer0.weight"], a["layer0.bn_scale"],
-                             a["layer0.bn_shift"])
-        h = self._max_act(y.max(axis=2), y.min(axis=2), "layer0.")
+        ymax, ymin = _ops.edge0_minmax(
+            x,
+            idx,
+            a["layer0.weight"],
+            a["layer0.bn_scale"],
+            a["layer0.bn_shift"],
+            self.native,
+            self.num_threads,
+        )
+        h = self._max_act(ymax, ymin, "layer0.")
         if tr is not None:
             tr["idx0"], tr["x0"] = idx, h
         feats = [h]
@@ -350,10 +417,20 @@ class EngineModel:
         rel = ref.gather(h, idx) - h[:, :, None, :]
         rel_bits = _ops.pack(ref.predicate(rel, *self._pred(f"layer{li}.rel_")))
         self_bits = _ops.pack(ref.predicate(h, *self._pred(f"layer{li}.self_")))
-        y = _ops.binary_gemm(rel_bits.reshape(b * n * k, -1), a[f"layer{li}.w_rel"], c_in,
-                             self.native, self.num_threads).reshape(b, n, k, -1)
-        y_self = _ops.binary_gemm(self_bits.reshape(b * n, -1), a[f"layer{li}.w_self"], c_in,
-                                  self.native, self.num_threads).reshape(b, n, -1)
+        y = _ops.binary_gemm(
+            rel_bits.reshape(b * n * k, -1),
+            a[f"layer{li}.w_rel"],
+            c_in,
+            self.native,
+            self.num_threads,
+        ).reshape(b, n, k, -1)
+        y_self = _ops.binary_gemm(
+            self_bits.reshape(b * n, -1),
+            a[f"layer{li}.w_self"],
+            c_in,
+            self.native,
+            self.num_threads,
+        ).reshape(b, n, -1)
         return self._max_act(y.max(axis=2) + y_self, y.min(axis=2) + y_self, f"layer{li}.")
 
     def _max_act(self, ymax: np.ndarray, ymin: np.ndarray, prefix: str) -> np.ndarray:
@@ -378,8 +455,9 @@ class EngineModel:
         return logits
 
 
-def load(path: str | os.PathLike, *, num_threads: int | None = None,
-         native: bool = True) -> EngineModel:
+def load(
+    path: str | os.PathLike, *, num_threads: int | None = None, native: bool = True
+) -> EngineModel:
     """Load a ``.bgnn`` model file written by :func:`bingnn.export.export`.
 
     Raises:
