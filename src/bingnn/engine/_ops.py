@@ -123,20 +123,20 @@ def xor_edge_conv_knn(
     """A binary XorEdgeConv layer on packed bits: Hamming k-NN, then
     ``bit_c(i) = out_negate_c XOR OR_j p_c(y_ijc)``. Returns ``(bits, idx)``."""
     # With a non-negated predicate, OR_j p(y_j) = (max_j y >= hi) or (min_j y <= lo): the
-    # fused max/min kernel applies. A negated (interval) predicate needs every y_ij.
-    if native and not p_negate.any() and has("xor_edge_conv_knn"):
-        out, idx = K.xor_edge_conv_knn(
-            x,
-            k,
-            w_rel,
-            w_self,
-            hi,
-            lo,
-            out_negate,
-            c_in=c_in,
-            return_idx=True,
-            num_threads=threads(num_threads),
-        )
+    # fused max/min kernel applies. A negated (interval) predicate needs every y_ij: those
+    # channels (rare: a negative PReLU slope and a negative BatchNorm scale) are recomputed
+    # edge by edge and patched in.
+    if native and has("xor_edge_conv_knn"):
+        out, idx = K.xor_edge_conv_knn(x, k, w_rel, w_self, hi, lo, out_negate, c_in=c_in,
+                                       return_idx=True, num_threads=threads(num_threads))
+        special = np.flatnonzero(p_negate)
+        if special.size:
+            y = ref.xor_edge_preact(x, idx, w_rel[special], w_self[special], c_in,
+                                    gemm=lambda a, b, n: binary_gemm(a, b, n, True, num_threads))
+            fix = ref.predicate(y, lo[special], hi[special], p_negate[special]).any(axis=2)
+            bits = ref.unpack_bits(out, w_rel.shape[0])
+            bits[..., special] = fix ^ out_negate[special].astype(bool)
+            out = ref.pack_bits(bits)
         return out, idx
     idx = hamming_knn(x, k, native, num_threads)
     return ref.xor_edge_conv(x, idx, w_rel, w_self, lo, hi, p_negate, out_negate, c_in), idx

@@ -205,7 +205,8 @@ class EngineModel:
     # ------------------------------------------------------------------ public API
 
     def logits(self, points: Any) -> np.ndarray:
-        """Class scores, float32: ``(B, N, 3)`` -> ``(B, classes)``, ``(N, 3)`` -> ``(classes,)``."""
+        """Class scores, float32: ``(B, N, 3)`` -> ``(B, classes)``; ``(N, 3)`` ->
+        ``(classes,)``."""
         x, single = self._check_points(points)
         out = self._forward(x, None)
         return out[0] if single else out
@@ -297,12 +298,15 @@ class EngineModel:
         lo, hi, neg = self._pred("layer0.p_")
         out_neg = self._a["layer0.out_negate"].astype(bool)
         w = self._a["layer0.weight"]
-        if not neg.any():
-            # OR_j [y_j >= hi or y_j <= lo] = [max_j y >= hi or min_j y <= lo].
-            ymax, ymin = _ops.edge0_minmax(x, idx, w, None, None, self.native, self.num_threads)
-            bits = (ymax >= hi) | (ymin <= lo)
-        else:
-            bits = ref.predicate(ref.edge_preact0(x, idx, w), lo, hi, neg).any(axis=2)
+        # OR_j [y_j >= hi or y_j <= lo] = [max_j y >= hi or min_j y <= lo]; channels with a
+        # negated (interval) predicate need every y_ij and are computed edge by edge.
+        ymax, ymin = _ops.edge0_minmax(x, idx, w, None, None, self.native, self.num_threads)
+        bits = (ymax >= hi) | (ymin <= lo)
+        special = np.flatnonzero(neg)
+        if special.size:
+            y = ref.edge_preact0(x, idx, w[special])
+            bits[..., special] = ref.predicate(y, lo[special], hi[special],
+                                               neg[special]).any(axis=2)
         return _ops.pack(bits ^ out_neg)
 
     def _concat_bits(self, feats: list[np.ndarray]) -> np.ndarray:

@@ -100,9 +100,13 @@ def fma_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarra
     return (x.astype(np.float64) * scale + shift).astype(np.float32)
 
 
-def edge_preact0(x: np.ndarray, idx: np.ndarray, weight: np.ndarray,
-                 bn_scale: np.ndarray | None = None,
-                 bn_shift: np.ndarray | None = None) -> np.ndarray:
+def edge_preact0(
+    x: np.ndarray,
+    idx: np.ndarray,
+    weight: np.ndarray,
+    bn_scale: np.ndarray | None = None,
+    bn_shift: np.ndarray | None = None,
+) -> np.ndarray:
     r"""Real first-layer pre-activations :math:`y_{ijc} = \langle \mathrm{bn}([x_j - x_i, x_i]),
     w_c \rangle` for every edge, in PyTorch's float32 order: the six products (exact with +-1
     weights) summed left to right, the optional BatchNorm as a fused multiply-add.
@@ -118,18 +122,18 @@ def edge_preact0(x: np.ndarray, idx: np.ndarray, weight: np.ndarray,
     return y
 
 
-def xor_edge_preact(
-    x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray, c_in: int
-) -> np.ndarray:
+def xor_edge_preact(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
+                    c_in: int, gemm=None) -> np.ndarray:
     r"""All binary XorEdgeConv pre-activations
     :math:`y_{ijc} = \langle [x_j \oplus x_i, x_i], w_c \rangle` (on +-1 values).
 
     ``x (B, N, W)`` uint64, ``idx (B, N, k)`` -> ``(B, N, k, C_out)`` int32."""
     b, n, w = x.shape
     k = idx.shape[-1]
+    gemm = gemm or binary_gemm
     rel = gather(x, idx) ^ x[:, :, None, :]
-    y_rel = binary_gemm(rel.reshape(-1, w), w_rel, c_in).reshape(b, n, k, -1)
-    y_self = binary_gemm(x.reshape(-1, w), w_self, c_in).reshape(b, n, 1, -1)
+    y_rel = gemm(rel.reshape(-1, w), np.ascontiguousarray(w_rel), c_in).reshape(b, n, k, -1)
+    y_self = gemm(x.reshape(-1, w), np.ascontiguousarray(w_self), c_in).reshape(b, n, 1, -1)
     return y_rel + y_self
 
 
