@@ -32,13 +32,19 @@ def run(smoke: bool, threads: list[int]) -> list[dict[str, Any]]:
         w = rng.standard_normal((n, k), dtype=np.float32)
         ta, twt = torch.from_numpy(a), torch.from_numpy(w).T
         pa, pw = kernels.pack_signs(a), kernels.pack_signs(w)
+        # Preallocated outputs: without them both sides pay page faults on a fresh buffer.
+        tout, out = torch.empty(m, n), np.empty((m, n), np.int32)
         shape = f"M={m} K={k} N={n}"
         for t in threads:
             torch.set_num_threads(t)
             ms = median_ms(torch.matmul, ta, twt, repeats=reps)
             rows.append(row("gemm", shape, "torch.matmul float32", t, ms, baseline=True))
+            ms = median_ms(torch.matmul, ta, twt, out=tout, repeats=reps)
+            rows.append(row("gemm", shape, "torch.matmul float32 out=", t, ms))
             ms = median_ms(kernels.binary_gemm, pa, pw, k, num_threads=t, repeats=reps)
             rows.append(row("gemm", shape, "bingnn binary_gemm", t, ms))
+            ms = median_ms(kernels.binary_gemm, pa, pw, k, out=out, num_threads=t, repeats=reps)
+            rows.append(row("gemm", shape, "bingnn binary_gemm out=", t, ms))
             ms = median_ms(pack_and_gemm, a, pw, k, t, repeats=reps)
             rows.append(row("gemm", shape, "bingnn pack_signs + binary_gemm", t, ms))
     return rows

@@ -105,7 +105,8 @@ inline std::vector<uint64_t> blocks8(const uint64_t* rows, int64_t n, int64_t w)
 
 // ---- kernels (one file each); all pointers are C-contiguous, shapes validated by the caller.
 
-void pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads);
+// Returns false if x held a NaN or an infinity (the output is then meaningless).
+bool pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads);
 void unpack_signs(const uint64_t* packed, int64_t rows, int64_t c, int8_t* out, int num_threads);
 
 // out (m, n) = n_bits - 2 * popcount(a_i XOR b_j).

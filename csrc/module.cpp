@@ -83,10 +83,12 @@ PYBIND11_MODULE(_native, m) {
             Arr<uint64_t> out({rows, n_words(c)});
             const float* xp = x.data();
             uint64_t* op = out.mutable_data();
+            bool finite;
             {
                 py::gil_scoped_release nogil;
-                pack_signs(xp, rows, c, op, num_threads);
+                finite = pack_signs(xp, rows, c, op, num_threads);
             }
+            require(finite, "x contains NaN or infinite values; their sign is not defined");
             return out;
         },
         py::arg("x"), py::arg("num_threads") = 0);
@@ -110,12 +112,24 @@ PYBIND11_MODULE(_native, m) {
 
     m.def(
         "binary_gemm",
-        [](const Arr<uint64_t>& a, const Arr<uint64_t>& b, int64_t n_bits, int num_threads) {
+        [](const Arr<uint64_t>& a, const Arr<uint64_t>& b, int64_t n_bits, int num_threads,
+           py::object out_obj) {
             require(a.ndim() == 2 && b.ndim() == 2, "binary_gemm expects 2-D a and b");
             require(a.shape(1) == b.shape(1), "a and b must have the same number of words");
             check_words(a.shape(1), n_bits, "a");
             const int64_t m_rows = a.shape(0), n = b.shape(0), w = a.shape(1);
-            Arr<int32_t> out({m_rows, n});
+            Arr<int32_t> out;
+            if (out_obj.is_none()) {
+                out = Arr<int32_t>({m_rows, n});
+            } else {
+                // A caller-owned output buffer (no allocation, no page faults per call).
+                auto arr = py::array::ensure(out_obj);
+                require(arr && arr.dtype().is(py::dtype::of<int32_t>()) && arr.ndim() == 2 &&
+                            arr.shape(0) == m_rows && arr.shape(1) == n &&
+                            (arr.flags() & py::array::c_style) && arr.writeable(),
+                        "out must be a writeable C-contiguous int32 array of shape (M, N)");
+                out = py::reinterpret_borrow<Arr<int32_t>>(arr);
+            }
             const uint64_t *ap = a.data(), *bp = b.data();
             int32_t* op = out.mutable_data();
             {
@@ -124,7 +138,8 @@ PYBIND11_MODULE(_native, m) {
             }
             return out;
         },
-        py::arg("a"), py::arg("b"), py::arg("n_bits"), py::arg("num_threads") = 0);
+        py::arg("a"), py::arg("b"), py::arg("n_bits"), py::arg("num_threads") = 0,
+        py::arg("out") = py::none());
 
     m.def(
         "hamming_knn",

@@ -1,4 +1,6 @@
 // pack_signs / unpack_signs: float rows <-> packed sign bits (layout in bingnn_core.hpp).
+#include <atomic>
+#include <cmath>
 #include <cstring>
 
 #include "bingnn_core.hpp"
@@ -7,15 +9,21 @@ namespace bingnn {
 namespace {
 
 // ---- scalar reference
-void pack_rows_scalar(const float* x, int64_t r0, int64_t r1, int64_t c, uint64_t* out) {
+// Each pack_rows_* returns false when it met a NaN or an infinity (checked in the same pass, so
+// the Python face needs no extra pass over the input to reject them).
+bool pack_rows_scalar(const float* x, int64_t r0, int64_t r1, int64_t c, uint64_t* out) {
     const int64_t w = n_words(c);
+    bool finite = true;
     for (int64_t r = r0; r < r1; ++r) {
         const float* xr = x + r * c;
         uint64_t* o = out + r * w;
         for (int64_t j = 0; j < w; ++j) o[j] = 0;
-        for (int64_t e = 0; e < c; ++e)
+        for (int64_t e = 0; e < c; ++e) {
+            finite &= std::isfinite(xr[e]);
             if (xr[e] >= 0.0f) o[e / 64] |= uint64_t{1} << (e % 64);
+        }
     }
+    return finite;
 }
 
 void unpack_rows_scalar(const uint64_t* p, int64_t r0, int64_t r1, int64_t c, int8_t* out) {
@@ -27,10 +35,14 @@ void unpack_rows_scalar(const uint64_t* p, int64_t r0, int64_t r1, int64_t c, in
 
 #if BINGNN_X86
 // ---- AVX2: 8 floats -> 8 bits with a compare and movemask.
-BINGNN_AVX2 void pack_rows_avx2(const float* x, int64_t r0, int64_t r1, int64_t c,
+BINGNN_AVX2 bool pack_rows_avx2(const float* x, int64_t r0, int64_t r1, int64_t c,
                                 uint64_t* out) {
     const int64_t w = n_words(c);
     const __m256 zero = _mm256_setzero_ps();
+    // A float is NaN or infinite exactly when its exponent bits are all ones.
+    const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    bool finite = true;
     for (int64_t r = r0; r < r1; ++r) {
         const float* xr = x + r * c;
         uint64_t* o = out + r * w;
@@ -40,40 +52,66 @@ BINGNN_AVX2 void pack_rows_avx2(const float* x, int64_t r0, int64_t r1, int64_t 
             int64_t e = 0;
             for (; e + 8 <= cnt; e += 8) {
                 const __m256 v = _mm256_loadu_ps(xr + base + e);
+                bad = _mm256_or_si256(
+                    bad, _mm256_cmpeq_epi32(
+                             _mm256_and_si256(_mm256_castps_si256(v), exp_mask), exp_mask));
                 const auto bits = static_cast<uint64_t>(
                     _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ)));
                 word |= bits << e;
             }
-            for (; e < cnt; ++e)
+            for (; e < cnt; ++e) {
+                finite &= std::isfinite(xr[base + e]);
                 if (xr[base + e] >= 0.0f) word |= uint64_t{1} << e;
+            }
             o[j] = word;
         }
     }
+    return finite && _mm256_testz_si256(bad, bad);
 }
 
 // ---- AVX-512: 16 floats -> 16 bits per compare; byte masks -> +-1 bytes for unpacking.
-BINGNN_AVX512 void pack_rows_avx512(const float* x, int64_t r0, int64_t r1, int64_t c,
+BINGNN_AVX512 bool pack_rows_avx512(const float* x, int64_t r0, int64_t r1, int64_t c,
                                     uint64_t* out) {
     const int64_t w = n_words(c);
     const __m512 zero = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     for (int64_t r = r0; r < r1; ++r) {
         const float* xr = x + r * c;
         uint64_t* o = out + r * w;
         for (int64_t j = 0; j < w; ++j) {
             const int64_t base = j * 64, cnt = std::min<int64_t>(64, c - base);
             uint64_t word = 0;
-            for (int64_t e = 0; e < cnt; e += 16) {
+            int64_t e = 0;
+            if (cnt == 64) {
+                // A full word: plain loads (masked loads are much slower on some cores), the four
+                // 16-bit compare masks joined in mask registers.
+                const float* p = xr + base;
+                const __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16);
+                const __m512 v2 = _mm512_loadu_ps(p + 32), v3 = _mm512_loadu_ps(p + 48);
+                const __mmask32 lo = _mm512_kunpackw(_mm512_cmp_ps_mask(v1, zero, _CMP_GE_OQ),
+                                                     _mm512_cmp_ps_mask(v0, zero, _CMP_GE_OQ));
+                const __mmask32 hi = _mm512_kunpackw(_mm512_cmp_ps_mask(v3, zero, _CMP_GE_OQ),
+                                                     _mm512_cmp_ps_mask(v2, zero, _CMP_GE_OQ));
+                bad |= _mm512_fpclass_ps_mask(v0, 0x99) | _mm512_fpclass_ps_mask(v1, 0x99) |
+                       _mm512_fpclass_ps_mask(v2, 0x99) | _mm512_fpclass_ps_mask(v3, 0x99);
+                word = static_cast<uint64_t>(_mm512_kunpackd(hi, lo));
+                e = 64;
+            }
+            for (; e < cnt; e += 16) {
                 const int64_t left = cnt - e;
                 const __mmask16 lm =
                     left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
                 const __m512 v = _mm512_maskz_loadu_ps(lm, xr + base + e);
                 // Masked-off lanes are excluded from the compare, so padding bits stay 0.
                 const __mmask16 m = _mm512_mask_cmp_ps_mask(lm, v, zero, _CMP_GE_OQ);
+                // fpclass 0x99: quiet NaN | +inf | -inf | signalling NaN.
+                bad |= _mm512_mask_fpclass_ps_mask(lm, v, 0x99);
                 word |= static_cast<uint64_t>(m) << e;
             }
             o[j] = word;
         }
     }
+    return bad == 0;
 }
 
 BINGNN_AVX512 void unpack_rows_avx512(const uint64_t* p, int64_t r0, int64_t r1, int64_t c,
@@ -93,18 +131,25 @@ BINGNN_AVX512 void unpack_rows_avx512(const uint64_t* p, int64_t r0, int64_t r1,
 
 }  // namespace
 
-void pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads) {
-    if (n_words(c) == 0) return;
+bool pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads) {
+    if (n_words(c) == 0) return true;
     const int64_t grain = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(1, c));
     const Level level = active_level();
+    std::atomic<bool> finite{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        bool ok;
 #if BINGNN_X86
-        if (level == Level::Avx512) return pack_rows_avx512(x, r0, r1, c, out);
-        if (level == Level::Avx2) return pack_rows_avx2(x, r0, r1, c, out);
+        if (level == Level::Avx512)
+            ok = pack_rows_avx512(x, r0, r1, c, out);
+        else if (level == Level::Avx2)
+            ok = pack_rows_avx2(x, r0, r1, c, out);
+        else
 #endif
+            ok = pack_rows_scalar(x, r0, r1, c, out);
         (void)level;
-        pack_rows_scalar(x, r0, r1, c, out);
+        if (!ok) finite.store(false, std::memory_order_relaxed);
     });
+    return finite.load();
 }
 
 void unpack_signs(const uint64_t* packed, int64_t rows, int64_t c, int8_t* out,

@@ -138,6 +138,15 @@ def test_pack_other_dtypes_keep_the_sign():
     np.testing.assert_array_equal(K.pack_signs(xt), ref_pack(xt))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("pos", [0, 17, 64, 69])
+def test_pack_rejects_non_finite_at_every_level(level, bad, pos):
+    x = np.ones((3, 70), np.float32)
+    x[1, pos] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        K.pack_signs(x)
+
+
 def test_pack_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         K.pack_signs(np.array([1.0, np.nan], dtype=np.float32))
@@ -193,6 +202,22 @@ def test_gemm_threads_and_torch_reference():
     ref = torch.matmul(torch.from_numpy(a), torch.from_numpy(b).T).round().int().numpy()
     for threads in (1, 2, 3, None):
         np.testing.assert_array_equal(K.binary_gemm(pa, pb, 130, num_threads=threads), ref)
+
+
+def test_gemm_into_out_buffer():
+    rng = np.random.default_rng(4)
+    a, b = pm1(rng, 9, 100), pm1(rng, 5, 100)
+    pa, pb = K.pack_signs(a), K.pack_signs(b)
+    buf = np.full((9, 5), 12345, np.int32)
+    res = K.binary_gemm(pa, pb, 100, out=buf)
+    assert res is buf
+    np.testing.assert_array_equal(buf, (a @ b.T).astype(np.int32))
+    with pytest.raises(TypeError, match="shape"):
+        K.binary_gemm(pa, pb, 100, out=np.zeros((5, 9), np.int32))
+    with pytest.raises(TypeError, match="int32"):
+        K.binary_gemm(pa, pb, 100, out=np.zeros((9, 5), np.int64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.binary_gemm(pa, pb, 100, out=np.zeros((5, 9), np.int32).T)
 
 
 def test_gemm_scalar_vs_simd_large():

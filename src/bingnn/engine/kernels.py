@@ -207,9 +207,10 @@ def pack_signs(x: Any, *, num_threads: int | None = None) -> np.ndarray:
         np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
     ):
         raise TypeError(f"x must be a real (float or integer) array, got dtype {x.dtype}")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values; their sign is not defined")
     if x.dtype != np.float32:
+        # (float32 input is checked for NaN/inf by the native core, in the packing pass.)
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values; their sign is not defined")
         # Casting could flush tiny negatives to -0.0 (which packs as +1): keep only the sign.
         x = np.where(x >= 0, np.float32(1.0), np.float32(-1.0))
     lead, c = x.shape[:-1], x.shape[-1]
@@ -234,10 +235,19 @@ def unpack_signs(packed: Any, n_bits: int, *, num_threads: int | None = None) ->
     return out.reshape(*lead, n_bits)
 
 
-def binary_gemm(a: Any, b: Any, n_bits: int, *, num_threads: int | None = None) -> np.ndarray:
+def binary_gemm(
+    a: Any,
+    b: Any,
+    n_bits: int,
+    *,
+    out: np.ndarray | None = None,
+    num_threads: int | None = None,
+) -> np.ndarray:
     r"""+-1 dot products of packed rows: :math:`Y_{ij} = C - 2\,\mathrm{popcount}(a_i \oplus b_j)`.
 
-    Equals ``unpack(a) @ unpack(b).T`` exactly (``C = n_bits``).
+    Equals ``unpack(a) @ unpack(b).T`` exactly (``C = n_bits``). ``out``, if given, is a
+    caller-owned C-contiguous int32 ``(M, N)`` array that receives the result (and is
+    returned), so repeated calls allocate nothing.
 
     Shapes:
         ``a (M, W)``, ``b (N, W)`` uint64 with ``W = ceil(n_bits / 64)`` -> ``(M, N)`` int32.
@@ -249,7 +259,13 @@ def binary_gemm(a: Any, b: Any, n_bits: int, *, num_threads: int | None = None) 
         raise ValueError(f"n_bits = {n_bits} overflows the int32 result")
     _check_padding(a, n_bits, "a")
     _check_padding(b, n_bits, "b")
-    return _native.binary_gemm(a, b, n_bits, _threads(num_threads))
+    if out is not None:
+        want = (a.shape[0], b.shape[0])
+        if not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.shape != want:
+            raise TypeError(f"out must be an int32 numpy array of shape {want}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable")
+    return _native.binary_gemm(a, b, n_bits, _threads(num_threads), out)
 
 
 def hamming_knn(
