@@ -348,14 +348,17 @@ class EngineModel:
         """Binary embedding of packed ``(B, N, W)`` bits, then global max + mean pooling."""
         a = self._a
         b, n, w = cat.shape
-        y = _ops.binary_gemm(
-            cat.reshape(b * n, w),
-            a["embed.weight"],
-            sum(self.widths),
-            self.native,
-            self.num_threads,
-        )
-        st = _ops.colstats(y.reshape(b, n, -1), sum(self.widths), self.native, self.num_threads)
+        n_bits = sum(self.widths)
+        # The (N, E) int32 pre-activations of a few clouds at a time stay in cache; only their
+        # per-column statistics are kept.
+        step = max(1, (8 << 20) // max(1, 4 * n * self.emb_dims))
+        st = np.concatenate([
+            _ops.colstats(
+                _ops.binary_gemm(cat[s : s + step].reshape(-1, w), a["embed.weight"], n_bits,
+                                 self.native, self.num_threads).reshape(-1, n, self.emb_dims),
+                n_bits, self.native, self.num_threads)
+            for s in range(0, b, step)
+        ])
         alpha, slope = a["embed.alpha"], a["embed.slope"]
         scale = a["embed.bn_scale"] if bn else None
         shift = a["embed.bn_shift"] if bn else None
