@@ -21,7 +21,9 @@ from typing import NoReturn
 from bingnn import __version__
 
 #: Subcommand modules, in ``--help`` order (``bingnn.cli.<name>``).
-COMMANDS: list[str] = ["train_cmd", "distill_cmd", "eval_cmd", "export_cmd", "infer_cmd"]
+COMMANDS: list[str] = [
+    "train_cmd", "distill_cmd", "eval_cmd", "export_cmd", "infer_cmd", "node_cmd",
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

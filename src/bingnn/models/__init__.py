@@ -6,8 +6,11 @@ from torch import nn
 
 from bingnn.models.bin_dgcnn import STAGES, VARIANTS, BinDGCNN
 from bingnn.models.dgcnn import DGCNN
+from bingnn.models.gcn import GCN, BinGCN
+from bingnn.models.graphsage import BinSAGE, GraphSAGE
 
 _ARCHS: dict[str, type[nn.Module]] = {"dgcnn": DGCNN, "bindgcnn": BinDGCNN}
+_ARCHS.update(graphsage=GraphSAGE, binsage=BinSAGE, gcn=GCN, bingcn=BinGCN)
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -22,4 +25,7 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         raise ValueError(f"invalid {arch} configuration: {e}") from e
 
 
-__all__ = ["BinDGCNN", "DGCNN", "STAGES", "VARIANTS", "build_model"]
+__all__ = [
+    "BinDGCNN", "BinGCN", "BinSAGE", "DGCNN", "GCN", "GraphSAGE", "STAGES", "VARIANTS",
+    "build_model",
+]

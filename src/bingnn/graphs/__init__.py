@@ -1,0 +1,1 @@
+"""Node property prediction on large graphs: data, neighbour sampling, training, distillation."""

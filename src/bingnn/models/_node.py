@@ -1,0 +1,120 @@
+"""Shared skeleton of the node-classification models (GraphSAGE and GCN families)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bingnn.nn.activations import ChannelPReLU
+
+#: quantization stage -> (activation quantizer, weight quantizer), as in the cascade of
+#: Bahri et al.: 0 float, 1 float weights + tanh, 2 binary activations, 3 fully binary.
+NODE_STAGES: dict[int, tuple[str, str]] = {
+    0: ("identity", "identity"),
+    1: ("tanh", "identity"),
+    2: ("ste_sign", "identity"),
+    3: ("ste_sign", "ste_sign"),
+}
+
+
+def check_stage(stage: int) -> tuple[str, str]:
+    if stage not in NODE_STAGES:
+        raise ValueError(f"stage must be 0 (float), 1, 2 or 3 (fully binary), got {stage!r}")
+    return NODE_STAGES[stage]
+
+
+def check_arch(in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
+               dropout: float, input_dropout: float) -> None:
+    for name, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                    ("out_channels", out_channels), ("num_layers", num_layers)):
+        if not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {p}")
+
+
+def batches(n: int, batch_size: int) -> Iterator[Tensor]:
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield torch.arange(start, min(start + batch_size, n))
+
+
+class NodeModel(nn.Module):
+    """``num_layers`` convolutions; between two: PReLU (per channel, init 0.25) and dropout.
+
+    Subclasses build ``self.convs`` and implement :meth:`_layerwise_layer`.
+    """
+
+    convs: nn.ModuleList
+    acts: nn.ModuleList
+
+    def _build_acts(self, hidden_channels: int, num_layers: int) -> None:
+        self.acts = nn.ModuleList(ChannelPReLU(hidden_channels) for _ in range(num_layers - 1))
+
+    def reset_parameters(self) -> None:
+        for m in [*self.convs, *self.acts]:
+            m.reset_parameters()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
+
+    def _between(self, i: int, x: Tensor) -> Tensor:
+        if i < self.num_layers - 1:
+            x = self.acts[i](x)
+            x = F.dropout(x, p=self.dropout, training=self.training)
+        return x
+
+    def forward(self, x: Tensor, edge_index: Tensor, return_hidden: bool = False):
+        """Logits ``(N, out_channels)`` for all nodes of the (sub)graph; with
+        ``return_hidden=True`` also the list of hidden features (one per inner layer, after
+        the activation), used by LSP distillation."""
+        if x.dim() != 2 or x.size(-1) != self.in_channels:
+            raise ValueError(
+                f"expected node features of shape (N, {self.in_channels}), got {tuple(x.shape)}"
+            )
+        hidden = []
+        x = F.dropout(x, p=self.input_dropout, training=self.training)
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < self.num_layers - 1:
+                x = self.acts[i](x)
+                hidden.append(x)
+                x = F.dropout(x, p=self.dropout, training=self.training)
+        return (x, hidden) if return_hidden else x
+
+    @torch.no_grad()
+    def inference(self, x: Tensor, edge_index: Tensor, batch_size: int = 4096) -> Tensor:
+        """Layer-wise full-neighbourhood inference (eval mode): each layer is computed for all
+        nodes, ``batch_size`` target nodes at a time, before the next layer starts, so memory
+        is ``O(N * C + batch edges * C)`` instead of a ``num_layers``-hop neighbourhood per
+        node. Gives the same logits as ``forward`` in eval mode."""
+        from bingnn.graphs.sampler import CSRGraph  # graphs builds on models, not vice versa
+
+        if self.training:
+            raise RuntimeError("call model.eval() before layer-wise inference")
+        n = x.size(0)
+        csr = CSRGraph.from_edge_index(edge_index, n)
+        state = self._layerwise_prepare(csr)
+        for i in range(self.num_layers):
+            outs = []
+            for b in batches(n, batch_size):
+                outs.append(self._layerwise_layer(i, x, b, csr, state))
+            x = torch.cat(outs, dim=0) if outs else x.new_zeros(0, self._out_width(i))
+            if i < self.num_layers - 1:
+                x = self.acts[i](x)
+        return x
+
+    def _out_width(self, i: int) -> int:
+        return self.out_channels if i == self.num_layers - 1 else self.hidden_channels
+
+    def _layerwise_prepare(self, csr) -> dict:
+        return {}
+
+    def _layerwise_layer(self, i: int, x: Tensor, targets: Tensor, csr, state: dict) -> Tensor:
+        raise NotImplementedError
