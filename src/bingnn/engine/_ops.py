@@ -51,12 +51,14 @@ def hamming_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) ->
 
 
 def l2_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) -> np.ndarray:
+    """Squared-L2 k-NN (self included, ties to the smaller index) as ``bingnn.nn.knn``."""
     if native and x.shape[-1] == 3 and has("l2_knn3"):
-        return np.asarray(
-            _native.l2_knn3(
-                np.ascontiguousarray(x, np.float32), int(k), int(threads(num_threads) or 0)
-            )
-        )
+        return _native.l2_knn3(np.ascontiguousarray(x, np.float32), int(k),
+                               int(threads(num_threads) or 0))
+    if native and has("select_k_rows"):
+        b, n = x.shape[:2]
+        d = ref.l2_distances(x).reshape(b * n, n)
+        return _native.select_k_rows(d, int(k), int(threads(num_threads) or 0)).reshape(b, n, k)
     return ref.l2_knn(x, k)
 
 

@@ -70,16 +70,22 @@ def hamming_knn(x: np.ndarray, k: int) -> np.ndarray:
     return _select_k(d, k)
 
 
-def l2_knn(x: np.ndarray, k: int) -> np.ndarray:
-    r"""Squared-L2 k-NN within each set, computed like ``bingnn.nn.knn`` in float32:
-    :math:`d_{ij} = \max(0, (|x_i|^2 + |x_j|^2) - 2 \langle x_i, x_j \rangle)`, stable ties.
+def l2_distances(x: np.ndarray) -> np.ndarray:
+    r"""Squared L2 distances within each set, computed like ``bingnn.nn.knn`` in float32:
+    :math:`d_{ij} = \max(0, (|x_i|^2 + |x_j|^2) - 2 \langle x_i, x_j \rangle)`.
 
-    ``x (B, N, C)`` float32 -> ``(B, N, k)`` int32."""
+    ``x (B, N, C)`` -> ``(B, N, N)`` float32."""
     x = np.asarray(x, dtype=np.float32)
     sq = (x * x).sum(-1)
     d = (sq[:, :, None] + sq[:, None, :]) - np.float32(2.0) * np.matmul(x, x.transpose(0, 2, 1))
     np.maximum(d, np.float32(0.0), out=d)
-    return _select_k(d, k)
+    return d
+
+
+def l2_knn(x: np.ndarray, k: int) -> np.ndarray:
+    """Squared-L2 k-NN within each set (self included, ties to the smaller index), on
+    :func:`l2_distances`: ``x (B, N, C)`` float32 -> ``(B, N, k)`` int32."""
+    return _select_k(l2_distances(x), k)
 
 
 def predicate(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, negate: np.ndarray) -> np.ndarray:
