@@ -6,11 +6,13 @@ import torch
 from torch import Tensor
 
 
-def check_features(x: Tensor, name: str = "x") -> None:
+def check_features(x: Tensor, name: str = "x", channels: int | None = None) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"{name} must have shape (num_nodes, channels), got {tuple(x.shape)}")
+    if channels is not None and x.size(1) != channels:
+        raise ValueError(f"{name} has {x.size(1)} channels, the layer expects {channels}")
     # A sum is non-finite iff some entry is NaN/inf or the sum overflows: one cheap reduction
     # in the common case, the exact element-wise test only to confirm.
     if (

@@ -23,14 +23,17 @@ class BinGCNConv(MessagePassing):
             \Big( \boldsymbol{\beta} \odot \big(q_a(\operatorname{centre}(\mathbf{X}))\,
             q_w(\mathbf{W})^\top\big) \odot \boldsymbol{\alpha} \Big) + \mathbf{b}
 
-    with :math:`\hat{\mathbf{A}} = \mathbf{A} + \mathbf{I}` (existing self-loops are kept, not
-    doubled) and :math:`\hat{D}_{ii} = \sum_j \hat{A}_{ij}`. The transform is the shared
-    :class:`~bingnn.nn.BinaryBlock` (centre -> quantize -> binary linear -> learned per-channel
-    rescaling :math:`\boldsymbol{\alpha}`, no PReLU). With ``node_scale=True`` each node's binary
-    product is also multiplied by :math:`\beta_i = \frac{1}{F}\sum_c |\operatorname{centre}(
-    \mathbf{x}_i)_c|`, the per-node feature scale of Bi-GCN (only when the activations are
-    binarized). Transform first, propagate second: the propagation then moves
-    :math:`F_{out}` rather than :math:`F_{in}` channels.
+    with :math:`\hat{\mathbf{A}} = \mathbf{A} + \mathbf{I}` (an edge list's existing
+    self-loops are replaced by one self-loop per node, never doubled; a sparse ``adj_t`` should
+    come without self-loops, as in PyG) and :math:`\hat{D}_{ii} = \sum_j \hat{A}_{ij}`.
+
+    The transform is the shared :class:`~bingnn.nn.BinaryBlock` (centre -> quantize -> binary
+    linear -> learned per-channel rescaling :math:`\boldsymbol{\alpha}`, no PReLU). With
+    ``node_scale=True`` each node's binary product is also multiplied by
+    :math:`\beta_i = \frac{1}{F}\sum_c |\operatorname{centre}(\mathbf{x}_i)_c|`, the per-node
+    feature scale of Bi-GCN (only when the activations are binarized). Transform first,
+    propagate second: the propagation then moves :math:`F_{out}` rather than :math:`F_{in}`
+    channels.
 
     Args:
         in_channels: input size (an ``(in_src, in_dst)`` pair is accepted; only ``in_src``
@@ -122,7 +125,7 @@ class BinGCNConv(MessagePassing):
     ) -> Tensor:
         bipartite = not isinstance(x, Tensor)
         x_src = x[0] if bipartite else x
-        check_features(x_src, "x")
+        check_features(x_src, "x", self.in_channels)
         num_dst = x[1].size(0) if bipartite and x[1] is not None else x_src.size(0)
         check_edge_index(edge_index, x_src.size(0), num_dst)
         if edge_weight is not None and not edge_index.is_sparse:

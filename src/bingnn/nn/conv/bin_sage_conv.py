@@ -98,9 +98,9 @@ class BinSAGEConv(MessagePassing):
     def forward(self, x: Tensor | OptPairTensor, edge_index: Adj, size: Size = None) -> Tensor:
         if isinstance(x, Tensor):
             x = (x, x)
-        check_features(x[0], "x_src")
+        check_features(x[0], "x_src", self.in_channels[0])
         if x[1] is not None:
-            check_features(x[1], "x_dst")
+            check_features(x[1], "x_dst", self.in_channels[1] if self.lin_r is not None else None)
         num_dst = x[1].size(0) if x[1] is not None else (size[1] if size else x[0].size(0))
         check_edge_index(edge_index, x[0].size(0), num_dst)
         if size is None:
