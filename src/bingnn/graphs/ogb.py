@@ -76,7 +76,7 @@ def load_ogb(name: str, root: str | os.PathLike, download: bool = False) -> OGBN
         with _torch_load_compat():
             ds = PygNodePropPredDataset(name, root=str(root))
             split = ds.get_idx_split()
-    except (OSError, KeyError, IndexError, RuntimeError, EOFError) as e:
+    except (OSError, KeyError, IndexError, RuntimeError, EOFError, ValueError) as e:
         raise ValueError(f"could not read {name} from {folder}: {e}") from e
     g = ds[0]
     data = Data(edge_index=g.edge_index, num_nodes=g.num_nodes)
