@@ -188,3 +188,12 @@ def test_ogb_corrupt_raw_file(tmp_path):
     (tmp_path / "ogbn_arxiv" / "raw" / "edge.csv.gz").write_bytes(b"\x1f\x8b garbage")
     with pytest.raises(ValueError, match="could not read ogbn-arxiv"):
         load_ogb("ogbn-arxiv", tmp_path)
+
+
+def test_rocauc_with_ties_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    y = torch.tensor([[0], [1], [1], [0], [1], [0], [1]])
+    s = torch.tensor([[0.5], [0.5], [0.9], [0.1], [0.5], [0.9], [0.2]])  # many ties
+    ref = roc_auc_score(y[:, 0].numpy(), s[:, 0].numpy())
+    assert evaluate(s, y, torch.arange(7), "rocauc") == pytest.approx(ref)

@@ -135,17 +135,27 @@ def _loss(logits: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
     return F.cross_entropy(logits, y.view(-1).long(), label_smoothing=cfg.label_smoothing)
 
 
+def _average_ranks(v: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank (the Mann-Whitney convention)."""
+    order = np.argsort(v, kind="mergesort")
+    sv = v[order]
+    starts = np.r_[0, np.flatnonzero(sv[1:] != sv[:-1]) + 1]
+    ends = np.r_[starts[1:], sv.size]
+    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
+    ranks = np.empty(v.size)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
 def _rocauc(scores: np.ndarray, y: np.ndarray) -> float:
     """Mean over tasks (with both classes present) of the ROC-AUC, via the rank statistic."""
-    from scipy.stats import rankdata
-
     aucs = []
     for t in range(y.shape[1]):
         pos = y[:, t] == 1
         n_pos, n_neg = int(pos.sum()), int((~pos).sum())
         if n_pos == 0 or n_neg == 0:
             continue
-        r = rankdata(scores[:, t])
+        r = _average_ranks(scores[:, t])
         aucs.append((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
     if not aucs:
         raise ValueError("no task has both positive and negative labels; ROC-AUC undefined")
