@@ -12,6 +12,10 @@
 namespace py = pybind11;
 using namespace bingnn;
 
+namespace bingnn {
+void bind_engine_float(py::module_& m);  // bind_engine.cpp: the engine's real-valued kernels
+}
+
 namespace {
 
 template <class T>
@@ -258,4 +262,6 @@ PYBIND11_MODULE(_native, m) {
         d["hardware_threads"] = resolve_threads(0);
         return d;
     });
+
+    bind_engine_float(m);
 }

@@ -100,6 +100,7 @@ def test_cli_errors_are_one_line(exported, tmp_path, capsys) -> None:
 
 
 def test_infer_runs_without_torch(exported, tmp_path) -> None:
+    """``python -m bingnn.cli.infer_cmd``: the inference command with PyTorch unavailable."""
     _, out, _ = exported
     np.save(tmp_path / "p.npy", make_synthetic_shapes(1, 40, seed=3)[0])
     script = f"""
@@ -109,8 +110,8 @@ class _Block:
         if name == "torch" or name.startswith("torch."):
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, _Block())
-from bingnn.cli.main import main
-rc = main(["infer", {str(out)!r}, {str(tmp_path / "p.npy")!r}])
+from bingnn.cli.infer_cmd import main
+rc = main([{str(out)!r}, {str(tmp_path / "p.npy")!r}])
 print("torch" in sys.modules, rc)
 """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

@@ -66,16 +66,18 @@ def test_float_predicate_is_exact(seed: int) -> None:
     np.testing.assert_array_equal(ref.predicate(v, lo, hi, neg), signs(fn, v))
 
 
-def test_bn_affine_matches_torch_bits() -> None:
-    bn = ChannelBatchNorm(16)
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("c", [16, 20, 96])
+def test_bn_affine_matches_torch_bits(seed: int, c: int) -> None:
+    bn = ChannelBatchNorm(c)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(16, generator=g))
-        bn.running_var.copy_(torch.rand(16, generator=g) + 0.2)
-        bn.weight.copy_(torch.randn(16, generator=g))
-        bn.bias.copy_(torch.randn(16, generator=g))
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.2)
+        bn.weight.copy_(torch.randn(c, generator=g))
+        bn.bias.copy_(torch.randn(c, generator=g))
     bn.eval()
-    x = torch.randn(5000, 16, generator=g)
+    x = torch.randn(3000, c, generator=g)
     scale, shift = _bn_affine(bn, "bn")
     with torch.no_grad():
         want = bn(x).numpy()

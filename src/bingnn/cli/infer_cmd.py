@@ -74,3 +74,28 @@ def run(args: argparse.Namespace) -> int:
                     )
                 print(f"{name}\t{model.class_names[best]}\t{proba[best]:.3f}{extra}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bingnn.cli.infer_cmd MODEL FILE...``: the inference command alone, for
+    deployments with numpy and the native extension only (no PyTorch, no training side)."""
+    import sys
+
+    from bingnn.cli.main import _expected_errors, _one_line, _Parser
+
+    parser = _Parser(prog="bingnn-infer", description=HELP)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    register(sub)
+    try:
+        args = parser.parse_args(["infer", *(sys.argv[1:] if argv is None else argv)])
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        return run(args)
+    except _expected_errors() as e:
+        print(f"bingnn: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -86,27 +86,15 @@ def edge0_minmax(
     return y.max(axis=2), y.min(axis=2)
 
 
-def colstats(y: np.ndarray, n_bits: int, native: bool, num_threads: int | None) -> np.ndarray:
-    """Per set and column of integer pre-activations ``y (B, N, C)``: ``(B, 6, C)`` int64 rows
-    [max, min, min of y >= 0 (int32 max if none), max of y < 0 (int32 min if none),
-    sum of max(y, 0), sum of min(y, 0)]."""
-    if native and has("colstats_i32") and y.shape[1] * max(1, n_bits) < 2**31:
-        return _native.colstats_i32(
-            np.ascontiguousarray(y, np.int32), int(threads(num_threads) or 0)
-        ).astype(np.int64)
-    i32 = np.iinfo(np.int32)
-    pos = y >= 0
-    return np.stack(
-        [
-            y.max(axis=1),
-            y.min(axis=1),
-            np.where(pos, y, i32.max).min(axis=1),
-            np.where(pos, i32.min, y).max(axis=1),
-            np.where(pos, y, 0).sum(axis=1, dtype=np.int64),
-            np.where(pos, 0, y).sum(axis=1, dtype=np.int64),
-        ],
-        axis=1,
-    ).astype(np.int64)
+def embed_pool(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
+               bn_scale: np.ndarray | None, bn_shift: np.ndarray | None, native: bool,
+               num_threads: int | None) -> np.ndarray:
+    """Global max and mean pooling of ``h = bn(prelu(alpha * y))`` over the points:
+    ``y (B, N, C)`` int32 -> ``(B, 2C)`` float32 (see :func:`reference.embed_pool`)."""
+    if native and has("embed_pool"):
+        return _native.embed_pool(np.ascontiguousarray(y, np.int32), alpha, slope, bn_scale,
+                                  bn_shift, int(threads(num_threads) or 0))
+    return ref.embed_pool(y, alpha, slope, bn_scale, bn_shift)
 
 
 def xor_edge_conv_knn(

@@ -349,42 +349,19 @@ class EngineModel:
         a = self._a
         b, n, w = cat.shape
         n_bits = sum(self.widths)
-        # The (N, E) int32 pre-activations of a few clouds at a time stay in cache; only their
-        # per-column statistics are kept.
-        step = max(1, (8 << 20) // max(1, 4 * n * self.emb_dims))
-        st = np.concatenate([
-            _ops.colstats(
-                _ops.binary_gemm(cat[s : s + step].reshape(-1, w), a["embed.weight"], n_bits,
-                                 self.native, self.num_threads).reshape(-1, n, self.emb_dims),
-                n_bits, self.native, self.num_threads)
-            for s in range(0, b, step)
-        ])
         alpha, slope = a["embed.alpha"], a["embed.slope"]
         scale = a["embed.bn_scale"] if bn else None
         shift = a["embed.bn_shift"] if bn else None
-
-        def h(v: np.ndarray) -> np.ndarray:
-            out = _act(v, alpha, slope)
-            return ref.fma_affine(out, scale, shift) if bn else out
-
-        # Max pooling: h is monotone on y < 0 and on y >= 0 (rescale, PReLU, BatchNorm), so
-        # its max over the points is reached at one of the extreme pre-activations of each
-        # side: the overall max and min, the smallest y >= 0 and the largest y < 0.
-        i32 = np.iinfo(np.int32)
-        ymax, ymin, pmin, nmax = st[:, 0], st[:, 1], st[:, 2], st[:, 3]
-        cands = [h(ymax), h(ymin)]
-        cands.append(np.where(pmin != i32.max, h(np.where(pmin != i32.max, pmin, 0)), -np.inf))
-        cands.append(np.where(nmax != i32.min, h(np.where(nmax != i32.min, nmax, 0)), -np.inf))
-        hmax = np.max(cands, axis=0).astype(np.float32)
-        # Mean pooling: h is affine on each side, so the mean follows from the two sums
-        # (in float64; PyTorch's float32 mean agrees to rounding).
-        s_pos, s_neg = st[:, 4].astype(np.float64), st[:, 5].astype(np.float64)
-        a64, sl = alpha.astype(np.float64), slope.astype(np.float64)
-        total = np.where(a64 >= 0, a64 * (s_pos + sl * s_neg), a64 * (sl * s_pos + s_neg))
-        mean = total / n
-        if bn:
-            mean = mean * scale + shift
-        return np.concatenate([hmax, mean.astype(np.float32)], axis=-1)
+        # The (N, E) int32 pre-activations of a few clouds at a time stay in cache; only their
+        # max and mean over the points are kept.
+        step = max(1, (8 << 20) // max(1, 4 * n * self.emb_dims))
+        return np.concatenate([
+            _ops.embed_pool(
+                _ops.binary_gemm(cat[s : s + step].reshape(-1, w), a["embed.weight"], n_bits,
+                                 self.native, self.num_threads).reshape(-1, n, self.emb_dims),
+                alpha, slope, scale, shift, self.native, self.num_threads)
+            for s in range(0, b, step)
+        ])
 
     def _backbone_rf(self, x: np.ndarray, tr: dict | None) -> np.ndarray:
         a = self._a

@@ -106,6 +106,43 @@ def fma_affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarra
     return (x.astype(np.float64) * scale + shift).astype(np.float32)
 
 
+def cascade_sum(h: np.ndarray) -> np.ndarray:
+    """Sum over axis 1 of ``h (B, N, C)`` float32 in PyTorch's CPU order for a reduction over a
+    non-contiguous dimension (ATen's cascade sum): rows are added into level 0; every ``2**p``
+    rows (``p = max(4, ceil(log2 N) // 4)``) level 0 is folded into level 1, and so on up to
+    four levels, which are added back at the end. Bit-exact for column groups of 32."""
+    n = h.shape[1]
+    power = max(4, (int(n - 1).bit_length() if n > 1 else 0) // 4)
+    step = 1 << power
+    acc = [np.zeros((h.shape[0], h.shape[2]), np.float32) for _ in range(4)]
+    i = 0
+    while i + step <= n:
+        for _ in range(step):
+            acc[0] = acc[0] + h[:, i]
+            i += 1
+        for lv in range(1, 4):
+            acc[lv] = acc[lv] + acc[lv - 1]
+            acc[lv - 1] = np.zeros_like(acc[lv - 1])
+            if i & ((step - 1) << (lv * power)):
+                break
+    for r in range(i, n):
+        acc[0] = acc[0] + h[:, r]
+    return acc[0] + acc[1] + acc[2] + acc[3]
+
+
+def embed_pool(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
+               bn_scale: np.ndarray | None = None,
+               bn_shift: np.ndarray | None = None) -> np.ndarray:
+    """Max and mean over the points of ``h = bn(prelu(y * alpha))``, as PyTorch computes them:
+    ``y (B, N, C)`` int32 -> ``(B, 2C)`` float32 ``[max, mean]``."""
+    v = y.astype(np.float32) * alpha
+    h = np.where(v >= 0, v, v * slope)
+    if bn_scale is not None:
+        h = fma_affine(h, bn_scale, bn_shift)
+    mean = cascade_sum(h) / np.float32(y.shape[1])
+    return np.concatenate([h.max(axis=1), mean], axis=-1).astype(np.float32)
+
+
 def edge_preact0(
     x: np.ndarray,
     idx: np.ndarray,

@@ -179,18 +179,18 @@ def _np(t: Tensor) -> np.ndarray:
 
 def _bn_affine(bn: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
     """BatchNorm in eval mode as ``fma(x, scale, shift)`` (float32), with the constants
-    rounded as PyTorch's CPU kernel rounds them: ``scale = weight * (1 / sqrt(var + eps))``,
-    ``shift = fma(-mean, scale, bias)``."""
+    rounded as PyTorch's CPU kernel rounds them, in float32:
+    ``scale = weight * (1 / sqrt(var + float32(eps)))``, ``shift = fma(-mean, scale, bias)``."""
     if not isinstance(bn, nn.BatchNorm1d) or bn.running_mean is None:
         raise ExportError(f"{where}: expected a BatchNorm with running statistics")
-    with torch.no_grad():
-        inv = 1.0 / torch.sqrt(bn.running_var.float() + bn.eps)
-        w = bn.weight.float() if bn.weight is not None else torch.ones_like(inv)
-        b = bn.bias.float() if bn.bias is not None else torch.zeros_like(inv)
-        scale = w * inv
-    s64 = _np(scale).astype(np.float64)
-    shift = (_np(b).astype(np.float64) - _np(bn.running_mean).astype(np.float64) * s64)
-    return _np(scale), shift.astype(np.float32)
+    var = _np(bn.running_var)
+    inv = np.float32(1.0) / np.sqrt(var + np.float32(bn.eps))
+    w = _np(bn.weight) if bn.weight is not None else np.ones_like(inv)
+    b = _np(bn.bias) if bn.bias is not None else np.zeros_like(inv)
+    scale = (w * inv).astype(np.float32)
+    # One rounding, like a fused multiply-add (the float64 product is exact).
+    shift = b.astype(np.float64) - _np(bn.running_mean).astype(np.float64) * scale
+    return scale, shift.astype(np.float32)
 
 
 def _rescale_act(block: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,433 @@
+// Real-valued engine steps: 3-D L2 k-NN, row selection, first-layer edge max/min, pooling.
+// Arithmetic contract in engine_float.hpp. Each kernel has a scalar reference and an AVX-512
+// path (level Avx2 runs the scalar path: these steps are small next to the binary layers).
+#include <cmath>
+#include <cstring>
+#include <utility>
+#include <limits>
+#include <new>
+#include <vector>
+#include <algorithm>
+
+#include "bingnn_core.hpp"
+#include "engine_float.hpp"
+
+namespace bingnn {
+namespace {
+
+// The k best (distance, index) pairs of one query. Candidates arrive in increasing index
+// order and are appended while strictly closer than the current k-th best (so a tie never
+// displaces a smaller index); when the buffer holds 2k pairs it is cut back to the k best, which
+// keeps the per-candidate cost constant instead of an insertion into a sorted list.
+struct TopK {
+    std::pair<float, int32_t>* buf;  // 2k slots
+    int64_t k, m = 0;
+    float worst = std::numeric_limits<float>::infinity();
+
+    inline void push(float dist, int32_t idx) {
+        if (!(dist < worst)) return;
+        buf[m++] = {dist, idx};
+        if (m == 2 * k) cut();
+    }
+    void cut() {
+        std::nth_element(buf, buf + (k - 1), buf + m);  // pair order = (distance, index)
+        m = k;
+        worst = buf[k - 1].first;
+        for (int64_t q = 0; q < k - 1; ++q) worst = std::max(worst, buf[q].first);
+    }
+    void finish(int32_t* out) {
+        std::sort(buf, buf + m);
+        for (int64_t q = 0; q < k; ++q) out[q] = buf[q].second;
+    }
+};
+
+// 64-byte aligned allocator (aligned vector loads and stores of distance rows).
+template <class T>
+struct AlignedAlloc {
+    using value_type = T;
+    AlignedAlloc() = default;
+    template <class U>
+    AlignedAlloc(const AlignedAlloc<U>&) {}
+    T* allocate(size_t n) {
+        return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+    }
+    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+    bool operator==(const AlignedAlloc&) const { return true; }
+    bool operator!=(const AlignedAlloc&) const { return false; }
+};
+
+// Structure of arrays of one set: x0, x1, x2, |x|^2 (padded to 16 with far-away points that
+// are never selected because they are skipped by index).
+void to_soa(const float* x, int64_t n, float* soa, int64_t stride) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float a = x[3 * i], b = x[3 * i + 1], c = x[3 * i + 2];
+        soa[i] = a;
+        soa[stride + i] = b;
+        soa[2 * stride + i] = c;
+        soa[3 * stride + i] = (a * a + b * b) + c * c;  // baseline ISA: never contracted
+    }
+}
+
+void knn3_queries_scalar(const float* soa, int64_t stride, int64_t n, int64_t q0, int64_t q1,
+                         int64_t k, int32_t* idx, std::pair<float, int32_t>* cand) {
+    const float *x0 = soa, *x1 = soa + stride, *x2 = soa + 2 * stride, *sq = soa + 3 * stride;
+    for (int64_t i = q0; i < q1; ++i) {
+        TopK top{cand, k};
+        for (int64_t j = 0; j < n; ++j) {
+            const float dot = std::fma(x2[i], x2[j], std::fma(x1[i], x1[j], x0[i] * x0[j]));
+            const float t = sq[i] + sq[j];
+            float d = t - 2.0f * dot;
+            if (d < 0.0f) d = 0.0f;
+            top.push(d, static_cast<int32_t>(j));
+        }
+        top.finish(idx + i * k);
+    }
+}
+
+#if BINGNN_X86
+// AVX-512 selection of the k smallest of a row d[0..n) (64-byte aligned, padded to a multiple
+// of 16 with +inf). One pass keeps 16 * A running minima (lane l of accumulator a covers the
+// entries 16 b + l with b = a mod A); the k-th smallest finite group minimum, tau, bounds the
+// k-th smallest entry from above (k groups, hence k entries, lie at or below it), so the answer
+// is among {j : d_j <= tau}: usually little more than k candidates, then sorted by
+// (value, index).
+BINGNN_AVX512 void select_row_avx512(const float* dbuf, int64_t n, int64_t k, int32_t* out,
+                                     std::pair<float, int32_t>* cand) {
+    constexpr int kMaxAcc = 8;
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    const int64_t nb = (n + 15) / 16;
+    const int64_t acc_n = std::min<int64_t>(kMaxAcc, nb);
+    __m512 acc[kMaxAcc];
+    for (int q = 0; q < kMaxAcc; ++q) acc[q] = inf;
+    for (int64_t b = 0; b < nb; ++b)
+        acc[b % acc_n] = _mm512_min_ps(acc[b % acc_n], _mm512_load_ps(dbuf + 16 * b));
+    alignas(64) float mins[16 * kMaxAcc] = {};
+    int64_t g = 0;
+    for (int64_t q = 0; q < acc_n; ++q) {
+        alignas(64) float tmp[16];
+        _mm512_store_ps(tmp, acc[q]);
+        for (int l = 0; l < 16; ++l)
+            if (tmp[l] < std::numeric_limits<float>::infinity()) mins[g++] = tmp[l];
+    }
+    float tau = std::numeric_limits<float>::infinity();
+    if (g >= k) {
+        std::nth_element(mins, mins + (k - 1), mins + g);
+        tau = mins[k - 1];
+    }
+    const __m512 tv = _mm512_set1_ps(tau);
+    int64_t m = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+        __mmask16 mask = _mm512_cmp_ps_mask(_mm512_load_ps(dbuf + 16 * b), tv, _CMP_LE_OQ);
+        const int64_t valid = std::min<int64_t>(16, n - 16 * b);
+        mask &= static_cast<__mmask16>((1u << valid) - 1u);
+        while (mask) {  // few candidates: most blocks have none
+            const int l = __builtin_ctz(mask);
+            mask &= static_cast<__mmask16>(mask - 1);
+            cand[m++] = {dbuf[16 * b + l], static_cast<int32_t>(16 * b + l)};
+        }
+    }
+    if (m > k)
+        std::partial_sort(cand, cand + k, cand + m);
+    else
+        std::sort(cand, cand + m);
+    for (int64_t q = 0; q < k; ++q) out[q] = cand[q].second;
+}
+
+// AVX-512: the distances of a query in one vector pass (same operations as the scalar path),
+// then select_row_avx512.
+BINGNN_AVX512 void knn3_queries_avx512(const float* soa, int64_t stride, int64_t n, int64_t q0,
+                                       int64_t q1, int64_t k, int32_t* idx, float* dbuf,
+                                       std::pair<float, int32_t>* cand) {
+    const float *x0 = soa, *x1 = soa + stride, *x2 = soa + 2 * stride, *sq = soa + 3 * stride;
+    const __m512 two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    const int64_t nb = (n + 15) / 16;
+    for (int64_t i = q0; i < q1; ++i) {
+        const __m512 a0 = _mm512_set1_ps(x0[i]), a1 = _mm512_set1_ps(x1[i]),
+                     a2 = _mm512_set1_ps(x2[i]), s = _mm512_set1_ps(sq[i]);
+        for (int64_t b = 0; b < nb; ++b) {
+            const int64_t j0 = 16 * b;
+            const __m512 dot = _mm512_fmadd_ps(
+                a2, _mm512_loadu_ps(x2 + j0),
+                _mm512_fmadd_ps(a1, _mm512_loadu_ps(x1 + j0),
+                                _mm512_mul_ps(a0, _mm512_loadu_ps(x0 + j0))));
+            const __m512 t = _mm512_add_ps(s, _mm512_loadu_ps(sq + j0));
+            __m512 dv = _mm512_max_ps(_mm512_sub_ps(t, _mm512_mul_ps(two, dot)), zero);
+            const int64_t valid = std::min<int64_t>(16, n - j0);
+            dv = _mm512_mask_blend_ps(static_cast<__mmask16>((1u << valid) - 1u), inf, dv);
+            _mm512_store_ps(dbuf + j0, dv);
+        }
+        select_row_avx512(dbuf, n, k, idx + i * k, cand);
+    }
+}
+#endif
+
+// ---- first layer: max/min over neighbours of y = sum_q e_q w_q, e = bn([x_j - x_i, x_i])
+
+inline void edge_vector(const float* x, int64_t i, int64_t j, const float* s, const float* t,
+                        float* e) {
+    for (int q = 0; q < 3; ++q) e[q] = x[3 * j + q] - x[3 * i + q];
+    for (int q = 0; q < 3; ++q) e[3 + q] = x[3 * i + q];
+    if (s != nullptr)
+        for (int q = 0; q < 6; ++q) e[q] = std::fma(e[q], s[q], t[q]);
+}
+
+void edge0_rows_scalar(const float* x, int64_t p0, int64_t p1, int64_t n, const int32_t* idx,
+                       int64_t k, const float* w, int64_t c, const float* s, const float* t,
+                       float* ymax, float* ymin) {
+    float e[6];
+    for (int64_t p = p0; p < p1; ++p) {
+        const int64_t set = p / n;
+        const float* xs = x + set * n * 3;
+        const int64_t i = p % n;
+        float* mx = ymax + p * c;
+        float* mn = ymin + p * c;
+        for (int64_t r = 0; r < k; ++r) {
+            edge_vector(xs, i, idx[p * k + r], s, t, e);
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const float* wc = w + ch * 6;
+                float y = e[0] * wc[0];
+                for (int q = 1; q < 6; ++q) y = y + e[q] * wc[q];
+                if (r == 0 || y > mx[ch]) mx[ch] = y;
+                if (r == 0 || y < mn[ch]) mn[ch] = y;
+            }
+        }
+    }
+}
+
+#if BINGNN_X86
+// wt: weights transposed to (6, c16), c16 = c rounded up to 16 (zero padded).
+BINGNN_AVX512 void edge0_rows_avx512(const float* x, int64_t p0, int64_t p1, int64_t n,
+                                     const int32_t* idx, int64_t k, const float* wt,
+                                     int64_t c, int64_t c16, const float* s, const float* t,
+                                     float* ymax, float* ymin) {
+    float e[6];
+    for (int64_t p = p0; p < p1; ++p) {
+        const int64_t set = p / n;
+        const float* xs = x + set * n * 3;
+        const int64_t i = p % n;
+        for (int64_t cb = 0; cb < c16; cb += 16) {
+            __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+            __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+            for (int64_t r = 0; r < k; ++r) {
+                edge_vector(xs, i, idx[p * k + r], s, t, e);
+                // Products with +-1 weights are exact: mul + add equals PyTorch's sum order.
+                __m512 y = _mm512_mul_ps(_mm512_set1_ps(e[0]), _mm512_loadu_ps(wt + cb));
+                for (int q = 1; q < 6; ++q)
+                    y = _mm512_add_ps(
+                        y, _mm512_mul_ps(_mm512_set1_ps(e[q]), _mm512_loadu_ps(wt + q * c16 + cb)));
+                mx = _mm512_max_ps(mx, y);
+                mn = _mm512_min_ps(mn, y);
+            }
+            const int64_t valid = std::min<int64_t>(16, c - cb);
+            const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+            _mm512_mask_storeu_ps(ymax + p * c + cb, keep, mx);
+            _mm512_mask_storeu_ps(ymin + p * c + cb, keep, mn);
+        }
+    }
+}
+#endif
+
+// ---- embedding pooling: h = bn(prelu(alpha * y)), max and mean over the points
+
+// PyTorch's CPU sum over a non-contiguous dimension (ATen's cascade sum, the order its
+// vectorized outer reduction uses): rows are added into level 0; every 2^p rows (p =
+// max(4, ceil(log2 n) / 4)) level 0 is folded into level 1, and so on up to 4 levels; at the
+// end the levels are added back into level 0. Reproducing it makes the mean pooling bit-exact.
+struct Cascade {
+    int64_t power, step;
+    explicit Cascade(int64_t n) {
+        int64_t lg = 0;
+        while ((int64_t{1} << lg) < n) ++lg;
+        power = std::max<int64_t>(4, lg / 4);
+        step = int64_t{1} << power;
+    }
+};
+
+inline float pool_h(int32_t y, float alpha, float slope, const float* s, const float* t,
+                    int64_t ch) {
+    const float v = static_cast<float>(y) * alpha;
+    const float p = v >= 0.0f ? v : v * slope;
+    return s != nullptr ? std::fma(p, s[ch], t[ch]) : p;
+}
+
+void pool_set_scalar(const int32_t* y, int64_t n, int64_t c, const float* alpha,
+                     const float* slope, const float* s, const float* t, float* hmax,
+                     float* hmean) {
+    const Cascade cas(n);
+    std::vector<float> acc(static_cast<size_t>(4 * c), 0.0f);
+    for (int64_t ch = 0; ch < c; ++ch) hmax[ch] = -std::numeric_limits<float>::infinity();
+    auto add_row = [&](int64_t r) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const float h = pool_h(y[r * c + ch], alpha[ch], slope[ch], s, t, ch);
+            hmax[ch] = std::max(hmax[ch], h);
+            acc[ch] += h;
+        }
+    };
+    int64_t i = 0;
+    while (i + cas.step <= n) {
+        for (int64_t j = 0; j < cas.step; ++j, ++i) add_row(i);
+        for (int64_t lv = 1; lv < 4; ++lv) {
+            for (int64_t ch = 0; ch < c; ++ch) {
+                acc[lv * c + ch] += acc[(lv - 1) * c + ch];
+                acc[(lv - 1) * c + ch] = 0.0f;
+            }
+            if ((i & ((cas.step - 1) << (lv * cas.power))) != 0) break;
+        }
+    }
+    for (; i < n; ++i) add_row(i);
+    for (int64_t ch = 0; ch < c; ++ch) {
+        float sum = acc[ch];
+        for (int64_t lv = 1; lv < 4; ++lv) sum += acc[lv * c + ch];
+        hmean[ch] = sum / static_cast<float>(n);
+    }
+}
+
+#if BINGNN_X86
+BINGNN_AVX512 inline void pool_row_avx512(const int32_t* yr, __mmask16 keep, __m512 va, __m512 vs,
+                                          __m512 bs, __m512 bt, bool bn, __m512& mx,
+                                          __m512& acc) {
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(keep, yr)), va);
+    const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+    __m512 h = _mm512_mask_blend_ps(pos, _mm512_mul_ps(v, vs), v);
+    if (bn) h = _mm512_fmadd_ps(h, bs, bt);
+    mx = _mm512_max_ps(mx, h);
+    acc = _mm512_add_ps(acc, h);
+}
+
+BINGNN_AVX512 void pool_set_avx512(const int32_t* y, int64_t n, int64_t c, const float* alpha,
+                                   const float* slope, const float* s, const float* t,
+                                   float* hmax, float* hmean) {
+    const Cascade cas(n);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t cb = 0; cb < c; cb += 16) {
+        const int64_t valid = std::min<int64_t>(16, c - cb);
+        const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+        const __m512 va = _mm512_maskz_loadu_ps(keep, alpha + cb);
+        const __m512 vs = _mm512_maskz_loadu_ps(keep, slope + cb);
+        const __m512 bs = s != nullptr ? _mm512_maskz_loadu_ps(keep, s + cb) : zero;
+        const __m512 bt = s != nullptr ? _mm512_maskz_loadu_ps(keep, t + cb) : zero;
+        __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        __m512 acc[4] = {zero, zero, zero, zero};
+        const bool bn = s != nullptr;
+        int64_t i = 0;
+        while (i + cas.step <= n) {
+            for (int64_t j = 0; j < cas.step; ++j, ++i)
+                pool_row_avx512(y + i * c + cb, keep, va, vs, bs, bt, bn, mx, acc[0]);
+            for (int64_t lv = 1; lv < 4; ++lv) {
+                acc[lv] = _mm512_add_ps(acc[lv], acc[lv - 1]);
+                acc[lv - 1] = zero;
+                if ((i & ((cas.step - 1) << (lv * cas.power))) != 0) break;
+            }
+        }
+        for (; i < n; ++i) pool_row_avx512(y + i * c + cb, keep, va, vs, bs, bt, bn, mx, acc[0]);
+        __m512 sum = acc[0];
+        for (int lv = 1; lv < 4; ++lv) sum = _mm512_add_ps(sum, acc[lv]);
+        _mm512_mask_storeu_ps(hmax + cb, keep, mx);
+        _mm512_mask_storeu_ps(hmean + cb, keep,
+                              _mm512_div_ps(sum, _mm512_set1_ps(static_cast<float>(n))));
+    }
+}
+#endif
+
+}  // namespace
+
+void embed_pool(const int32_t* y, int64_t sets, int64_t n, int64_t c, const float* alpha,
+                const float* slope, const float* bn_scale, const float* bn_shift, float* out,
+                int num_threads) {
+    if (sets == 0 || n == 0) return;
+    const Level level = active_level();
+    parallel_for(sets, num_threads, 1, [&](int64_t s0, int64_t s1) {
+        for (int64_t q = s0; q < s1; ++q) {
+            float* o = out + q * 2 * c;
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                pool_set_avx512(y + q * n * c, n, c, alpha, slope, bn_scale, bn_shift, o, o + c);
+                continue;
+            }
+#endif
+            pool_set_scalar(y + q * n * c, n, c, alpha, slope, bn_scale, bn_shift, o, o + c);
+        }
+    });
+}
+
+void l2_knn3(const float* x, int64_t sets, int64_t n, int64_t k, int32_t* idx, int num_threads) {
+    if (sets == 0 || n == 0) return;
+    const Level level = active_level();
+    const int64_t stride = (n + 15) / 16 * 16;
+    // Work is split over (set, block of queries) so one large set still uses every thread.
+    const int64_t qblock = 64, nqb = (n + qblock - 1) / qblock;
+    std::vector<float> soa(static_cast<size_t>(sets * 4 * stride), 0.0f);
+    for (int64_t s = 0; s < sets; ++s) to_soa(x + s * n * 3, n, soa.data() + s * 4 * stride, stride);
+    parallel_for(sets * nqb, num_threads, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<std::pair<float, int32_t>> cand(static_cast<size_t>(2 * k));
+        // AVX-512 path: distances of one query, and candidate buffers (up to every point).
+        std::vector<float, AlignedAlloc<float>> dbuf(static_cast<size_t>(stride));
+        std::vector<std::pair<float, int32_t>> big(static_cast<size_t>(stride));
+        for (int64_t b = b0; b < b1; ++b) {
+            const int64_t s = b / nqb, q0 = (b % nqb) * qblock, q1 = std::min(n, q0 + qblock);
+            const float* base = soa.data() + s * 4 * stride;
+            int32_t* out = idx + s * n * k;
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                knn3_queries_avx512(base, stride, n, q0, q1, k, out, dbuf.data(), big.data());
+                continue;
+            }
+#endif
+            knn3_queries_scalar(base, stride, n, q0, q1, k, out, cand.data());
+        }
+    });
+}
+
+void select_k_rows(const float* d, int64_t rows, int64_t m, int64_t k, int32_t* idx,
+                   int num_threads) {
+    if (rows == 0 || m == 0) return;
+    const Level level = active_level();
+    const int64_t stride = (m + 15) / 16 * 16;
+    parallel_for(rows, num_threads, std::max<int64_t>(1, 65536 / stride), [&](int64_t r0,
+                                                                              int64_t r1) {
+        std::vector<std::pair<float, int32_t>> cand(
+            static_cast<size_t>(std::max(stride, 2 * k)));
+        std::vector<float, AlignedAlloc<float>> dbuf(static_cast<size_t>(stride),
+                                                     std::numeric_limits<float>::infinity());
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* row = d + r * m;
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                std::memcpy(dbuf.data(), row, static_cast<size_t>(m) * sizeof(float));
+                select_row_avx512(dbuf.data(), m, k, idx + r * k, cand.data());
+                continue;
+            }
+#endif
+            TopK top{cand.data(), k};
+            for (int64_t j = 0; j < m; ++j) top.push(row[j], static_cast<int32_t>(j));
+            top.finish(idx + r * k);
+        }
+    });
+}
+
+void edge_conv0_minmax(const float* x, int64_t sets, int64_t n, const int32_t* idx, int64_t k,
+                       const float* weight, int64_t c, const float* bn_scale,
+                       const float* bn_shift, float* ymax, float* ymin, int num_threads) {
+    if (sets == 0 || n == 0 || c == 0) return;
+    const Level level = active_level();
+    const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, k * c / 16));
+#if BINGNN_X86
+    if (level == Level::Avx512) {
+        const int64_t c16 = (c + 15) / 16 * 16;
+        std::vector<float> wt(static_cast<size_t>(6 * c16), 0.0f);
+        for (int64_t ch = 0; ch < c; ++ch)
+            for (int q = 0; q < 6; ++q) wt[q * c16 + ch] = weight[ch * 6 + q];
+        parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
+            edge0_rows_avx512(x, p0, p1, n, idx, k, wt.data(), c, c16, bn_scale, bn_shift, ymax,
+                              ymin);
+        });
+        return;
+    }
+#endif
+    parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
+        edge0_rows_scalar(x, p0, p1, n, idx, k, weight, c, bn_scale, bn_shift, ymax, ymin);
+    });
+}
+
+}  // namespace bingnn

@@ -1,0 +1,138 @@
+"""Native real-valued engine kernels (3-D L2 k-NN, row selection, first-layer edge max/min,
+embedding pooling) against the numpy reference and PyTorch, at every dispatch level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bingnn import _native
+from bingnn.engine import _ops, kernels
+from bingnn.engine import reference as ref
+from bingnn.nn.knn import knn as torch_knn
+
+LEVELS = kernels.cpu_features()["levels"]
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    with kernels.dispatch(request.param):
+        yield request.param
+
+
+def test_kernels_are_built() -> None:
+    for name in ("l2_knn3", "select_k_rows", "edge_conv0_minmax", "embed_pool"):
+        assert _ops.has(name), name
+
+
+@pytest.mark.parametrize("b,n,k", [(1, 1, 1), (2, 5, 5), (3, 40, 7), (2, 300, 20), (1, 1024, 20)])
+def test_l2_knn3_matches_torch(level: str, b: int, n: int, k: int) -> None:
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((b, n, 3), dtype=np.float32)
+    want = torch_knn(torch.from_numpy(x), k, "l2").numpy()
+    np.testing.assert_array_equal(_ops.l2_knn(x, k, True, 1), want)
+    np.testing.assert_array_equal(_ops.l2_knn(x, k, True, None), want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 70), seed=st.integers(0, 10**6),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_l2_knn3_ties_and_duplicates(b: int, n: int, seed: int, scale: float) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, n + 1))
+    # Coarse grid: many equal distances and duplicate points; ties go to the smaller index.
+    x = (rng.integers(-2, 3, size=(b, n, 3)) * scale).astype(np.float32)
+    want = torch_knn(torch.from_numpy(x), k, "l2").numpy()
+    for lvl in LEVELS:
+        with kernels.dispatch(lvl):
+            np.testing.assert_array_equal(_ops.l2_knn(x, k, True, 1), want, err_msg=lvl)
+
+
+@pytest.mark.parametrize("c", [1, 16, 64, 70])
+@pytest.mark.parametrize("bn", [False, True])
+def test_edge_conv0_minmax_matches_reference(level: str, c: int, bn: bool) -> None:
+    rng = np.random.default_rng(c)
+    b, n, k = 2, 50, 9
+    x = rng.standard_normal((b, n, 3), dtype=np.float32)
+    idx = rng.integers(0, n, size=(b, n, k)).astype(np.int32)
+    w = np.where(rng.random((c, 6)) < 0.5, 1.0, -1.0).astype(np.float32)
+    s = rng.standard_normal(6).astype(np.float32) if bn else None
+    t = rng.standard_normal(6).astype(np.float32) if bn else None
+    y = ref.edge_preact0(x, idx, w, s, t)
+    ymax, ymin = _ops.edge0_minmax(x, idx, w, s, t, True, 1)
+    np.testing.assert_array_equal(ymax, y.max(axis=2))
+    np.testing.assert_array_equal(ymin, y.min(axis=2))
+
+
+@pytest.mark.parametrize("b,n,c", [(2, 24, 32), (1, 1024, 1024), (3, 100, 64), (1, 17, 96)])
+@pytest.mark.parametrize("bn", [False, True])
+def test_embed_pool_matches_torch_bits(level: str, b: int, n: int, c: int, bn: bool) -> None:
+    """Max and mean pooling equal PyTorch's bit for bit (mean summed in its cascade order)."""
+    from bingnn.export.fold import _bn_affine
+    from bingnn.nn.activations import ChannelPReLU
+    from bingnn.nn.centering import ChannelBatchNorm
+
+    rng = np.random.default_rng(n + c)
+    y = rng.integers(-60, 61, size=(b, n, c)).astype(np.int32)
+    alpha = rng.standard_normal(c).astype(np.float32)
+    slope = (rng.standard_normal(c) * 0.3).astype(np.float32)
+    norm = ChannelBatchNorm(c).eval()
+    act = ChannelPReLU(c)
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.normal_()
+        norm.bias.normal_()
+        act.weight.copy_(torch.from_numpy(slope))
+        h = act(torch.from_numpy(y).float() * torch.from_numpy(alpha))
+        if bn:
+            h = norm(h)
+        want = torch.cat([h.max(dim=1).values, h.mean(dim=1)], dim=-1).numpy()
+    s, t = _bn_affine(norm, "bn") if bn else (None, None)
+    np.testing.assert_array_equal(_ops.embed_pool(y, alpha, slope, s, t, True, 1), want)
+    np.testing.assert_array_equal(ref.embed_pool(y, alpha, slope, s, t), want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 80), c=st.integers(1, 40), seed=st.integers(0, 999))
+def test_embed_pool_native_equals_reference(b: int, n: int, c: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(-30, 31, size=(b, n, c)).astype(np.int32)
+    alpha = rng.standard_normal(c).astype(np.float32)
+    slope = rng.standard_normal(c).astype(np.float32)
+    s, t = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    for lvl in LEVELS:
+        with kernels.dispatch(lvl):
+            for bn in (False, True):
+                got = _ops.embed_pool(y, alpha, slope, s if bn else None, t if bn else None,
+                                      True, 1)
+                want = ref.embed_pool(y, alpha, slope, s if bn else None, t if bn else None)
+                np.testing.assert_array_equal(got, want, err_msg=lvl)
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 20), m=st.integers(1, 90), seed=st.integers(0, 999))
+def test_select_k_rows_stable(rows: int, m: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, m + 1))
+    d = rng.integers(0, 4, size=(rows, m)).astype(np.float32)  # many ties
+    want = np.argsort(d, axis=1, kind="stable")[:, :k]
+    for lvl in LEVELS:
+        with kernels.dispatch(lvl):
+            np.testing.assert_array_equal(_native.select_k_rows(d, k, 1), want, err_msg=lvl)
+
+
+def test_bindings_reject_bad_arguments() -> None:
+    x = np.zeros((1, 5, 3), np.float32)
+    with pytest.raises(ValueError, match="k <= N"):
+        _native.l2_knn3(x, 6, 1)
+    with pytest.raises(ValueError, match=r"\(B, N, 3\)"):
+        _native.l2_knn3(np.zeros((1, 5, 2), np.float32), 1, 1)
+    idx = np.full((1, 5, 2), 5, np.int32)
+    with pytest.raises(ValueError, match="outside"):
+        _native.edge_conv0_minmax(x, idx, np.ones((4, 6), np.float32), None, None, 1)
+    with pytest.raises(ValueError, match=r"\(C, 6\)"):
+        _native.edge_conv0_minmax(x, idx * 0, np.ones((4, 5), np.float32), None, None, 1)
