@@ -72,7 +72,7 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    cpu_data, data = data, data.to(device)
+    cpu_data, data = data, copy.copy(data).to(device)  # Data.to() is in place
     train_idx, val_idx, test_idx = (split_index(data, s) for s in ("train", "val", "test"))
     if train_idx.numel() == 0:
         raise ValueError("the training split is empty")

@@ -285,7 +285,9 @@ def fit(
     if teacher is not None:
         teacher.to(device)
     cpu_data = data
-    data = data.to(device)
+    # Data.to() moves in place: move a shallow copy so the caller's graph (and the sampler's
+    # CPU copy) stay where they are.
+    data = copy.copy(data).to(device)
     train_idx, val_idx, test_idx = (t.to(device) for t in (train_idx, val_idx, test_idx))
     obj = Objective(cfg, teacher)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
