@@ -75,8 +75,6 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
     m.add_argument("--real-last", action="store_true",
                    help="keep real weights in the last (classifier) layer")
     m.add_argument("--no-node-scale", action="store_true", help="bingcn: no per-node scale")
-    m.add_argument("--binary-input", action="store_true",
-                   help="centre and binarize the input features too (as Bi-GCN)")
     t = p.add_argument_group("training (defaults: the dataset's recipe)")
     t.add_argument("--epochs", type=positive_int)
     t.add_argument("--lr", type=positive_float)
@@ -137,8 +135,7 @@ def build_node_model(kind: str, in_channels: int, out_channels: int, opts: dict[
 
     common = dict(num_layers=opts["layers"], dropout=opts["dropout"],
                   input_dropout=opts["input_dropout"], centering=opts["centering"],
-                  binary_last=not opts.get("real_last", False),
-                  binary_input=opts.get("binary_input", False))
+                  binary_last=not opts.get("real_last", False))
     if kind in ("sage", "binsage"):
         cls = GraphSAGE if kind == "sage" else BinSAGE
     elif kind in ("gcn", "bingcn"):
@@ -163,7 +160,6 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             opts[key] = v
     opts["real_last"] = args.real_last
     opts["no_node_scale"] = args.no_node_scale
-    opts["binary_input"] = args.binary_input
     return opts
 
 

@@ -23,8 +23,6 @@ class BinGCN(NodeModel):
         stage: 0 float, 1 float weights + ``tanh``, 2 binary activations, 3 fully binary.
         centering: centering of hidden layers (``"batchnorm"`` default).
         binary_last: binarize the last layer's weights at stage 3 (default ``True``).
-        binary_input: centre and quantize the input features too, as Bi-GCN does (default
-            ``False``: the first layer reads real features).
         node_scale: Bi-GCN's per-node scale of binarized features (default ``True``).
         cached: cache the normalised adjacency (transductive full-batch training).
 
@@ -47,7 +45,6 @@ class BinGCN(NodeModel):
         binary_last: bool = True,
         node_scale: bool = True,
         cached: bool = False,
-        binary_input: bool = False,
     ) -> None:
         super().__init__()
         check_arch(in_channels, hidden_channels, out_channels, num_layers, dropout, input_dropout)
@@ -56,8 +53,7 @@ class BinGCN(NodeModel):
             "arch": self.arch, "in_channels": in_channels, "hidden_channels": hidden_channels,
             "out_channels": out_channels, "num_layers": num_layers, "dropout": dropout,
             "input_dropout": input_dropout, "stage": stage, "centering": centering,
-            "binary_last": binary_last, "binary_input": binary_input, "node_scale": node_scale,
-            "cached": cached,
+            "binary_last": binary_last, "node_scale": node_scale, "cached": cached,
         }
         self.in_channels, self.hidden_channels = in_channels, hidden_channels
         self.out_channels, self.stage = out_channels, stage
@@ -69,9 +65,9 @@ class BinGCN(NodeModel):
             convs.append(
                 BinGCNConv(
                     widths[i], widths[i + 1],
-                    input_quantizer="identity" if first and not binary_input else act_q,
+                    input_quantizer="identity" if first else act_q,
                     kernel_quantizer="identity" if last and not binary_last else w_q,
-                    centering="none" if first and not binary_input else centering,
+                    centering="none" if first else centering,
                     node_scale=node_scale, cached=cached,
                 )
             )

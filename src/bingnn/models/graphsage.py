@@ -27,8 +27,6 @@ class BinSAGE(NodeModel):
             ``"median"``, ``"none"``).
         binary_last: binarize the last layer's weights at stage 3 (default ``True``); with
             ``False`` the classifier layer keeps real weights.
-        binary_input: centre and quantize the input features too (Bi-GCN binarizes them);
-            default ``False``: the first layer reads real features.
         aggr: neighbourhood aggregation (``"mean"``).
 
     Shapes:
@@ -49,7 +47,6 @@ class BinSAGE(NodeModel):
         centering: str = "batchnorm",
         binary_last: bool = True,
         aggr: str = "mean",
-        binary_input: bool = False,
     ) -> None:
         super().__init__()
         check_arch(in_channels, hidden_channels, out_channels, num_layers, dropout, input_dropout)
@@ -58,7 +55,7 @@ class BinSAGE(NodeModel):
             "arch": self.arch, "in_channels": in_channels, "hidden_channels": hidden_channels,
             "out_channels": out_channels, "num_layers": num_layers, "dropout": dropout,
             "input_dropout": input_dropout, "stage": stage, "centering": centering,
-            "binary_last": binary_last, "binary_input": binary_input, "aggr": aggr,
+            "binary_last": binary_last, "aggr": aggr,
         }
         self.in_channels, self.hidden_channels = in_channels, hidden_channels
         self.out_channels, self.stage = out_channels, stage
@@ -70,9 +67,9 @@ class BinSAGE(NodeModel):
             convs.append(
                 BinSAGEConv(
                     widths[i], widths[i + 1], aggr=aggr,
-                    input_quantizer="identity" if first and not binary_input else act_q,
+                    input_quantizer="identity" if first else act_q,
                     kernel_quantizer="identity" if last and not binary_last else w_q,
-                    centering="none" if first and not binary_input else centering,
+                    centering="none" if first else centering,
                     bias=last,
                 )
             )
