@@ -60,16 +60,21 @@ def test_infer_prints_labels_and_probabilities(exported, tmp_path, capsys) -> No
     np.save(tmp_path / "batch.npy", x[:2])
     write_ply(tmp_path / "one.ply", x[2])
     write_off(tmp_path / "one.off", x[2])
+    import h5py
+
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f.create_dataset("data", data=x[:2])
     capsys.readouterr()
-    files = [str(tmp_path / n) for n in ("batch.npy", "one.ply", "one.off")]
+    files = [str(tmp_path / n) for n in ("batch.npy", "one.ply", "one.off", "two.h5")]
     assert main(["infer", str(out), *files, "--top", "3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 6
     em = bingnn.engine.load(out)
     p = em.predict_proba(x)
     want_names = [SYNTHETIC_CLASSES[i] for i in p.argmax(-1)]
-    for line, name, prob in zip(lines, [*want_names, want_names[2]], [*p.max(-1), p[2].max()],
-                                strict=True):
+    names = [*want_names, want_names[2], *want_names[:2]]
+    probs = [*p.max(-1), p[2].max(), *p.max(-1)[:2]]
+    for line, name, prob in zip(lines, names, probs, strict=True):
         fields = line.split("\t")
         assert fields[1] == name
         assert abs(float(fields[2].split()[0]) - prob) < 1e-3
