@@ -99,6 +99,41 @@ void bind_engine_float(py::module_& m) {
         py::arg("bn_shift") = py::none(), py::arg("num_threads") = 0);
 
     m.def(
+        "rf_edge_minmax",
+        [](const Arr<float>& h, const Arr<int32_t>& idx, const Arr<float>& lo,
+           const Arr<float>& hi, const Arr<uint8_t>& negate, const Arr<uint64_t>& self_bits,
+           const Arr<uint64_t>& w_rel, const Arr<uint64_t>& w_self, int num_threads) {
+            need(h.ndim() == 3, "rf_edge_minmax expects h (B, N, C) float32");
+            const int64_t sets = h.shape(0), n = h.shape(1), c = h.shape(2);
+            const int64_t w = n_words(c);
+            check_idx(idx, sets, n);
+            need(lo.ndim() == 1 && lo.shape(0) == c && hi.ndim() == 1 && hi.shape(0) == c &&
+                     negate.ndim() == 1 && negate.shape(0) == c,
+                 "lo, hi and negate must have shape (C,)");
+            need(self_bits.ndim() == 2 && self_bits.shape(0) == sets * n &&
+                     self_bits.shape(1) == w,
+                 "self_bits must have shape (B * N, ceil(C / 64))");
+            need(w_rel.ndim() == 2 && w_self.ndim() == 2 && w_rel.shape(1) == w &&
+                     w_self.shape(1) == w && w_rel.shape(0) == w_self.shape(0),
+                 "w_rel and w_self must have shape (C_out, ceil(C / 64))");
+            const int64_t k = idx.shape(2), c_out = w_rel.shape(0);
+            Arr<int32_t> ymax({sets, n, c_out}), ymin({sets, n, c_out});
+            const float *hp = h.data(), *lp = lo.data(), *up = hi.data();
+            const uint8_t* np_ = negate.data();
+            const int32_t* ip = idx.data();
+            const uint64_t *sp = self_bits.data(), *rp = w_rel.data(), *wp = w_self.data();
+            int32_t *mx = ymax.mutable_data(), *mn = ymin.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                rf_edge_minmax(hp, sets, n, c, ip, k, lp, up, np_, sp, rp, wp, c_out, mx, mn,
+                               num_threads);
+            }
+            return py::make_tuple(ymax, ymin);
+        },
+        py::arg("h"), py::arg("idx"), py::arg("lo"), py::arg("hi"), py::arg("negate"),
+        py::arg("self_bits"), py::arg("w_rel"), py::arg("w_self"), py::arg("num_threads") = 0);
+
+    m.def(
         "embed_pool",
         [](const Arr<int32_t>& y, const Arr<float>& alpha, const Arr<float>& slope,
            const py::object& bn_scale, const py::object& bn_shift, int num_threads) {

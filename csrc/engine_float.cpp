@@ -330,7 +330,149 @@ BINGNN_AVX512 void pool_set_avx512(const int32_t* y, int64_t n, int64_t c, const
 }
 #endif
 
+// ---- RF layers >= 1: edge bits from per-channel predicates on real differences
+
+// bit_ch = negate_ch XOR (d >= hi_ch OR d <= lo_ch) with d = h_j[ch] - h_i[ch] (float32), packed.
+void rf_edge_bits_scalar(const float* hj, const float* hi_pt, int64_t c, const float* lo,
+                         const float* hi, const uint8_t* negate, uint64_t* e) {
+    for (int64_t q = 0; q < n_words(c); ++q) e[q] = 0;
+    for (int64_t ch = 0; ch < c; ++ch) {
+        const float d = hj[ch] - hi_pt[ch];
+        const bool bit = (negate[ch] != 0) != (d >= hi[ch] || d <= lo[ch]);
+        if (bit) e[ch / 64] |= uint64_t{1} << (ch % 64);
+    }
+}
+
+void rf_rows_scalar(const float* h, int64_t p0, int64_t p1, int64_t n, int64_t c,
+                    const int32_t* idx, int64_t k, const float* lo, const float* hi,
+                    const uint8_t* negate, const uint64_t* self_bits, const uint64_t* w_rel,
+                    const uint64_t* w_self, int64_t c_out, int32_t* ymax, int32_t* ymin) {
+    const int64_t w = n_words(c);
+    std::vector<uint64_t> e(static_cast<size_t>(w));
+    std::vector<int32_t> ys(static_cast<size_t>(c_out));
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* hs = h + (p / n) * n * c;
+        const int64_t i = p % n;
+        for (int64_t o = 0; o < c_out; ++o) {
+            int64_t pc = 0;
+            for (int64_t q = 0; q < w; ++q)
+                pc += __builtin_popcountll(self_bits[p * w + q] ^ w_self[o * w + q]);
+            ys[o] = static_cast<int32_t>(c - 2 * pc);
+        }
+        for (int64_t r = 0; r < k; ++r) {
+            rf_edge_bits_scalar(hs + idx[p * k + r] * c, hs + i * c, c, lo, hi, negate, e.data());
+            for (int64_t o = 0; o < c_out; ++o) {
+                int64_t pc = 0;
+                for (int64_t q = 0; q < w; ++q) pc += __builtin_popcountll(e[q] ^ w_rel[o * w + q]);
+                const auto y = static_cast<int32_t>(c - 2 * pc) + ys[o];
+                if (r == 0 || y > ymax[p * c_out + o]) ymax[p * c_out + o] = y;
+                if (r == 0 || y < ymin[p * c_out + o]) ymin[p * c_out + o] = y;
+            }
+        }
+    }
+}
+
+#if BINGNN_X86
+// Popcount dot products of one packed row against 8 weight rows at a time (weights in blocks8
+// layout: word-major within a block of 8 rows), as int64 lanes: c - 2 * popcount(row ^ w).
+BINGNN_AVX512 inline __m512i dot8_avx512(const uint64_t* row, int64_t w, const uint64_t* blk,
+                                         int64_t c) {
+    __m512i acc = _mm512_setzero_si512();
+    for (int64_t q = 0; q < w; ++q)
+        acc = _mm512_add_epi64(
+            acc, _mm512_popcnt_epi64(_mm512_xor_si512(
+                     _mm512_set1_epi64(static_cast<long long>(row[q])),
+                     _mm512_loadu_si512(blk + q * 8))));
+    return _mm512_sub_epi64(_mm512_set1_epi64(c), _mm512_slli_epi64(acc, 1));
+}
+
+BINGNN_AVX512 void rf_rows_avx512(const float* h, int64_t p0, int64_t p1, int64_t n, int64_t c,
+                                  const int32_t* idx, int64_t k, const float* lo,
+                                  const float* hi, const uint8_t* negate,
+                                  const uint64_t* self_bits, const uint64_t* rel_blocks,
+                                  const uint64_t* self_blocks, int64_t c_out, int32_t* ymax,
+                                  int32_t* ymin) {
+    const int64_t w = n_words(c), nblk = (c_out + 7) / 8;
+    std::vector<uint64_t> e(static_cast<size_t>(w));
+    // Per block of 8 outputs: self part, running max and min (int64 lanes, 64-byte aligned).
+    std::vector<int64_t, AlignedAlloc<int64_t>> ys(static_cast<size_t>(8 * nblk)),
+        mx(static_cast<size_t>(8 * nblk)), mn(static_cast<size_t>(8 * nblk));
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* hs = h + (p / n) * n * c;
+        const float* hi_pt = hs + (p % n) * c;
+        for (int64_t b = 0; b < nblk; ++b) {
+            _mm512_store_si512(ys.data() + 8 * b,
+                               dot8_avx512(self_bits + p * w, w, self_blocks + b * w * 8, c));
+            _mm512_store_si512(mx.data() + 8 * b,
+                               _mm512_set1_epi64(std::numeric_limits<int64_t>::min()));
+            _mm512_store_si512(mn.data() + 8 * b,
+                               _mm512_set1_epi64(std::numeric_limits<int64_t>::max()));
+        }
+        for (int64_t r = 0; r < k; ++r) {
+            const float* hj = hs + idx[p * k + r] * c;
+            for (int64_t q = 0; q < w; ++q) e[q] = 0;
+            for (int64_t ch = 0; ch < c; ch += 16) {
+                const int64_t valid = std::min<int64_t>(16, c - ch);
+                const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+                const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, hj + ch),
+                                               _mm512_maskz_loadu_ps(keep, hi_pt + ch));
+                const __mmask16 out =
+                    _mm512_cmp_ps_mask(d, _mm512_maskz_loadu_ps(keep, hi + ch), _CMP_GE_OQ) |
+                    _mm512_cmp_ps_mask(d, _mm512_maskz_loadu_ps(keep, lo + ch), _CMP_LE_OQ);
+                const __mmask16 neg = _mm512_test_epi32_mask(
+                    _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, negate + ch)),
+                    _mm512_set1_epi32(1));
+                const auto bits = static_cast<uint64_t>((out ^ neg) & keep);
+                e[ch / 64] |= bits << (ch % 64);
+            }
+            for (int64_t b = 0; b < nblk; ++b) {
+                const __m512i y =
+                    _mm512_add_epi64(dot8_avx512(e.data(), w, rel_blocks + b * w * 8, c),
+                                     _mm512_load_si512(ys.data() + 8 * b));
+                _mm512_store_si512(mx.data() + 8 * b,
+                                   _mm512_max_epi64(_mm512_load_si512(mx.data() + 8 * b), y));
+                _mm512_store_si512(mn.data() + 8 * b,
+                                   _mm512_min_epi64(_mm512_load_si512(mn.data() + 8 * b), y));
+            }
+        }
+        for (int64_t b = 0; b < nblk; ++b) {
+            const int64_t valid = std::min<int64_t>(8, c_out - 8 * b);
+            const __mmask8 keep = static_cast<__mmask8>((1u << valid) - 1u);
+            _mm512_mask_cvtepi64_storeu_epi32(ymax + p * c_out + 8 * b, keep,
+                                              _mm512_load_si512(mx.data() + 8 * b));
+            _mm512_mask_cvtepi64_storeu_epi32(ymin + p * c_out + 8 * b, keep,
+                                              _mm512_load_si512(mn.data() + 8 * b));
+        }
+    }
+}
+#endif
+
 }  // namespace
+
+void rf_edge_minmax(const float* h, int64_t sets, int64_t n, int64_t c, const int32_t* idx,
+                    int64_t k, const float* lo, const float* hi, const uint8_t* negate,
+                    const uint64_t* self_bits, const uint64_t* w_rel, const uint64_t* w_self,
+                    int64_t c_out, int32_t* ymax, int32_t* ymin, int num_threads) {
+    if (sets == 0 || n == 0 || c_out == 0) return;
+    const Level level = active_level();
+    const int64_t w = n_words(c);
+    const int64_t grain = std::max<int64_t>(8, 2048 / std::max<int64_t>(1, k * c_out / 8));
+#if BINGNN_X86
+    if (level == Level::Avx512) {
+        const std::vector<uint64_t> rel_blocks = blocks8(w_rel, c_out, w);
+        const std::vector<uint64_t> self_blocks = blocks8(w_self, c_out, w);
+        parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
+            rf_rows_avx512(h, p0, p1, n, c, idx, k, lo, hi, negate, self_bits,
+                           rel_blocks.data(), self_blocks.data(), c_out, ymax, ymin);
+        });
+        return;
+    }
+#endif
+    parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
+        rf_rows_scalar(h, p0, p1, n, c, idx, k, lo, hi, negate, self_bits, w_rel, w_self, c_out,
+                       ymax, ymin);
+    });
+}
 
 void embed_pool(const int32_t* y, int64_t sets, int64_t n, int64_t c, const float* alpha,
                 const float* slope, const float* bn_scale, const float* bn_shift, float* out,

@@ -31,6 +31,15 @@ void edge_conv0_minmax(const float* x, int64_t sets, int64_t n, const int32_t* i
                        const float* weight, int64_t c, const float* bn_scale,
                        const float* bn_shift, float* ymax, float* ymin, int num_threads);
 
+// RF layer >= 1 on real features h (sets, n, c): edge bits e_ij = packed per-channel predicate
+// negate XOR (d >= hi OR d <= lo) of d = h_j - h_i (float32), self bits (sets * n, W) given;
+// ymax, ymin (sets, n, c_out) int32 = max / min over the k neighbours of
+// <e_ij, w_rel_o> + <self_i, w_self_o> (+-1 dot products, W = ceil(c / 64) words).
+void rf_edge_minmax(const float* h, int64_t sets, int64_t n, int64_t c, const int32_t* idx,
+                    int64_t k, const float* lo, const float* hi, const uint8_t* negate,
+                    const uint64_t* self_bits, const uint64_t* w_rel, const uint64_t* w_self,
+                    int64_t c_out, int32_t* ymax, int32_t* ymin, int num_threads);
+
 // Embedding pooling of integer pre-activations y (sets, n, c): h = prelu(y * alpha) (slope per
 // channel), then fma(h, bn_scale, bn_shift) when bn_scale is not null; out (sets, 2c) =
 // [max over points, mean over points], the mean summed in PyTorch's CPU order (cascade sum of

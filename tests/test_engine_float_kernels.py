@@ -24,7 +24,8 @@ def level(request):
 
 
 def test_kernels_are_built() -> None:
-    for name in ("l2_knn3", "select_k_rows", "edge_conv0_minmax", "embed_pool"):
+    for name in ("l2_knn3", "select_k_rows", "edge_conv0_minmax", "rf_edge_minmax",
+                 "embed_pool"):
         assert _ops.has(name), name
 
 
@@ -123,6 +124,35 @@ def test_select_k_rows_stable(rows: int, m: int, seed: int) -> None:
     for lvl in LEVELS:
         with kernels.dispatch(lvl):
             np.testing.assert_array_equal(_native.select_k_rows(d, k, 1), want, err_msg=lvl)
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 2), n=st.integers(1, 30), c=st.integers(1, 140), c_out=st.integers(1, 20),
+       seed=st.integers(0, 999))
+def test_rf_edge_minmax_matches_brute_force(b: int, n: int, c: int, c_out: int,
+                                            seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, n + 1))
+    h = rng.standard_normal((b, n, c), dtype=np.float32)
+    idx = rng.integers(0, n, size=(b, n, k)).astype(np.int32)
+    lo = rng.standard_normal(c).astype(np.float32) - 0.5
+    hi = rng.standard_normal(c).astype(np.float32) + 0.5
+    neg = (rng.random(c) < 0.3).astype(np.uint8)
+    s_lo, s_hi = lo[::-1].copy(), hi[::-1].copy()
+    s_neg = neg[::-1].copy()
+    w_rel, w_self = rng.random((c_out, c)) < 0.5, rng.random((c_out, c)) < 0.5
+    # Brute force on +-1 values.
+    pm = lambda bits: np.where(bits, 1, -1)  # noqa: E731
+    rel = ref.predicate(ref.gather(h, idx) - h[:, :, None, :], lo, hi, neg)
+    slf = ref.predicate(h, s_lo, s_hi, s_neg)
+    y = pm(rel) @ pm(w_rel).T + (pm(slf) @ pm(w_self).T)[:, :, None, :]
+    for lvl in LEVELS:
+        with kernels.dispatch(lvl):
+            ymax, ymin = _ops.rf_edge_minmax(h, idx, lo, hi, neg, s_lo, s_hi, s_neg,
+                                             ref.pack_bits(w_rel), ref.pack_bits(w_self),
+                                             True, 1)
+            np.testing.assert_array_equal(ymax, y.max(axis=2), err_msg=lvl)
+            np.testing.assert_array_equal(ymin, y.min(axis=2), err_msg=lvl)
 
 
 def test_bindings_reject_bad_arguments() -> None:

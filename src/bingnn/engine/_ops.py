@@ -86,6 +86,29 @@ def edge0_minmax(
     return y.max(axis=2), y.min(axis=2)
 
 
+def rf_edge_minmax(h: np.ndarray, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                   negate: np.ndarray, self_lo: np.ndarray, self_hi: np.ndarray,
+                   self_negate: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray, native: bool,
+                   num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    r"""RF layer pre-activations, max and min over neighbours: :math:`y_{ijc} =
+    \langle p(h_j - h_i), w^{rel}_c \rangle + \langle p'(h_i), w^{self}_c \rangle` with the
+    per-channel predicates ``p`` (``lo, hi, negate``) and ``p'`` (``self_*``).
+
+    ``h (B, N, C)`` float32, ``idx (B, N, k)`` -> ``ymax, ymin (B, N, C_out)`` int32."""
+    b, n, c = h.shape
+    self_bits = pack(ref.predicate(h, self_lo, self_hi, self_negate)).reshape(b * n, -1)
+    if native and has("rf_edge_minmax"):
+        return _native.rf_edge_minmax(
+            np.ascontiguousarray(h, np.float32), np.ascontiguousarray(idx, np.int32), lo, hi,
+            negate, self_bits, w_rel, w_self, int(threads(num_threads) or 0))
+    k = idx.shape[-1]
+    rel_bits = pack(ref.predicate(ref.gather(h, idx) - h[:, :, None, :], lo, hi, negate))
+    y = ref.binary_gemm(rel_bits.reshape(b * n * k, -1), w_rel, c).reshape(b, n, k, -1)
+    y_self = ref.binary_gemm(self_bits, w_self, c).reshape(b, n, 1, -1)
+    y = y + y_self
+    return y.max(axis=2), y.min(axis=2)
+
+
 def embed_pool(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
                bn_scale: np.ndarray | None, bn_shift: np.ndarray | None, native: bool,
                num_threads: int | None) -> np.ndarray:

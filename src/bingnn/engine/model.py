@@ -396,26 +396,10 @@ class EngineModel:
     def _rf_layer(self, li: int, h: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """RF layer ``li >= 1`` on real features ``h (B, N, C)`` and neighbours ``idx``."""
         a = self._a
-        c_in = h.shape[-1]
-        b, n, k = idx.shape
-        rel = ref.gather(h, idx) - h[:, :, None, :]
-        rel_bits = _ops.pack(ref.predicate(rel, *self._pred(f"layer{li}.rel_")))
-        self_bits = _ops.pack(ref.predicate(h, *self._pred(f"layer{li}.self_")))
-        y = _ops.binary_gemm(
-            rel_bits.reshape(b * n * k, -1),
-            a[f"layer{li}.w_rel"],
-            c_in,
-            self.native,
-            self.num_threads,
-        ).reshape(b, n, k, -1)
-        y_self = _ops.binary_gemm(
-            self_bits.reshape(b * n, -1),
-            a[f"layer{li}.w_self"],
-            c_in,
-            self.native,
-            self.num_threads,
-        ).reshape(b, n, -1)
-        return self._max_act(y.max(axis=2) + y_self, y.min(axis=2) + y_self, f"layer{li}.")
+        ymax, ymin = _ops.rf_edge_minmax(
+            h, idx, *self._pred(f"layer{li}.rel_"), *self._pred(f"layer{li}.self_"),
+            a[f"layer{li}.w_rel"], a[f"layer{li}.w_self"], self.native, self.num_threads)
+        return self._max_act(ymax, ymin, f"layer{li}.")
 
     def _max_act(self, ymax: np.ndarray, ymin: np.ndarray, prefix: str) -> np.ndarray:
         # PReLU(alpha * y) is monotone or V-shaped in y (never peaked inside), so its max over
