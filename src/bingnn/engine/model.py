@@ -4,8 +4,7 @@ What the engine computes, per variant (channel-last, as ``BinDGCNN.eval()``):
 
 * **BF1 / BF2.** Layer 0 on xyz: squared-L2 k-NN (self included, ties to the smaller index),
   real pre-activations :math:`y_{ijc} = \langle [x_j - x_i, x_i], w_c \rangle` with +-1
-  weights, computed as :math:`P_{jc} + Q_{ic}` (:math:`P = x W_{rel}^\top`,
-  :math:`Q = x (W_{self} - W_{rel})^\top`), so :math:`\max_j y_{ijc} = \max_j P_{jc} + Q_{ic}`.
+  weights, summed in PyTorch's order, reduced to their max and min over the neighbours.
   Layers 1..3 on packed bits: Hamming k-NN, XOR edge features, binary GEMM (popcount). The
   output bit of every layer is :math:`\mathrm{out\_negate}_c \oplus \bigvee_j p_c(y_{ijc})`
   with the per-channel threshold predicate :math:`p_c` (see :mod:`bingnn.engine.reference`)
@@ -23,9 +22,14 @@ What the engine computes, per variant (channel-last, as ``BinDGCNN.eval()``):
   BatchNorm folded), binary GEMM, rescale, PReLU. ``fc3``: BatchNorm, real linear + bias,
   rescale.
 
-Every binary intermediate equals PyTorch's exactly when the real arithmetic before it does
-(always for the binary layers, whose inputs are integers); the real parts (layer 0, pooling
-means, the last layer) agree to float32 rounding.
+Exactness. Signs of integer pre-activations are exact by construction (tabulated at export).
+Where real numbers feed a sign, the engine repeats PyTorch's float32 operations in PyTorch's
+order (x86-64 with FMA): left-to-right sums in layer 0, BatchNorm as a fused multiply-add with
+ATen's constants, the 3-D distance as ATen's fused dot product, the mean pooling in ATen's
+cascade-sum order (exact for embedding widths that are multiples of 32). So every k-NN graph and
+every bit equals PyTorch's (single-threaded PyTorch); the logits agree to float32 rounding of
+the last (real) layer. The real L2 k-NN of RF layers 1..3 uses a BLAS matmul like PyTorch, equal
+in practice but with no guarantee at exact distance ties.
 """
 
 from __future__ import annotations
