@@ -215,3 +215,13 @@ def test_single_cloud_and_proba() -> None:
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(p.argmax(-1), batch.argmax(-1))
     np.testing.assert_array_equal(em.predict(x.astype(np.float64)), batch.argmax(-1))
+
+
+@pytest.mark.parametrize("variant", ["bf1", "bf2"])
+def test_bf_with_l2_graphs(variant: str) -> None:
+    """BF with knn="l2": squared L2 between +-1 vectors is 4x the Hamming distance, so the
+    engine's Hamming graphs are the same graphs (ties included)."""
+    torch.manual_seed(17)
+    model = perturb(BinDGCNN(num_classes=5, variant=variant, knn="l2", **SMALL), 17)
+    em = EngineModel(*fold(model))
+    check_trace(model, em, grid_points(2, 40, seed=18))
