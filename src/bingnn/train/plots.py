@@ -69,7 +69,8 @@ def plot_cascade_accuracy(
     ax.set_ylabel("test overall accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or "Cascaded distillation: accuracy per stage")
-    ax.legend(loc="lower right", fontsize=8)
+    # below the axes, so it never hides a bar
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     _save(fig, path)
     plt.close(fig)
