@@ -24,7 +24,8 @@ __all__ = ["Quantizer", "SteSign", "Tanh", "Identity", "get", "available", "bina
 
 def binary_sign(x: Tensor) -> Tensor:
     """``sign`` with ``sign(0) = +1``: the bit convention of bingnn (torch.sign maps 0 to 0)."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    # Scalar branches: no two full-size constant tensors per call (this runs on every layer).
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 class _SteSignFn(torch.autograd.Function):
