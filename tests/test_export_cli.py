@@ -104,8 +104,9 @@ def test_cli_errors_are_one_line(exported, tmp_path, capsys) -> None:
     assert not (tmp_path / "x.bgnn").exists()
 
 
-def test_infer_runs_without_torch(exported, tmp_path) -> None:
-    """``python -m bingnn.cli.infer_cmd``: the inference command with PyTorch unavailable."""
+@pytest.mark.parametrize("module, args", [("infer_cmd", ""), ("main", "'infer', ")])
+def test_infer_runs_without_torch(exported, tmp_path, module, args) -> None:
+    """``bingnn infer`` and ``python -m bingnn.cli.infer_cmd`` with PyTorch unavailable."""
     _, out, _ = exported
     np.save(tmp_path / "p.npy", make_synthetic_shapes(1, 40, seed=3)[0])
     script = f"""
@@ -115,8 +116,8 @@ class _Block:
         if name == "torch" or name.startswith("torch."):
             raise ImportError("torch is blocked in this test")
 sys.meta_path.insert(0, _Block())
-from bingnn.cli.infer_cmd import main
-rc = main([{str(out)!r}, {str(tmp_path / "p.npy")!r}])
+from bingnn.cli.{module} import main
+rc = main([{args}{str(out)!r}, {str(tmp_path / "p.npy")!r}])
 print("torch" in sys.modules, rc)
 """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -125,3 +126,23 @@ print("torch" in sys.modules, rc)
     assert res.returncode == 0, res.stderr
     *labels, last = res.stdout.strip().splitlines()
     assert last == "False 0" and labels[0].split("\t")[1] in SYNTHETIC_CLASSES
+
+
+def test_training_commands_without_torch_say_what_is_missing(tmp_path) -> None:
+    script = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("torch is blocked in this test", name="torch")
+sys.meta_path.insert(0, _Block())
+from bingnn.cli.main import main
+print(main(["train", "--epochs", "1", "--out", {out!r}]), main(["train-node", "--dataset", "cora"]))
+""".format(out=str(tmp_path / "run"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert res.stdout.strip() == "2 2", res.stderr
+    assert "'bingnn train' needs torch" in res.stderr
+    assert "'bingnn train-node' needs torch" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -25,6 +25,10 @@ COMMANDS: list[str] = [
     "train_cmd", "distill_cmd", "eval_cmd", "export_cmd", "infer_cmd", "node_cmd",
 ]
 
+#: The subcommands each module adds, for modules whose names differ (used to say what is
+#: missing when a module cannot be imported).
+_MODULE_COMMANDS: dict[str, tuple[str, ...]] = {"node_cmd": ("train-node", "distill-node")}
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -52,9 +56,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        module = importlib.import_module(f"bingnn.cli.{name}")
-        module.register(sub)
+        try:
+            module = importlib.import_module(f"bingnn.cli.{name}")
+            module.register(sub)
+        except ImportError as e:
+            # A deployment box may have only the engine (numpy + the native extension): the
+            # training commands then say what is missing instead of breaking `bingnn infer`.
+            _register_unavailable(sub, name, e)
     return parser
+
+
+def _register_unavailable(sub: argparse._SubParsersAction, module: str, error: ImportError) -> None:
+    missing = error.name or str(error)
+    for command in _MODULE_COMMANDS.get(module, (module.removesuffix("_cmd"),)):
+        # The module may have added its parser before the import that failed: replace it.
+        sub.choices.pop(command, None)
+        sub._choices_actions = [a for a in sub._choices_actions if a.dest != command]
+        # Accept any arguments (no option prefix), so the error below is the one users see.
+        p = sub.add_parser(
+            command, help=f"(unavailable: needs {missing})", prefix_chars="\x01", add_help=False
+        )
+        p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
+
+        def run(args: argparse.Namespace, command: str = command) -> int:
+            raise CLIError(
+                f"'bingnn {command}' needs {missing}, which is not installed; install it "
+                "(e.g. pip install torch==2.13.0 torch_geometric) or use 'bingnn infer'"
+            )
+
+        p.set_defaults(func=run)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -102,6 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except ModuleNotFoundError as e:
+        if args.debug:
+            raise
+        print(
+            f"bingnn: error: 'bingnn {args.command}' needs {e.name or e}, which is not "
+            "installed; install it (e.g. pip install torch==2.13.0 torch_geometric)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except _expected_errors() as e:
         if args.debug:
             raise
