@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bingnn.nn.knn import check_point_sets
 
@@ -22,3 +22,27 @@ def check_points(points: Tensor, k: int) -> None:
 def max_avg_pool(x: Tensor) -> Tensor:
     """Global max and average pooling over points: ``(B, N, C)`` -> ``(B, 2C)``."""
     return torch.cat([x.max(dim=1).values, x.mean(dim=1)], dim=-1)
+
+
+def run_edge_convs(
+    convs: nn.ModuleList, points: Tensor
+) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """Chain the dynamic-graph layers: each builds its k-NN graph on the previous output.
+
+    Returns the concatenated layer outputs ``(B, N, sum C_l)`` and, per layer, the features its
+    graph was built on with that graph ``(B, N, k)`` (the LSP loss compares these).
+    """
+    x, feats, graphs = points, [], []
+    for conv in convs:
+        out, idx = conv(x, return_graph=True)
+        graphs.append((x, idx))
+        feats.append(out)
+        x = out
+    return torch.cat(feats, dim=-1), graphs
+
+
+def reset_submodules(model: nn.Module) -> None:
+    """Re-initialise every submodule that can (``reset_parameters``)."""
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from bingnn.models._pointcloud import check_points, max_avg_pool
+from bingnn.models._pointcloud import (
+    check_points,
+    max_avg_pool,
+    reset_submodules,
+    run_edge_convs,
+)
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.centering import ChannelBatchNorm, get_centering
 from bingnn.nn.conv import BinEdgeConv, XorEdgeConv
@@ -179,20 +183,12 @@ class BinDGCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if m is not self and hasattr(m, "reset_parameters"):
-                m.reset_parameters()
+        reset_submodules(self)
 
     def forward(self, points: Tensor, return_graphs: bool = False):
         check_points(points, self.k)
-        x = points
-        feats, graphs = [], []
-        for conv in self.convs:
-            out, idx = conv(x, return_graph=True)
-            graphs.append((x, idx))
-            feats.append(out)
-            x = out
-        h = self.embed_norm(self.embed(torch.cat(feats, dim=-1)))
+        feats, graphs = run_edge_convs(self.convs, points)
+        h = self.embed_norm(self.embed(feats))
         g = self.global_balance(max_avg_pool(h))
         g = self.dropout(self.fc1(g))
         g = self.dropout(self.fc2(g))
