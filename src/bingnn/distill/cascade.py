@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from bingnn.distill.binary_scale import match_binary_scale
 from bingnn.distill.losses import DistillationLoss
 from bingnn.distill.recipe import stage_config
 from bingnn.train.loop import (
@@ -195,6 +196,7 @@ def run_stage(
             )
         if cfg.get("init_from_teacher"):
             model.load_state_dict(teacher.state_dict())
+            match_binary_scale(model, teacher)
         for p in teacher.parameters():
             p.requires_grad_(False)
     loss_cfg = cfg["loss"]

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch_geometric.data import Data
 
+from bingnn.distill.binary_scale import match_binary_scale
 from bingnn.graphs.node_trainer import FitResult, TrainConfig, fit
-from bingnn.nn.binary_block import BinaryBlock
 
 __all__ = ["CascadeResult", "default_stage_configs", "match_binary_scale", "run_cascade"]
 
@@ -46,29 +46,6 @@ def default_stage_configs(base: TrainConfig, lsp_weight: float = 0.0) -> dict[in
     s2 = replace(base, lr=base.lr / 4, lsp_weight=lsp_weight)
     s3 = replace(base, weight_decay=0.0, lsp_weight=lsp_weight)
     return {0: s0, 1: s1, 2: s2, 3: s3}
-
-
-@torch.no_grad()
-def match_binary_scale(student: nn.Module, teacher: nn.Module) -> int:
-    r"""Where the student binarizes weights its teacher kept real, fold the XNOR-Net scale
-    into the learned rescaling: :math:`\alpha_c \leftarrow \alpha_c \cdot
-    \tfrac{1}{C_{in}}\sum_k |W_{ck}|`, so that :math:`\alpha \odot \operatorname{sign}(W)`
-    starts as the best scaled-binary approximation of :math:`\alpha \odot W` instead of being
-    ~:math:`1/|W|` times too large. Returns the number of blocks adjusted."""
-    t_mods = dict(teacher.named_modules())
-    n = 0
-    for name, mod in student.named_modules():
-        if not isinstance(mod, BinaryBlock) or mod.rescale is None:
-            continue
-        t = t_mods.get(name)
-        if not isinstance(t, BinaryBlock) or not mod.linear.binary_weights:
-            continue
-        if t.linear.binary_weights:
-            continue
-        w = mod.linear.weight.clamp(-1.0, 1.0)
-        mod.rescale.channel_scale.mul_(w.abs().mean(dim=1).clamp(min=1e-8))
-        n += 1
-    return n
 
 
 @dataclass
