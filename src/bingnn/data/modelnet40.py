@@ -29,6 +29,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from bingnn.utils.atomic import atomic_open
+
 __all__ = [
     "DEFAULT_URL",
     "FOLDER_NAME",
@@ -151,27 +153,18 @@ def _fetch(url: str, dest: Path, progress: bool) -> None:
     """Stream ``url`` to a temporary file beside ``dest``, then rename it (atomic)."""
     from tqdm.auto import tqdm
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            total = resp.headers.get("Content-Length")
-            with tqdm(
-                total=int(total) if total else None,
-                unit="B",
-                unit_scale=True,
-                desc=dest.name,
-                disable=not progress,
-            ) as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        total = resp.headers.get("Content-Length")
+        with tqdm(
+            total=int(total) if total else None,
+            unit="B",
+            unit_scale=True,
+            desc=dest.name,
+            disable=not progress,
+        ) as bar:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
 
 
 def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
