@@ -38,8 +38,7 @@ from bingnn.graphs.node_trainer import (
     FitResult,
     Objective,
     TrainConfig,
-    evaluate,
-    predict,
+    evaluate_splits,
     set_seed,
     split_index,
 )
@@ -112,9 +111,9 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
                 total, steps = total + float(loss.detach()) / world, steps + 1
         row = {"epoch": epoch, "loss": total / max(steps, 1)}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            logits = predict(model, data, cfg.eval_mode, cfg.eval_batch_size)
-            for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-                row[name] = evaluate(logits, data.y, idx, cfg.metric, evaluator)
+            row.update(evaluate_splits(
+                model, data, {"train": train_idx, "val": val_idx, "test": test_idx}, cfg,
+                evaluator))
             score = row["val"] if val_idx.numel() else row["train"]
             if score > best["val"] or best["epoch"] == 0:
                 best = {"epoch": epoch, "train": row["train"], "val": score, "test": row["test"]}

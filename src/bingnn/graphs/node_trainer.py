@@ -197,6 +197,14 @@ def predict(model: nn.Module, data: Data, eval_mode: str = "full",
         model.train(was)
 
 
+def evaluate_splits(model: nn.Module, data: Data, splits: dict[str, Tensor], cfg: TrainConfig,
+                    evaluator: Any = None) -> dict[str, float]:
+    """Score ``model`` on each named node split (one eval-mode forward for all of them)."""
+    logits = predict(model, data, cfg.eval_mode, cfg.eval_batch_size)
+    return {name: evaluate(logits, data.y, idx, cfg.metric, evaluator)
+            for name, idx in splits.items()}
+
+
 def _lsp(s_hidden: list[Tensor], t_hidden: list[Tensor], edge_index: Tensor,
          cfg: TrainConfig) -> Tensor:
     from bingnn.distill.lsp import lsp_loss_edges
@@ -352,9 +360,9 @@ def fit(
                 total, steps = total + float(loss.detach()), steps + 1
         row = {"epoch": epoch, "loss": total / max(steps, 1), "lr": opt.param_groups[0]["lr"]}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            logits = predict(model, data, cfg.eval_mode, cfg.eval_batch_size)
-            for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
-                row[name] = evaluate(logits, data.y, idx, cfg.metric, evaluator)
+            row.update(evaluate_splits(
+                model, data, {"train": train_idx, "val": val_idx, "test": test_idx}, cfg,
+                evaluator))
             score = row["val"] if val_idx.numel() else row["train"]
             if score > best["val"] or best["epoch"] == 0:
                 best = {"epoch": epoch, "train": row["train"], "val": score, "test": row["test"]}
