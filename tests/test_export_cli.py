@@ -137,7 +137,8 @@ class _Block:
             raise ModuleNotFoundError("torch is blocked in this test", name="torch")
 sys.meta_path.insert(0, _Block())
 from bingnn.cli.main import main
-print(main(["train", "--epochs", "1", "--out", {out!r}]), main(["train-node", "--dataset", "cora"]))
+print(main(["train", "--epochs", "1", "--out", {out!r}]),
+      main(["train-node", "--dataset", "cora", "--model", "gcn"]))
 """.format(out=str(tmp_path / "run"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,

@@ -69,9 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_unavailable(sub: argparse._SubParsersAction, module: str, error: ImportError) -> None:
     missing = error.name or str(error)
     for command in _MODULE_COMMANDS.get(module, (module.removesuffix("_cmd"),)):
-        # The module may have added its parser before the import that failed: replace it.
-        sub.choices.pop(command, None)
-        sub._choices_actions = [a for a in sub._choices_actions if a.dest != command]
         # Accept any arguments (no option prefix), so the error below is the one users see.
         p = sub.add_parser(
             command, help=f"(unavailable: needs {missing})", prefix_chars="\x01", add_help=False

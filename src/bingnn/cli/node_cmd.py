@@ -49,7 +49,7 @@ def _fraction(text: str) -> float:
 
 
 def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
-    from bingnn.graphs.datasets import NODE_DATASETS
+    from bingnn.graphs.names import NODE_DATASETS
 
     d = p.add_argument_group("data")
     d.add_argument("--dataset", required=True, choices=NODE_DATASETS)

@@ -8,12 +8,12 @@ from typing import Any
 
 from torch_geometric.data import Data
 
+from bingnn.graphs.names import NODE_DATASETS
 from bingnn.graphs.ogb import OGB_NODE, load_ogb
 from bingnn.graphs.planetoid import PLANETOID, load_planetoid
 
 __all__ = ["NODE_DATASETS", "NodeDataset", "RECIPES", "load_node_dataset", "recipe"]
 
-NODE_DATASETS = (*PLANETOID, *OGB_NODE)
 
 
 @dataclass

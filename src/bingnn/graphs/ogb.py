@@ -25,9 +25,10 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter, to_undirected
 
+from bingnn.graphs.names import OGB_NODE
+
 __all__ = ["OGB_NODE", "OGBNodeData", "load_ogb"]
 
-OGB_NODE = ("ogbn-arxiv", "ogbn-products", "ogbn-proteins")
 
 
 @dataclass

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from torch_geometric.data import Data
 
+from bingnn.graphs.names import PLANETOID
+
 __all__ = ["PLANETOID", "RAW_SUFFIXES", "load_planetoid"]
 
 #: canonical names as PyG spells them
-PLANETOID = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
 RAW_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
