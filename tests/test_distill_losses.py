@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,23 @@ def test_errors():
         DistillationLoss(temperature=0)
     with pytest.raises(ValueError, match="unknown LSP kernel"):
         DistillationLoss(kernel_s="nope")
+
+
+def test_multilabel_kd_matches_numpy_and_vanishes_at_the_teacher():
+    from bingnn.distill.kd import kd_loss_multilabel
+
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 7), torch.randn(5, 7)
+    T = 2.0
+    ps, pt = 1 / (1 + np.exp(-s.numpy() / T)), 1 / (1 + np.exp(-t.numpy() / T))
+    ref = -(pt * np.log(ps) + (1 - pt) * np.log(1 - ps)).mean() * T * T
+    assert float(kd_loss_multilabel(s, t, T)) == pytest.approx(float(ref), rel=1e-5)
+    # the student's gradient is zero where it matches the teacher (tasks are independent:
+    # no softmax coupling)
+    x = t.clone().requires_grad_(True)
+    kd_loss_multilabel(x, t, T).backward()
+    assert x.grad.abs().max() < 1e-6
+    with pytest.raises(ValueError, match="shape"):
+        kd_loss_multilabel(s, t[:, :3])
+    with pytest.raises(ValueError, match="temperature"):
+        kd_loss_multilabel(s, t, 0.0)

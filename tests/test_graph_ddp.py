@@ -26,10 +26,10 @@ def _graph(n: int = 40, c: int = 6, classes: int = 3) -> Data:
                 test_mask=test)
 
 
-def _single(config: dict, data: Data, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def _single(config: dict, data: Data, cfg: TrainConfig, teacher=None) -> dict[str, torch.Tensor]:
     torch.manual_seed(cfg.seed)
     model = build_model(config)
-    fit(model, data, cfg)
+    fit(model, data, cfg, teacher=teacher)
     return model.state_dict()
 
 
@@ -47,25 +47,38 @@ def test_ddp_matches_single_process(tmp_path):
     mb_config = BinSAGE(6, 16, 3, num_layers=2, dropout=0.0, stage=1, centering="mean").config
     mb_cfg = TrainConfig(epochs=3, lr=0.01, weight_decay=0.0, seed=1, mode="minibatch",
                          fanouts=[-1, -1], batch_size=10)
-    full, mb = spawn_fits(2, [(full_config, data, full_cfg), (mb_config, data, mb_cfg)],
-                          tmp_path)
+    # distillation, KD over every node (unlabelled ones included), in both modes
+    torch.manual_seed(5)
+    teacher = GraphSAGE(6, 16, 3, num_layers=2, dropout=0.0, centering="mean")
+    kd_config = BinSAGE(6, 16, 3, num_layers=2, dropout=0.0, stage=3, centering="mean").config
+    kd_full_cfg = TrainConfig(epochs=4, lr=0.01, weight_decay=0.0, seed=2, kd_alpha=0.7,
+                              kd_nodes="all")
+    kd_mb_cfg = TrainConfig(epochs=2, lr=0.01, weight_decay=0.0, seed=4, mode="minibatch",
+                            fanouts=[-1, -1], batch_size=10, kd_alpha=0.7, kd_nodes="all")
+    t_spec = (teacher.config, teacher.state_dict())
+    full, mb, kd_full, kd_mb = spawn_fits(2, [
+        (full_config, data, full_cfg), (mb_config, data, mb_cfg),
+        (kd_config, data, kd_full_cfg, t_spec), (kd_config, data, kd_mb_cfg, t_spec),
+    ], tmp_path)
     _check_full_batch(full, full_config, data, full_cfg)
     _check_minibatch(mb, mb_config, data, mb_cfg)
+    _check_full_batch(kd_full, kd_config, data, kd_full_cfg, teacher)
+    _check_minibatch(kd_mb, kd_config, data, kd_mb_cfg, teacher)
 
 
-def _check_full_batch(ranks, config, data, cfg):
+def _check_full_batch(ranks, config, data, cfg, teacher=None):
     # replicas bit-identical (gradients are all-reduced)
     for k, v in ranks[0]["final"].items():
         assert torch.equal(v, ranks[1]["final"][k]), k
-    single = _single(config, data, cfg)
+    single = _single(config, data, cfg, teacher)
     _assert_same(ranks[0]["final"], single, atol=1e-5)
     # the parameters did move, so the comparison is not trivially true
-    set_seed(3)
+    set_seed(cfg.seed)
     init = build_model(config).state_dict()
     assert any(not torch.allclose(init[k], single[k]) for k in single if k.endswith("weight"))
 
 
-def _check_minibatch(ranks, config, data, cfg):
+def _check_minibatch(ranks, config, data, cfg, teacher=None):
     for k, v in ranks[0]["final"].items():
         assert torch.equal(v, ranks[1]["final"][k]), k
     # single process, same global batches (same permutation), full neighbourhoods
@@ -78,14 +91,19 @@ def _check_minibatch(ranks, config, data, cfg):
     model = build_model(config)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
-    obj = Objective(cfg)
+    obj = Objective(cfg, teacher)
+    train = split_index(data, "train")
+    is_train = torch.zeros(data.num_nodes, dtype=torch.bool)
+    is_train[train] = True
+    # with KD over all nodes the batches are drawn from every node; CE keeps to labelled ones
+    pool = torch.arange(data.num_nodes) if teacher is not None else train
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        for seeds in _global_step_seeds(split_index(data, "train"), cfg, epoch):
+        for seeds in _global_step_seeds(pool, cfg, epoch):
             sub = sample_neighbors(csr, seeds, cfg.fanouts)
             opt.zero_grad()
             loss = obj(model, data.x[sub.n_id], sub.edge_index, data.y[sub.n_id],
-                       torch.arange(sub.batch_size))
+                       is_train[seeds].nonzero().view(-1), kd_rows=torch.arange(seeds.numel()))
             loss.backward()
             opt.step()
     _assert_same(ranks[0]["final"], model.state_dict(), atol=1e-5)

@@ -113,7 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(and optional LSP on the graph's edges).",
     )
     _add_common(q, distill=True)
-    q.add_argument("--kd-alpha", type=float, default=0.1, help="KD weight a (default 0.1)")
+    q.add_argument("--kd-alpha", type=float, default=None,
+                   help="KD weight a (default: the recipe's, 0.9 on Planetoid)")
+    q.add_argument("--kd-nodes", choices=("all", "train"), default=None,
+                   help="nodes KD is taken over: every node of the graph (all; needs no "
+                   "labels) or the labelled training nodes only (train, the paper's recipe); "
+                   "default: the recipe's")
     q.add_argument("--kd-temperature", type=positive_float, default=2.0, help="T (default 2)")
     q.add_argument("--lsp-weight", type=float, default=0.0,
                    help="LSP weight lambda on the graph's edges (default 0: off)")
@@ -154,7 +159,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
     opts = recipe(args.dataset)
     for key in ("layers", "hidden", "dropout", "input_dropout", "centering", "epochs", "lr",
-                "weight_decay", "scheduler", "mode", "fanouts", "batch_size", "eval_mode"):
+                "weight_decay", "scheduler", "mode", "fanouts", "batch_size", "eval_mode",
+                "kd_alpha", "kd_nodes"):
         v = getattr(args, key, None)
         if v is not None:
             opts[key] = v
@@ -172,7 +178,7 @@ def _train_config(opts: dict[str, Any], args: argparse.Namespace, ds, seed: int)
         batch_size=opts.get("batch_size", 1024), eval_mode=opts["eval_mode"],
         eval_batch_size=args.eval_batch_size, scheduler=opts["scheduler"], metric=ds.metric,
         multilabel=ds.multilabel, seed=seed, sampler_backend=args.sampler,
-        kd_alpha=getattr(args, "kd_alpha", 0.1),
+        kd_alpha=opts["kd_alpha"], kd_nodes=opts["kd_nodes"],
         kd_temperature=getattr(args, "kd_temperature", 2.0),
     )
 

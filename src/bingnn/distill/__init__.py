@@ -4,7 +4,7 @@ combined training loss, and the cascaded multi-stage recipe runner.
 ``bingnn.distill.cascade`` (the runner, which pulls in models and data) is imported on demand.
 """
 
-from bingnn.distill.kd import kd_loss
+from bingnn.distill.kd import kd_loss, kd_loss_multilabel
 from bingnn.distill.losses import DistillationLoss
 from bingnn.distill.lsp import KERNELS, LSPKernel, get_kernel, lsp_loss_edges, lsp_loss_knn
 
@@ -14,6 +14,7 @@ __all__ = [
     "LSPKernel",
     "get_kernel",
     "kd_loss",
+    "kd_loss_multilabel",
     "lsp_loss_edges",
     "lsp_loss_knn",
 ]

@@ -30,3 +30,29 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     log_p_s = F.log_softmax(student_logits / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.detach() / t, dim=-1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def kd_loss_multilabel(student_logits: Tensor, teacher_logits: Tensor,
+                       temperature: float = 2.0) -> Tensor:
+    r"""Logit KD for multi-label outputs (independent binary tasks, e.g. ogbn-proteins):
+    binary cross-entropy of the student's softened sigmoid against the teacher's, scaled by
+    :math:`T^2`, averaged over samples and tasks. A softmax over the tasks, as in
+    :func:`kd_loss`, would make them compete for one unit of probability.
+
+    .. math::
+        \mathcal{L} = T^2 \, \frac{1}{BC} \sum_{b,c}
+            \mathrm{BCE}\big(\sigma(s_{bc}/T), \sigma(t_{bc}/T)\big)
+
+    Shapes:
+        ``student_logits``, ``teacher_logits``: ``(B, C)`` -> scalar.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    t = float(temperature)
+    target = (teacher_logits.detach() / t).sigmoid()
+    return F.binary_cross_entropy_with_logits(student_logits / t, target) * (t * t)

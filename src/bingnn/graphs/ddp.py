@@ -39,6 +39,7 @@ from bingnn.graphs.node_trainer import (
     Objective,
     TrainConfig,
     evaluate_splits,
+    labelled_mask,
     set_seed,
     split_index,
 )
@@ -46,9 +47,9 @@ from bingnn.graphs.node_trainer import (
 __all__ = ["fit_ddp", "main", "spawn_fit", "spawn_fits"]
 
 
-def _global_step_seeds(train_idx: torch.Tensor, cfg: TrainConfig, epoch: int):
+def _global_step_seeds(pool: torch.Tensor, cfg: TrainConfig, epoch: int):
     g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-    perm = train_idx[torch.randperm(train_idx.numel(), generator=g)]
+    perm = pool[torch.randperm(pool.numel(), generator=g)]
     for i in range(0, perm.numel(), cfg.batch_size):
         yield perm[i:i + cfg.batch_size]
 
@@ -77,6 +78,8 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
         raise ValueError("the training split is empty")
     obj = Objective(cfg, teacher)
     opt = torch.optim.Adam(ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    all_idx = torch.arange(data.num_nodes, device=device)
+    is_train = labelled_mask(train_idx.cpu(), data.num_nodes)
     csr = None
     if cfg.mode == "minibatch":
         from bingnn.graphs.sampler import CSRGraph, sample_neighbors
@@ -91,21 +94,26 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
         if csr is None:
             opt.zero_grad()
             shard = train_idx[rank::world]
+            kd = {"kd_rows": all_idx[rank::world], "kd_reduction_size": data.num_nodes} \
+                if obj.kd_on_all_nodes else {}
             loss = obj(ddp, data.x, data.edge_index, data.y, shard,
-                       reduction_size=train_idx.numel()) * world
+                       reduction_size=train_idx.numel(), **kd) * world
             loss.backward()
             opt.step()
             total, steps = float(loss.detach()) / world, 1
         else:
             gen = torch.Generator().manual_seed((cfg.seed * 100003 + epoch) * 64 + rank)
-            for seeds in _global_step_seeds(train_idx.cpu(), cfg, epoch):
+            pool = all_idx.cpu() if obj.kd_on_all_nodes else train_idx.cpu()
+            for seeds in _global_step_seeds(pool, cfg, epoch):
                 sub = sample_neighbors(csr, seeds[rank::world], cfg.fanouts, gen)
                 x = cpu_data.x[sub.n_id].to(device)
                 y = cpu_data.y[sub.n_id].to(device)
-                rows = torch.arange(sub.batch_size, device=device)
+                seed_rows = torch.arange(sub.batch_size, device=device)
+                rows = is_train[sub.n_id[: sub.batch_size]].nonzero().view(-1).to(device)
                 opt.zero_grad()
                 loss = obj(ddp, x, sub.edge_index.to(device), y, rows,
-                           reduction_size=seeds.numel()) * world
+                           reduction_size=max(int(is_train[seeds].sum()), 1),
+                           kd_rows=seed_rows, kd_reduction_size=seeds.numel()) * world
                 loss.backward()
                 opt.step()
                 total, steps = total + float(loss.detach()) / world, steps + 1
@@ -124,7 +132,7 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
 
 
 def _spawn_worker(rank: int, world_size: int, init_file: str, out_dir: str,
-                  runs: list[tuple[dict[str, Any], Data, TrainConfig]], threads: int) -> None:
+                  runs: list[tuple], threads: int) -> None:
     from bingnn.models import build_model
     from bingnn.train.checkpoint import save_checkpoint
 
@@ -132,10 +140,15 @@ def _spawn_worker(rank: int, world_size: int, init_file: str, out_dir: str,
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world_size)
     try:
-        for i, (model_config, data, cfg) in enumerate(runs):
+        for i, run in enumerate(runs):
+            model_config, data, cfg = run[:3]
+            teacher = None
+            if len(run) > 3 and run[3] is not None:  # (teacher config, teacher state dict)
+                teacher = build_model(run[3][0])
+                teacher.load_state_dict(run[3][1])
             torch.manual_seed(cfg.seed)
             model = build_model(model_config)
-            r = fit_ddp(model, data, cfg)
+            r = fit_ddp(model, data, cfg, teacher=teacher)
             save_checkpoint(os.path.join(out_dir, f"run{i}_rank{rank}.pt"), {
                 "final": model.state_dict(), "best": r.state_dict, "result": r.summary(),
                 "history": r.history,
@@ -144,10 +157,11 @@ def _spawn_worker(rank: int, world_size: int, init_file: str, out_dir: str,
         dist.destroy_process_group()
 
 
-def spawn_fits(world_size: int, runs: list[tuple[dict[str, Any], Data, TrainConfig]],
-               work_dir: str | os.PathLike, threads: int = 1) -> list[list[dict[str, Any]]]:
+def spawn_fits(world_size: int, runs: list[tuple], work_dir: str | os.PathLike,
+               threads: int = 1) -> list[list[dict[str, Any]]]:
     """Train each ``(model_config, data, cfg)`` of ``runs`` with DDP over ``world_size`` CPU
-    processes (gloo) started from Python, without ``torchrun``. Returns, per run and rank,
+    processes (gloo) started from Python, without ``torchrun``; a fourth element
+    ``(teacher_config, teacher_state_dict)`` distils from that teacher. Returns, per run and rank,
     ``{"final", "best", "result", "history"}`` (final and best state dicts). Each model is
     rebuilt in every process from its config after ``torch.manual_seed(cfg.seed)``, as a
     single-process run would build it."""
