@@ -159,9 +159,13 @@ def test_lsp_on_graph_edges_enters_the_loss():
     rows = torch.arange(30)
     base = Objective(TrainConfig(lsp_weight=0.0), teacher)(student, data.x, data.edge_index,
                                                            data.y, rows)
-    with_lsp = Objective(TrainConfig(lsp_weight=100.0), teacher)(
-        student, data.x, data.edge_index, data.y, rows)
+    obj = Objective(TrainConfig(lsp_weight=100.0), teacher)
+    with_lsp = obj(student, data.x, data.edge_index, data.y, rows)
     assert with_lsp > base
+    # the full-batch loop's cached teacher outputs (logits and hidden) give the same loss
+    cached = obj(student, data.x, data.edge_index, data.y, rows,
+                 teacher_out=obj.teacher_outputs(data.x, data.edge_index))
+    assert float(cached) == pytest.approx(float(with_lsp), rel=1e-6)
     with_lsp.backward()
     assert student.convs[0].lin_l.linear.weight.grad.abs().sum() > 0
 

@@ -85,6 +85,9 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
         from bingnn.graphs.sampler import CSRGraph, sample_neighbors
 
         csr = CSRGraph.from_edge_index(cpu_data.edge_index, cpu_data.num_nodes)
+    t_out = None
+    if teacher is not None and csr is None:  # frozen teacher, same graph every epoch
+        t_out = obj.teacher_outputs(data.x, data.edge_index)
     best = {"epoch": 0, "train": math.nan, "val": -math.inf, "test": math.nan}
     best_state = copy.deepcopy(model.state_dict())
     history = []
@@ -97,7 +100,7 @@ def fit_ddp(model: nn.Module, data: Data, cfg: TrainConfig, teacher: nn.Module |
             kd = {"kd_rows": all_idx[rank::world], "kd_reduction_size": data.num_nodes} \
                 if obj.kd_on_all_nodes else {}
             loss = obj(ddp, data.x, data.edge_index, data.y, shard,
-                       reduction_size=train_idx.numel(), **kd) * world
+                       reduction_size=train_idx.numel(), teacher_out=t_out, **kd) * world
             loss.backward()
             opt.step()
             total, steps = float(loss.detach()) / world, 1

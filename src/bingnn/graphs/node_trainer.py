@@ -253,12 +253,23 @@ class Objective:
     def kd_on_all_nodes(self) -> bool:
         return self.teacher is not None and self.cfg.kd_nodes == "all"
 
+    @property
+    def needs_hidden(self) -> bool:
+        return self.teacher is not None and self.cfg.lsp_weight > 0
+
+    @torch.no_grad()
+    def teacher_outputs(self, x: Tensor, edge_index: Tensor):
+        """The teacher's logits (and hidden features when LSP is on) on a graph. The teacher
+        is frozen in eval mode, so a full-batch loop computes them once for all epochs."""
+        assert self.teacher is not None
+        return self.teacher(x, edge_index, return_hidden=self.needs_hidden)
+
     def __call__(self, model: nn.Module, x: Tensor, edge_index: Tensor, y: Tensor,
                  rows: Tensor, reduction_size: int | None = None,
-                 kd_rows: Tensor | None = None, kd_reduction_size: int | None = None
-                 ) -> Tensor:
+                 kd_rows: Tensor | None = None, kd_reduction_size: int | None = None,
+                 teacher_out: Any = None) -> Tensor:
         cfg = self.cfg
-        need_hidden = self.teacher is not None and cfg.lsp_weight > 0
+        need_hidden = self.needs_hidden
         out = model(x, edge_index, return_hidden=need_hidden)
         logits, hidden = out if need_hidden else (out, None)
         ce = _mean_over(lambda r: _loss(logits[r], y[r], cfg), rows, reduction_size, logits)
@@ -266,8 +277,7 @@ class Objective:
             return ce
         if kd_rows is None:
             kd_rows, kd_reduction_size = rows, reduction_size
-        with torch.no_grad():
-            t_out = self.teacher(x, edge_index, return_hidden=need_hidden)
+        t_out = self.teacher_outputs(x, edge_index) if teacher_out is None else teacher_out
         t_logits, t_hidden = t_out if need_hidden else (t_out, None)
         kd_fn = kd_loss_multilabel if cfg.multilabel else kd_loss
         kd = _mean_over(lambda r: kd_fn(logits[r], t_logits[r], cfg.kd_temperature),
@@ -376,6 +386,9 @@ def fit(
         elif not resume:
             log.truncate(0)
 
+    t_out = None
+    if teacher is not None and loader is None:
+        t_out = obj.teacher_outputs(data.x, data.edge_index)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -387,7 +400,7 @@ def fit(
         if loader is None:
             opt.zero_grad()
             loss = obj(model, data.x, data.edge_index, data.y, train_idx,
-                       kd_rows=all_idx if obj.kd_on_all_nodes else None)
+                       kd_rows=all_idx if obj.kd_on_all_nodes else None, teacher_out=t_out)
             loss.backward()
             opt.step()
             total, steps = float(loss.detach()), 1
