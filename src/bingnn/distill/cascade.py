@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import zlib
@@ -205,6 +206,11 @@ def run_stage(
     else:
         loss_fn = DistillationLoss(**loss_cfg)
     train_loader = make_loader(train_ds, tr["batch_size"], train=True, seed=seed, device=device)
+    bn_loader = None
+    if tr.get("recalibrate_bn"):
+        plain = copy.copy(train_ds)  # same clouds, without the augmentation
+        plain.augment = False
+        bn_loader = make_loader(plain, tr["test_batch_size"], train=False, device=device)
     optimizer = build_optimizer(model.parameters(), tr["optimizer"], tr["lr"], tr["weight_decay"])
     scheduler = build_scheduler(optimizer, tr["schedule"], tr["epochs"])
     cbs = [lambda e, r, cb=cb: cb(cfg, e, r) for cb in callbacks]
@@ -225,6 +231,7 @@ def run_stage(
         progress=progress,
         callbacks=cbs,
         desc=desc,
+        bn_loader=bn_loader,
     )
     try:
         from bingnn.train.plots import plot_training_curves

@@ -18,6 +18,10 @@ Unknown keys or wrong types raise :class:`RecipeError` naming the key.
 Variants are written ``"<variant>-<knn>"``: ``"bf2-hamming"``, ``"bf1-l2"``, ``"rf"`` (RF keeps
 real features: always L2), ``"bf2_bal-hamming"``; a BF variant without a metric uses Hamming.
 LSP kernel ``"auto"`` means Hamming for a Hamming-k-NN variant and L2 otherwise.
+
+``recalibrate_bn = true`` in a stage recomputes BatchNorm running statistics over the
+un-augmented training set after every epoch, before evaluation
+(:mod:`bingnn.train.bn_recalibration`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ _TRAIN_KEYS: dict[str, Any] = {
     "batch_size": int,
     "test_batch_size": int,
     "schedule": dict,
+    "recalibrate_bn": bool,
 }
 _LOSS_KEYS: dict[str, Any] = {
     "alpha": _NUM,
@@ -279,6 +284,8 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         "test_batch_size": int(st.get("test_batch_size", st["batch_size"])),
         "schedule": dict(st.get("schedule", {"type": "constant"})),
     }
+    if st.get("recalibrate_bn"):  # only when on: configs of earlier runs stay comparable
+        train["recalibrate_bn"] = True
     loss = {**recipe.get("loss", {})}
     cfg: dict[str, Any] = {
         "recipe": recipe.get("name"),

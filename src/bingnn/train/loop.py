@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from bingnn.train.bn_recalibration import recalibrate_batchnorm
 from bingnn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bingnn.train.metrics_log import MetricsLog
 from bingnn.utils.atomic import atomic_write_text
@@ -269,8 +270,13 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
     desc: str = "",
+    bn_loader: DataLoader | None = None,
 ) -> dict[str, Any]:
     """Train for ``epochs`` epochs with per-epoch evaluation, checkpointing and resume.
+
+    With ``bn_loader`` (typically the un-augmented training set), BatchNorm running statistics
+    are recomputed over it after every epoch, before evaluation and saving
+    (:func:`bingnn.train.bn_recalibration.recalibrate_batchnorm`).
 
     ``model``, ``optimizer`` and ``scheduler`` come freshly built; if ``out_dir`` holds a
     ``checkpoint.pt``, their states are restored from it and training continues after its
@@ -318,6 +324,8 @@ def fit(
             model, train_loader, optimizer, loss_fn, device, teacher, progress, label
         )
         scheduler.step()
+        if bn_loader is not None:
+            recalibrate_batchnorm(model, bn_loader, device)
         ev = evaluate(model, test_loader, device, num_classes, progress)
         dt = time.perf_counter() - t0
         elapsed += dt

@@ -1,0 +1,72 @@
+"""BatchNorm recalibration: statistics equal a plain recomputation over the data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from _tiny_recipe import write_tiny
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from bingnn.distill.cascade import run_cascade, stage_dir
+from bingnn.distill.recipe import load_recipe
+from bingnn.train.bn_recalibration import recalibrate_batchnorm
+from bingnn.train.loop import load_model_file, make_loader
+
+
+def test_statistics_are_the_average_over_the_batches():
+    torch.manual_seed(0)
+    # dropout in front of a BatchNorm: the statistics must be those of the eval network
+    net = nn.Sequential(nn.Linear(5, 4), nn.Dropout(0.5), nn.BatchNorm1d(4), nn.ReLU(),
+                        nn.Linear(4, 3), nn.BatchNorm1d(3))
+    bn1 = net[2]
+    with torch.no_grad():  # stale statistics, as after training
+        bn1.running_mean.fill_(7.0)
+        bn1.running_var.fill_(0.01)
+    x = torch.randn(40, 5) * 3 + 1
+    y = torch.zeros(40, dtype=torch.long)
+    loader = DataLoader(TensorDataset(x, y), batch_size=10)  # 4 equal batches
+    net.eval()
+    assert recalibrate_batchnorm(net, loader) == 2
+    assert not net.training  # mode kept
+    # reference: mean over batches of the batch mean / unbiased batch variance
+    with torch.no_grad():
+        h = net[0](x).numpy().reshape(4, 10, 4)
+    np.testing.assert_allclose(bn1.running_mean.numpy(), h.mean(1).mean(0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(bn1.running_var.numpy(), h.var(1, ddof=1).mean(0), rtol=1e-4)
+    assert bn1.momentum == 0.1  # restored for later training
+    again = {k: v.clone() for k, v in net.state_dict().items()}
+    net.train()
+    recalibrate_batchnorm(net, loader)
+    assert net.training
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, again[k], msg=k)  # deterministic
+    # no BatchNorm: nothing to do, the data is not even read
+    assert recalibrate_batchnorm(nn.Linear(5, 3), [object()]) == 0
+
+
+def test_cascade_stage_with_recalibration_saves_recalibrated_statistics(tmp_path):
+    recipe = load_recipe(write_tiny(tmp_path / "tiny.toml", ""))
+    recipe["stage3"] = {**recipe["stage3"], "recalibrate_bn": True}
+    out = tmp_path / "run"
+    run_cascade(recipe, out, device="cpu", progress=False)
+    folder = stage_dir(out, 3, "rf")
+    assert json.loads((folder / "config.json").read_text())["train"]["recalibrate_bn"] is True
+    assert "recalibrate_bn" not in json.loads(
+        (stage_dir(out, 2, "rf") / "config.json").read_text())["train"]
+    model, _ = load_model_file(folder / "final.pt", torch.device("cpu"))
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    assert saved
+    # the saved statistics are those of the final weights on the un-augmented training set
+    from bingnn.data import get_dataset
+
+    d = recipe["data"]
+    plain = get_dataset(d["dataset"], "train", num_points=d["num_points"], augment=False,
+                        num_samples=d["train_samples"], seed=recipe.get("seed", 0))
+    recalibrate_batchnorm(model, make_loader(plain, 12, train=False))
+    for k, v in model.state_dict().items():
+        if "running" in k:
+            torch.testing.assert_close(v, saved[k], rtol=1e-4, atol=1e-5, msg=k)
