@@ -265,6 +265,18 @@ def test_cli_train_node_and_distill_node(tmp_path, capsys):
     rows = list(csv.DictReader(open(dout / "results.csv")))
     assert {r["stage"] for r in rows} == {"1", "2", "3"}
     assert (dout / "cascade.png").is_file()
+    opts = json.loads((dout / "summary.json").read_text())["options"]
+    assert (opts["kd_nodes"], opts["kd_alpha"]) == ("all", 0.9)  # the Planetoid recipe
+    paper = tmp_path / "distill-paper"
+    assert main(["distill-node", *common, "--model", "binsage", "--teacher",
+                 str(teacher / "seed0" / "best.pt"), "--out", str(paper), "--last-stage", "1",
+                 "--kd-nodes", "train", "--kd-alpha", "0.1"]) == 0
+    opts = json.loads((paper / "summary.json").read_text())["options"]
+    assert (opts["kd_nodes"], opts["kd_alpha"]) == ("train", 0.1)
+    from bingnn.train.checkpoint import load_checkpoint
+
+    used = load_checkpoint(paper / "seed0" / "stage1" / "checkpoint.pt")["config"]
+    assert (used["kd_nodes"], used["kd_alpha"]) == ("train", 0.1)  # what training ran with
     assert main(["train-node", *common, "--model", "nope"]) == 2
     assert main(["distill-node", *common, "--model", "binsage", "--teacher",
                  str(tmp_path / "missing.pt")]) == 2
