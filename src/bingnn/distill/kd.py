@@ -6,6 +6,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _checked_temperature(student_logits: Tensor, teacher_logits: Tensor,
+                         temperature: float) -> float:
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return float(temperature)
+
+
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 3.0) -> Tensor:
     r"""Temperature-softened KL divergence, scaled by :math:`T^2`.
 
@@ -19,14 +31,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
     Shapes:
         ``student_logits``, ``teacher_logits``: ``(B, C)`` -> scalar.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
-            f"{tuple(teacher_logits.shape)}"
-        )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    t = float(temperature)
+    t = _checked_temperature(student_logits, teacher_logits, temperature)
     log_p_s = F.log_softmax(student_logits / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.detach() / t, dim=-1)
     return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
@@ -46,13 +51,6 @@ def kd_loss_multilabel(student_logits: Tensor, teacher_logits: Tensor,
     Shapes:
         ``student_logits``, ``teacher_logits``: ``(B, C)`` -> scalar.
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
-            f"{tuple(teacher_logits.shape)}"
-        )
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    t = float(temperature)
+    t = _checked_temperature(student_logits, teacher_logits, temperature)
     target = (teacher_logits.detach() / t).sigmoid()
     return F.binary_cross_entropy_with_logits(student_logits / t, target) * (t * t)
