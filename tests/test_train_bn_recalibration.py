@@ -50,6 +50,7 @@ def test_statistics_are_the_average_over_the_batches():
 
 def test_cascade_stage_with_recalibration_saves_recalibrated_statistics(tmp_path):
     recipe = load_recipe(write_tiny(tmp_path / "tiny.toml", ""))
+    recipe["stage2"] = {**recipe["stage2"], "recalibrate_bn": False}
     recipe["stage3"] = {**recipe["stage3"], "recalibrate_bn": True}
     out = tmp_path / "run"
     run_cascade(recipe, out, device="cpu", progress=False)
