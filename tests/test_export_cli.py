@@ -147,3 +147,37 @@ print(main(["train", "--epochs", "1", "--out", {out!r}]),
     assert "'bingnn train' needs torch" in res.stderr
     assert "'bingnn train-node' needs torch" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_export_never_destroys_the_checkpoint(exported, tmp_path, capsys) -> None:
+    """Issue 11 finding 2: ``export X.pt -o X.pt`` used to replace the checkpoint (rc 0)."""
+    ck, out, _ = exported
+    mine = tmp_path / "final.pt"
+    mine.write_bytes(ck.read_bytes())
+    before = mine.read_bytes()
+    assert main(["export", str(mine), "-o", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "is the input checkpoint" in err and len(err.splitlines()) == 1
+    assert mine.read_bytes() == before
+    # Any existing file that is not a model file needs --force.
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me")
+    assert main(["export", str(mine), "-o", str(other)]) == 2
+    assert "--force" in capsys.readouterr().err and other.read_text() == "keep me"
+    assert main(["export", str(mine), "-o", str(other), "--force"]) == 0
+    assert bingnn.engine.load(other).variant == "bf2"
+    # An existing model file is simply replaced; the training point count is recorded.
+    dest = tmp_path / "m.bgnn"
+    dest.write_bytes(out.read_bytes())
+    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40"]) == 0
+    assert bingnn.engine.load(dest).num_points == 40
+    assert "points=40" in capsys.readouterr().out
+
+
+def test_export_to_a_directory_names_no_temp_file(exported, tmp_path, capsys) -> None:
+    ck, _, _ = exported
+    capsys.readouterr()
+    assert main(["export", str(ck), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and ".tmp" not in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,122 @@
+"""Backend selection for the graph steps: the native kernels (``csrc/graph_*.cpp``) when the
+extension provides them, the numpy reference (:mod:`bingnn.engine.graph_reference`) otherwise.
+
+Both backends compute the same bits and the same float32 values; ``native=False`` forces the
+reference (the parity tests run both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bingnn.engine import graph_reference as gref
+from bingnn.engine._ops import has, threads
+
+try:
+    from bingnn import _native
+except ImportError:  # pragma: no cover - exercised only without a built extension
+    _native = None
+
+__all__ = [
+    "affine", "aggregate", "center_sign", "csr_by_target", "gather_rows", "gcn_csr",
+    "node_scale", "signed_linear", "threshold_pack",
+]
+
+
+def _t(num_threads: int | None) -> int:
+    return int(threads(num_threads) or 0)
+
+
+def csr_by_target(src: np.ndarray, dst: np.ndarray, n: int, native: bool,
+                  num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, indices)`` of the in-edges by target (sources in edge order)."""
+    if native and has("graph_csr_by_target"):
+        return _native.graph_csr_by_target(src, dst, int(n), _t(num_threads))
+    return gref.csr_by_target(src, dst, n)
+
+
+def gcn_csr(indptr: np.ndarray, indices: np.ndarray, fill: float, native: bool,
+            num_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if native and has("graph_gcn_csr"):
+        return _native.graph_gcn_csr(indptr, indices, float(fill))
+    return gref.gcn_csr(indptr, indices, fill)
+
+
+def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return gref.gather_rows(indptr, rows)
+
+
+def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+              weights: np.ndarray | None, mean: bool, native: bool,
+              num_threads: int | None) -> np.ndarray:
+    h = np.ascontiguousarray(h, np.float32)
+    if native and has("graph_aggregate"):
+        return _native.graph_aggregate(h, indptr, indices, weights, bool(mean), _t(num_threads))
+    return gref.aggregate(h, indptr, indices, weights, mean)
+
+
+def signed_linear(features, weight: np.ndarray, native: bool,
+                  num_threads: int | None) -> np.ndarray:
+    """``features @ sign(W)^T`` for :class:`bingnn.engine.graph.Features`."""
+    n_in = features.channels
+    if features.dense is not None:
+        if native and has("graph_signed_linear_dense"):
+            return _native.graph_signed_linear_dense(features.dense, weight, _t(num_threads))
+        return gref.signed_linear_dense(features.dense, weight)
+    if native and has("graph_signed_linear_csr"):
+        return _native.graph_signed_linear_csr(features.indptr, features.indices, features.data,
+                                               weight, int(n_in), _t(num_threads))
+    return gref.signed_linear_csr(features.indptr, features.indices, features.data, weight, n_in)
+
+
+def threshold_pack(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, negate: np.ndarray,
+                   native: bool, num_threads: int | None) -> np.ndarray:
+    """Packed per-channel threshold predicate of ``v (..., C)`` (float32 or int32)."""
+    if native and v.dtype == np.float32 and has("graph_threshold_pack"):
+        lead, c = v.shape[:-1], v.shape[-1]
+        flat = np.ascontiguousarray(v.reshape(-1, c))
+        out = _native.graph_threshold_pack(flat, lo, hi, negate, _t(num_threads))
+        return out.reshape(*lead, out.shape[-1])
+    return gref.threshold_pack(v, lo, hi, negate)
+
+
+def center_sign(v: np.ndarray, centering: str, native: bool,
+                num_threads: int | None) -> np.ndarray:
+    if native and centering != "median" and has("graph_center_sign"):
+        return _native.graph_center_sign(np.ascontiguousarray(v, np.float32), centering,
+                                          _t(num_threads))
+    return gref.center_sign(v, centering)
+
+
+def node_scale(v: np.ndarray, centering: str, bn_scale: np.ndarray | None,
+               bn_shift: np.ndarray | None, native: bool, num_threads: int | None) -> np.ndarray:
+    if native and centering != "median" and has("graph_node_scale"):
+        return _native.graph_node_scale(np.ascontiguousarray(v, np.float32), centering,
+                                         bn_scale, bn_shift, _t(num_threads))
+    return gref.node_scale(v, centering, bn_scale, bn_shift)
+
+
+def affine(terms: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
+                             np.ndarray | None]],
+           bias: np.ndarray | None, slope: np.ndarray | None, native: bool,
+           num_threads: int | None) -> np.ndarray:
+    r"""``out = PReLU(sum_t (((x_t * row_scale_t) + bias_t) * alpha_t) + bias)`` in float32, each
+    operation rounded in that order; ``terms`` are ``(x, row_scale, bias, alpha)`` with ``x``
+    float32 or int32 ``(..., C)``, ``row_scale`` ``(rows,)`` or ``None``."""
+    if native and len(terms) <= 2 and has("graph_affine") and terms[0][0].ndim == 2:
+        return _native.graph_affine(terms, bias, slope, _t(num_threads))
+    out = None
+    for x, row_scale, t_bias, alpha in terms:
+        v = x.astype(np.float32)
+        if row_scale is not None:
+            v = v * row_scale.reshape(-1, *([1] * (v.ndim - 1)))
+        if t_bias is not None:
+            v = v + t_bias
+        if alpha is not None:
+            v = v * alpha
+        out = v if out is None else out + v
+    if bias is not None:
+        out = out + bias
+    if slope is not None:
+        out = np.where(out >= 0, out, out * slope)
+    return np.asarray(out, np.float32)
