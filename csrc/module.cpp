@@ -14,6 +14,7 @@ using namespace bingnn;
 
 namespace bingnn {
 void bind_engine_float(py::module_& m);  // bind_engine.cpp: the engine's real-valued kernels
+void bind_graph(py::module_& m);         // bind_graph.cpp: the graph models' kernels
 }
 
 namespace {
@@ -264,4 +265,5 @@ PYBIND11_MODULE(_native, m) {
     });
 
     bind_engine_float(m);
+    bind_graph(m);
 }

@@ -26,6 +26,7 @@ __all__ = [
     "aten_row_sum",
     "center_sign",
     "csr_by_target",
+    "fma32",
     "gather_rows",
     "gcn_csr",
     "node_scale",
@@ -210,6 +211,25 @@ def aten_row_sum(x: np.ndarray, lanes: int = ATEN_SUM_LANES) -> np.ndarray:
     return out
 
 
+def fma32(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``x * scale + shift`` rounded once to float32 (a fused multiply-add, as ATen's
+    BatchNorm computes it). The float32 product is exact in float64; the float64 sum is rounded
+    once, and the one case where rounding that again to float32 differs from a single rounding
+    (the float64 sum exactly halfway between two float32, the exact sum not) is corrected
+    with the sum's exact error (TwoSum)."""
+    p = np.asarray(x, np.float32).astype(np.float64) * np.asarray(scale, np.float32)
+    t = np.broadcast_to(np.asarray(shift, np.float32).astype(np.float64), p.shape)
+    r = p + t
+    back = r - t
+    err = (p - back) + (t - (r - back))
+    f = r.astype(np.float32)
+    f64 = f.astype(np.float64)
+    other = np.nextafter(f, np.where(f64 > r, np.float32(-np.inf), np.float32(np.inf)))
+    o64 = other.astype(np.float64)
+    tie = (f64 != r) & ((f64 + o64) * 0.5 == r) & (err != 0)
+    return np.where(tie & (np.sign(o64 - r) == np.sign(err)), other, f).astype(np.float32)
+
+
 def _centre(v: np.ndarray, centering: str) -> np.ndarray | None:
     """Per-node centre: ``mean`` (ATen's sum / C), ``median`` (the lower median, as
     ``torch.median``), ``none`` (``None``)."""
@@ -234,10 +254,8 @@ def node_scale(v: np.ndarray, centering: str, bn_scale: np.ndarray | None = None
                bn_shift: np.ndarray | None = None) -> np.ndarray:
     r"""Bi-GCN's per-node scale :math:`\beta_i = \frac1C \sum_c |\mathrm{centre}(v)_{ic}|`
     (float32, ATen's summation order); BatchNorm centring as ``fma(v, scale, shift)``."""
-    from bingnn.engine.reference import fma_affine
-
     if centering == "batchnorm":
-        c = fma_affine(v, bn_scale, bn_shift)
+        c = fma32(v, bn_scale, bn_shift)
     else:
         m = _centre(v, centering)
         c = v - m[:, None] if m is not None else v

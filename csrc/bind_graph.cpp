@@ -1,0 +1,276 @@
+// Python bindings of the graph kernels (graph_kernels.hpp); called from module.cpp. The engine's
+// Python side (bingnn/engine/graph.py, _graph_ops.py) validates inputs first; the checks here
+// are a second line of defence, so a direct call can never read or write out of bounds.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "bingnn_core.hpp"
+#include "graph_kernels.hpp"
+
+namespace py = pybind11;
+
+namespace bingnn {
+namespace {
+
+template <class T>
+using Arr = py::array_t<T, py::array::c_style>;
+
+void need(bool ok, const std::string& msg) {
+    if (!ok) throw std::invalid_argument(msg);
+}
+
+// indptr (rows + 1) non-decreasing from 0, ending at the number of entries; indices in [0, m).
+void check_csr(const Arr<int64_t>& indptr, const Arr<int32_t>& indices, int64_t m,
+               const char* what) {
+    need(indptr.ndim() == 1 && indptr.shape(0) >= 1 && indices.ndim() == 1,
+         std::string(what) + ": indptr must be (rows + 1,) int64 and indices (nnz,) int32");
+    const int64_t* p = indptr.data();
+    const int64_t rows = indptr.shape(0) - 1;
+    need(p[0] == 0 && p[rows] == indices.shape(0),
+         std::string(what) + ": indptr must start at 0 and end at the number of entries");
+    for (int64_t r = 0; r < rows; ++r)
+        need(p[r] <= p[r + 1], std::string(what) + ": indptr must be non-decreasing");
+    const int32_t* q = indices.data();
+    for (int64_t e = 0; e < indices.shape(0); ++e)
+        need(q[e] >= 0 && q[e] < m, std::string(what) + ": an index is out of range");
+}
+
+Centering parse_centering(const std::string& name) {
+    if (name == "none") return Centering::None;
+    if (name == "mean") return Centering::Mean;
+    if (name == "batchnorm") return Centering::BatchNorm;
+    throw std::invalid_argument("centering must be 'none', 'mean' or 'batchnorm'");
+}
+
+const float* optional_vector(const py::object& obj, int64_t n, Arr<float>& keep,
+                             const char* what) {
+    if (obj.is_none()) return nullptr;
+    keep = obj.cast<Arr<float>>();
+    need(keep.ndim() == 1 && keep.shape(0) == n,
+         std::string(what) + " must have shape (" + std::to_string(n) + ",)");
+    return keep.data();
+}
+
+}  // namespace
+
+void bind_graph(py::module_& m) {
+    m.def(
+        "graph_csr_by_target",
+        [](const Arr<int64_t>& src, const Arr<int64_t>& dst, int64_t n, int) {
+            need(src.ndim() == 1 && dst.ndim() == 1 && src.shape(0) == dst.shape(0),
+                 "src and dst must be (E,) int64 of one length");
+            need(n >= 0 && n < (int64_t{1} << 31), "n must be in [0, 2**31)");
+            const int64_t e = src.shape(0);
+            Arr<int64_t> indptr({n + 1});
+            Arr<int32_t> indices({e});
+            bool ok;
+            const int64_t *sp = src.data(), *dp = dst.data();
+            int64_t* ip = indptr.mutable_data();
+            int32_t* xp = indices.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                ok = graph_csr_by_target(sp, dp, e, n, ip, xp);
+            }
+            need(ok, "edge_index holds node indices outside [0, num_nodes)");
+            return py::make_tuple(indptr, indices);
+        },
+        py::arg("src"), py::arg("dst"), py::arg("n"), py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_gcn_csr",
+        [](const Arr<int64_t>& indptr, const Arr<int32_t>& indices, float fill) {
+            const int64_t n = indptr.shape(0) - 1;
+            check_csr(indptr, indices, n, "graph_gcn_csr");
+            need(fill > 0.0f && std::isfinite(fill), "fill must be a positive number");
+            const int64_t total = graph_gcn_size(indptr.data(), indices.data(), n);
+            Arr<int64_t> ip({n + 1});
+            Arr<int32_t> ix({total});
+            Arr<float> w({total});
+            {
+                py::gil_scoped_release nogil;
+                graph_gcn_csr(indptr.data(), indices.data(), n, fill, ip.mutable_data(),
+                              ix.mutable_data(), w.mutable_data());
+            }
+            return py::make_tuple(ip, ix, w);
+        },
+        py::arg("indptr"), py::arg("indices"), py::arg("fill"));
+
+    m.def(
+        "graph_aggregate",
+        [](const Arr<float>& h, const Arr<int64_t>& indptr, const Arr<int32_t>& indices,
+           const py::object& weights, bool mean, int num_threads) {
+            need(h.ndim() == 2, "h must be (M, C) float32");
+            check_csr(indptr, indices, h.shape(0), "graph_aggregate");
+            const int64_t rows = indptr.shape(0) - 1, c = h.shape(1);
+            Arr<float> wk;
+            const float* wp = optional_vector(weights, indices.shape(0), wk, "weights");
+            Arr<float> out({rows, c});
+            const float* hp = h.data();
+            const int64_t* pp = indptr.data();
+            const int32_t* xp = indices.data();
+            float* op = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                graph_aggregate(hp, c, pp, xp, wp, rows, mean, op, num_threads);
+            }
+            return out;
+        },
+        py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("weights"),
+        py::arg("mean"), py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_signed_linear_csr",
+        [](const Arr<int64_t>& indptr, const Arr<int32_t>& indices, const py::object& data,
+           const Arr<uint64_t>& w, int64_t f_in, int num_threads) {
+            need(f_in >= 1, "f_in must be >= 1");
+            check_csr(indptr, indices, f_in, "graph_signed_linear_csr");
+            need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
+                 "w must be (C_out, ceil(f_in / 64)) uint64");
+            const int64_t rows = indptr.shape(0) - 1, c_out = w.shape(0);
+            Arr<float> dk;
+            const float* dp = optional_vector(data, indices.shape(0), dk, "data");
+            Arr<float> z({rows, c_out});
+            {
+                py::gil_scoped_release nogil;
+                graph_signed_linear_csr(indptr.data(), indices.data(), dp, rows, w.data(),
+                                        c_out, f_in, z.mutable_data(), num_threads);
+            }
+            return z;
+        },
+        py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("w"), py::arg("f_in"),
+        py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_signed_linear_dense",
+        [](const Arr<float>& x, const Arr<uint64_t>& w, int num_threads) {
+            need(x.ndim() == 2 && x.shape(1) >= 1, "x must be (N, F) float32 with F >= 1");
+            const int64_t rows = x.shape(0), f_in = x.shape(1);
+            need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
+                 "w must be (C_out, ceil(F / 64)) uint64");
+            const int64_t c_out = w.shape(0);
+            Arr<float> z({rows, c_out});
+            {
+                py::gil_scoped_release nogil;
+                graph_signed_linear_dense(x.data(), rows, f_in, w.data(), c_out,
+                                          z.mutable_data(), num_threads);
+            }
+            return z;
+        },
+        py::arg("x"), py::arg("w"), py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_threshold_pack",
+        [](const Arr<float>& v, const Arr<float>& lo, const Arr<float>& hi,
+           const Arr<uint8_t>& negate, int num_threads) {
+            need(v.ndim() == 2, "v must be (rows, C) float32");
+            const int64_t rows = v.shape(0), c = v.shape(1);
+            need(lo.ndim() == 1 && hi.ndim() == 1 && negate.ndim() == 1 && lo.shape(0) == c &&
+                     hi.shape(0) == c && negate.shape(0) == c,
+                 "lo, hi and negate must have shape (C,)");
+            Arr<uint64_t> out({rows, n_words(c)});
+            {
+                py::gil_scoped_release nogil;
+                graph_threshold_pack(v.data(), rows, c, lo.data(), hi.data(), negate.data(),
+                                     out.mutable_data(), num_threads);
+            }
+            return out;
+        },
+        py::arg("v"), py::arg("lo"), py::arg("hi"), py::arg("negate"),
+        py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_center_sign",
+        [](const Arr<float>& v, const std::string& centering, int num_threads) {
+            need(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
+            const Centering mode = parse_centering(centering);
+            need(mode != Centering::BatchNorm, "batchnorm signs are thresholds (threshold_pack)");
+            const int64_t rows = v.shape(0), c = v.shape(1);
+            Arr<uint64_t> out({rows, n_words(c)});
+            {
+                py::gil_scoped_release nogil;
+                graph_center_sign(v.data(), rows, c, mode, out.mutable_data(), num_threads);
+            }
+            return out;
+        },
+        py::arg("v"), py::arg("centering"), py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_node_scale",
+        [](const Arr<float>& v, const std::string& centering, const py::object& bn_scale,
+           const py::object& bn_shift, int num_threads) {
+            need(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
+            const Centering mode = parse_centering(centering);
+            const int64_t rows = v.shape(0), c = v.shape(1);
+            Arr<float> sk, tk;
+            const float* sp = optional_vector(bn_scale, c, sk, "bn_scale");
+            const float* tp = optional_vector(bn_shift, c, tk, "bn_shift");
+            need((mode == Centering::BatchNorm) == (sp != nullptr && tp != nullptr),
+                 "bn_scale and bn_shift are needed exactly for batchnorm centring");
+            Arr<float> beta({rows});
+            {
+                py::gil_scoped_release nogil;
+                graph_node_scale(v.data(), rows, c, mode, sp, tp, beta.mutable_data(),
+                                 num_threads);
+            }
+            return beta;
+        },
+        py::arg("v"), py::arg("centering"), py::arg("bn_scale") = py::none(),
+        py::arg("bn_shift") = py::none(), py::arg("num_threads") = 0);
+
+    m.def(
+        "graph_affine",
+        [](const py::list& terms, const py::object& bias, const py::object& slope,
+           int num_threads) {
+            const auto n_terms = static_cast<int>(terms.size());
+            need(n_terms == 1 || n_terms == 2, "graph_affine takes one or two terms");
+            AffineTerm t[2];
+            // Keep the converted arrays alive for the duration of the call.
+            std::vector<py::object> keep;
+            int64_t rows = -1, c = -1;
+            for (int i = 0; i < n_terms; ++i) {
+                auto tup = terms[i].cast<py::tuple>();
+                need(tup.size() == 4, "a term is (x, row_scale, bias, alpha)");
+                py::array x = py::array::ensure(tup[0]);
+                need(x && x.ndim() == 2, "a term's x must be a 2-D array");
+                if (rows < 0) {
+                    rows = x.shape(0);
+                    c = x.shape(1);
+                }
+                need(x.shape(0) == rows && x.shape(1) == c, "terms must share their shape");
+                if (x.dtype().is(py::dtype::of<int32_t>())) {
+                    auto xi = x.cast<Arr<int32_t>>();
+                    keep.push_back(xi);
+                    t[i].xi = xi.data();
+                } else {
+                    auto xf = x.cast<Arr<float>>();
+                    keep.push_back(xf);
+                    t[i].xf = xf.data();
+                }
+                Arr<float> rs, b, a;
+                t[i].row_scale = optional_vector(tup[1], rows, rs, "row_scale");
+                t[i].bias = optional_vector(tup[2], c, b, "bias");
+                t[i].alpha = optional_vector(tup[3], c, a, "alpha");
+                keep.push_back(rs);
+                keep.push_back(b);
+                keep.push_back(a);
+            }
+            Arr<float> bk, sk;
+            const float* bp = optional_vector(bias, c, bk, "bias");
+            const float* sp = optional_vector(slope, c, sk, "slope");
+            Arr<float> out({rows, c});
+            float* op = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                graph_affine(t, n_terms, rows, c, bp, sp, op, num_threads);
+            }
+            return out;
+        },
+        py::arg("terms"), py::arg("bias"), py::arg("slope"), py::arg("num_threads") = 0);
+}
+
+}  // namespace bingnn

@@ -1,0 +1,91 @@
+// Graph kernels of the engine's node models (binary GraphSAGE / GCN), one file per group:
+// graph_csr.cpp (edge lists -> CSR, GCN normalisation), graph_aggregate.cpp (neighbourhood
+// sums and means), graph_node.cpp (node-wise steps: +-1 gather-add, thresholds, centring,
+// node scale, the float32 epilogue). bingnn/engine/graph_reference.py is the specification;
+// every kernel has a scalar reference here and, where it pays, AVX2 / AVX-512 paths chosen at
+// run time (bingnn_core.hpp), all giving the same bits.
+//
+// Float32 contract (what makes the engine agree with PyTorch Geometric bit for bit):
+//   * the messages of a node are added in CSR order (the edge order), from +0.0; a weighted
+//     message is round(w * h) before it is added (never a fused multiply-add); a mean divides
+//     the sum by max(1, degree) in float32;
+//   * a per-node sum over channels follows ATen's CPU inner reduction with 8-float lanes
+//     (aten_row_sum below); BatchNorm inside the node scale is fma(x, scale, shift);
+//   * x * (+-1) is exact, so the gather-add of weight columns is exact for 0/1 inputs.
+// These files are compiled with floating-point contraction off (see the pragma in each), so
+// no compiler turns a separate multiply and add into an FMA.
+#pragma once
+
+#include <cstdint>
+
+namespace bingnn {
+
+// In-edges grouped by target, edge order kept (a stable counting sort). src, dst (e) int64 in
+// [0, n) (checked: returns false on an out-of-range index); indptr (n + 1) int64, indices (e)
+// int32 (the sources).
+bool graph_csr_by_target(const int64_t* src, const int64_t* dst, int64_t e, int64_t n,
+                         int64_t* indptr, int32_t* indices);
+
+// PyG's gcn_norm of an unweighted CSR (n rows): self-loops dropped, one self-loop of weight
+// `fill` appended after each row, d_i = sum of the row's weights, weight of (j -> i) =
+// (d_j^-1/2 * w) * d_i^-1/2 with d^-1/2 = 1 / sqrt(d), float32. Output sizes: indptr_out
+// (n + 1); indices_out / weights_out (count given by graph_gcn_size).
+int64_t graph_gcn_size(const int64_t* indptr, const int32_t* indices, int64_t n);
+void graph_gcn_csr(const int64_t* indptr, const int32_t* indices, int64_t n, float fill,
+                   int64_t* indptr_out, int32_t* indices_out, float* weights_out);
+
+// out (rows, c) = for each row r, sum over entries e of row r, in order, of
+// (weights ? round(weights[e] * h[indices[e]]) : h[indices[e]]); with `mean`, divided by
+// max(1, entries of the row). h (m, c) float32; indices in [0, m).
+void graph_aggregate(const float* h, int64_t c, const int64_t* indptr, const int32_t* indices,
+                     const float* weights, int64_t rows, bool mean, float* out, int num_threads);
+
+// z (rows, c_out) = x @ sign(W)^T as a gather-add: for each stored entry (f, v) of a row in
+// order, z += v * s_f, s_f the +-1 column f of the packed weights w (c_out, ceil(f_in / 64)).
+// CSR form: indptr (rows + 1), indices (sorted within a row) in [0, f_in), data (nnz).
+void graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
+                             int64_t rows, const uint64_t* w, int64_t c_out, int64_t f_in,
+                             float* z, int num_threads);
+// Dense form: x (rows, f_in), zeros skipped (adding +-0.0 to a sum that starts at +0.0 changes
+// nothing).
+void graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
+                               int64_t c_out, float* z, int num_threads);
+
+// Packed bits (rows, ceil(c / 64)) of negate_c XOR (v >= hi_c OR v <= lo_c); v (rows, c).
+void graph_threshold_pack(const float* v, int64_t rows, int64_t c, const float* lo,
+                          const float* hi, const uint8_t* negate, uint64_t* out,
+                          int num_threads);
+
+// ATen's sum of one row of c floats (vectorized_inner_sum with 8-float lanes).
+float aten_row_sum(const float* x, int64_t c);
+
+// Centring modes of center_sign / node_scale.
+enum class Centering : int { None = 0, Mean = 1, BatchNorm = 2 };
+
+// Packed signs of v - centre(v) per row: bit set where v >= centre (Mean: aten_row_sum / c;
+// None: 0).
+void graph_center_sign(const float* v, int64_t rows, int64_t c, Centering mode, uint64_t* out,
+                       int num_threads);
+
+// Bi-GCN's node scale beta (rows) = aten_row_sum(|centre(v)|) / c, centre(v) = v - mean (Mean),
+// fma(v, scale, shift) (BatchNorm), v (None).
+void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
+                      const float* bn_scale, const float* bn_shift, float* beta,
+                      int num_threads);
+
+// One term of the float32 epilogue: value = ((x * row_scale[r]) + bias[c]) * alpha[c], each
+// step rounded and skipped when its pointer is null; x is float32 or int32 (exactly one given).
+struct AffineTerm {
+    const float* xf = nullptr;
+    const int32_t* xi = nullptr;
+    const float* row_scale = nullptr;
+    const float* bias = nullptr;
+    const float* alpha = nullptr;
+};
+
+// out (rows, c) = prelu(((term0 + term1) + bias), slope) with up to two terms (n_terms 1 or 2);
+// bias / slope null to skip; prelu(v) = v >= 0 ? v : round(v * slope).
+void graph_affine(const AffineTerm* terms, int n_terms, int64_t rows, int64_t c,
+                  const float* bias, const float* slope, float* out, int num_threads);
+
+}  // namespace bingnn

@@ -1,0 +1,313 @@
+// Node-wise steps of the graph models (graph_kernels.hpp): the +-1 gather-add of the first
+// layer, threshold packing, per-node centring and scale, and the float32 epilogue. Every
+// level does the scalar reference's float operations in the same order.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "bingnn_core.hpp"
+#include "graph_kernels.hpp"
+
+namespace bingnn {
+namespace {
+
+// +-1 table of the packed weights: t[f * c_out + o] = bit f of row o ? +1 : -1.
+std::vector<float> sign_table(const uint64_t* w, int64_t c_out, int64_t f_in) {
+    const int64_t words = n_words(f_in);
+    std::vector<float> t(static_cast<size_t>(f_in * c_out));
+    for (int64_t o = 0; o < c_out; ++o)
+        for (int64_t f = 0; f < f_in; ++f)
+            t[static_cast<size_t>(f * c_out + o)] =
+                ((w[o * words + f / 64] >> (f % 64)) & 1u) ? 1.0f : -1.0f;
+    return t;
+}
+
+// z_row += v * t_f for the (f, v) pairs of one row (v * +-1 is exact, then one rounding).
+template <class Entries>
+void gather_row_scalar(const float* t, int64_t c_out, Entries&& entries, float* z) {
+    for (int64_t o = 0; o < c_out; ++o) z[o] = 0.0f;
+    entries([&](int64_t f, float v) {
+        const float* tf = t + f * c_out;
+        for (int64_t o = 0; o < c_out; ++o) {
+            const float p = v * tf[o];
+            z[o] = z[o] + p;
+        }
+    });
+}
+
+#if BINGNN_X86
+template <class Entries>
+BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, Entries&& entries,
+                                     float* z) {
+    const int64_t full = c_out / 16 * 16;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (c_out - full)) - 1u);
+    for (int64_t j = 0; j < c_out; j += 128) {
+        const int64_t stop = std::min(c_out, j + 128);
+        __m512 acc[8];
+        for (auto& a : acc) a = _mm512_setzero_ps();
+        entries([&](int64_t f, float v) {
+            const float* tf = t + f * c_out;
+            const __m512 vv = _mm512_set1_ps(v);
+            for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
+                const __m512 s = q + 16 <= full ? _mm512_loadu_ps(tf + q)
+                                                : _mm512_maskz_loadu_ps(tail, tf + q);
+                acc[a] = _mm512_add_ps(acc[a], _mm512_mul_ps(vv, s));
+            }
+        });
+        for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
+            if (q + 16 <= full)
+                _mm512_storeu_ps(z + q, acc[a]);
+            else
+                _mm512_mask_storeu_ps(z + q, tail, acc[a]);
+        }
+    }
+}
+#endif
+
+template <class EntriesOf>
+void signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t rows, float* z,
+                        int num_threads, int64_t grain, EntriesOf&& entries_of) {
+    const std::vector<float> table = sign_table(w, c_out, f_in);
+    const float* t = table.data();
+    const Level level = active_level();
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            auto entries = [&](auto&& fn) { entries_of(r, fn); };
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                gather_row_avx512(t, c_out, entries, z + r * c_out);
+                continue;
+            }
+#endif
+            gather_row_scalar(t, c_out, entries, z + r * c_out);
+        }
+    });
+}
+
+// ---- ATen's inner sum (8-float lanes): the cascade of multi_row_sum / row_sum.
+constexpr int kLanes = 8;
+
+struct Lanes {
+    float v[kLanes];
+};
+
+inline void add_to(float* acc, const float* x, int n) {
+    for (int l = 0; l < n; ++l) acc[l] = acc[l] + x[l];
+}
+
+// row_sum over `size` consecutive vectors of `width` floats (width 1 or kLanes), 4-way ILP,
+// each of the 4 partial sums a 4-level cascade (ATen's multi_row_sum).
+void row_sum(const float* x, int64_t size, int width, float* out) {
+    constexpr int levels = 4;
+    const int64_t groups = size / 4;
+    float acc[levels][4][kLanes] = {};
+    int64_t power = 4;
+    {
+        const int64_t ceil_log2 = groups <= 2 ? 1 : 64 - __builtin_clzll(
+                                                         static_cast<uint64_t>(groups - 1));
+        power = std::max<int64_t>(4, ceil_log2 / levels);
+    }
+    const int64_t step = int64_t{1} << power, mask = step - 1;
+    int64_t i = 0;
+    for (; i + step <= groups;) {
+        for (int64_t j = 0; j < step; ++j, ++i)
+            for (int k = 0; k < 4; ++k) add_to(acc[0][k], x + (4 * i + k) * width, width);
+        for (int j = 1; j < levels; ++j) {
+            for (int k = 0; k < 4; ++k) {
+                add_to(acc[j][k], acc[j - 1][k], width);
+                for (int l = 0; l < width; ++l) acc[j - 1][k][l] = 0.0f;
+            }
+            if ((i & (mask << (j * power))) != 0) break;
+        }
+    }
+    for (; i < groups; ++i)
+        for (int k = 0; k < 4; ++k) add_to(acc[0][k], x + (4 * i + k) * width, width);
+    for (int j = 1; j < levels; ++j)
+        for (int k = 0; k < 4; ++k) add_to(acc[0][k], acc[j][k], width);
+    for (int l = 0; l < width; ++l) out[l] = acc[0][0][l];
+    for (int64_t q = groups * 4; q < size; ++q) add_to(out, x + q * width, width);
+    for (int k = 1; k < 4; ++k) add_to(out, acc[0][k], width);
+}
+
+}  // namespace
+
+float aten_row_sum(const float* x, int64_t c) {
+    float out[kLanes];
+    if (c < kLanes) {
+        row_sum(x, c, 1, out);
+        return out[0];
+    }
+    const int64_t nv = c / kLanes;
+    row_sum(x, nv, kLanes, out);
+    float fin = 0.0f;
+    for (int64_t q = nv * kLanes; q < c; ++q) fin = fin + x[q];
+    for (int l = 0; l < kLanes; ++l) fin = fin + out[l];
+    return fin;
+}
+
+void graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
+                             int64_t rows, const uint64_t* w, int64_t c_out, int64_t f_in,
+                             float* z, int num_threads) {
+    const int64_t nnz = indptr[rows] - indptr[0];
+    const int64_t grain = std::max<int64_t>(16, rows * 2048 / std::max<int64_t>(1, nnz * c_out));
+    signed_linear_rows(w, c_out, f_in, rows, z, num_threads, grain, [&](int64_t r, auto&& fn) {
+        for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e)
+            fn(static_cast<int64_t>(indices[e]), data ? data[e] : 1.0f);
+    });
+}
+
+void graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
+                               int64_t c_out, float* z, int num_threads) {
+    const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, f_in));
+    signed_linear_rows(w, c_out, f_in, rows, z, num_threads, grain, [&](int64_t r, auto&& fn) {
+        const float* xr = x + r * f_in;
+        for (int64_t f = 0; f < f_in; ++f)
+            if (xr[f] != 0.0f) fn(f, xr[f]);
+    });
+}
+
+namespace {
+
+void threshold_rows_scalar(const float* v, int64_t c, const float* lo, const float* hi,
+                           const uint8_t* negate, int64_t r0, int64_t r1, uint64_t* out) {
+    const int64_t words = n_words(c);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = v + r * c;
+        uint64_t* o = out + r * words;
+        for (int64_t q = 0; q < words; ++q) o[q] = 0;
+        for (int64_t j = 0; j < c; ++j) {
+            const bool bit = ((x[j] >= hi[j]) || (x[j] <= lo[j])) != (negate[j] != 0);
+            if (bit) o[j / 64] |= uint64_t{1} << (j % 64);
+        }
+    }
+}
+
+#if BINGNN_X86
+BINGNN_AVX512 void threshold_rows_avx512(const float* v, int64_t c, const float* lo,
+                                         const float* hi, const uint64_t* neg_words, int64_t r0,
+                                         int64_t r1, uint64_t* out) {
+    const int64_t words = n_words(c);
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* x = v + r * c;
+        uint64_t* o = out + r * words;
+        for (int64_t q = 0; q < words; ++q) {
+            uint64_t word = 0;
+            for (int part = 0; part < 4; ++part) {
+                const int64_t j = q * 64 + part * 16;
+                if (j >= c) break;
+                const int64_t cnt = std::min<int64_t>(16, c - j);
+                const __mmask16 m = static_cast<__mmask16>(cnt == 16 ? 0xFFFFu
+                                                                     : (1u << cnt) - 1u);
+                const __m512 xv = _mm512_maskz_loadu_ps(m, x + j);
+                const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, xv, _mm512_maskz_loadu_ps(
+                                                                        m, hi + j), _CMP_GE_OQ);
+                const __mmask16 le = _mm512_mask_cmp_ps_mask(m, xv, _mm512_maskz_loadu_ps(
+                                                                        m, lo + j), _CMP_LE_OQ);
+                word |= static_cast<uint64_t>(static_cast<uint16_t>(ge | le)) << (part * 16);
+            }
+            o[q] = word ^ neg_words[q];
+        }
+    }
+}
+#endif
+
+}  // namespace
+
+void graph_threshold_pack(const float* v, int64_t rows, int64_t c, const float* lo,
+                          const float* hi, const uint8_t* negate, uint64_t* out,
+                          int num_threads) {
+    const int64_t words = n_words(c);
+    std::vector<uint64_t> neg_words(static_cast<size_t>(words), 0);
+    for (int64_t j = 0; j < c; ++j)
+        if (negate[j]) neg_words[static_cast<size_t>(j / 64)] |= uint64_t{1} << (j % 64);
+    const Level level = active_level();
+    const int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(1, c));
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+#if BINGNN_X86
+        if (level == Level::Avx512) {
+            threshold_rows_avx512(v, c, lo, hi, neg_words.data(), r0, r1, out);
+            return;
+        }
+#endif
+        threshold_rows_scalar(v, c, lo, hi, negate, r0, r1, out);
+    });
+}
+
+void graph_center_sign(const float* v, int64_t rows, int64_t c, Centering mode, uint64_t* out,
+                       int num_threads) {
+    const int64_t words = n_words(c);
+    const int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(1, c));
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* x = v + r * c;
+            const float m = mode == Centering::Mean
+                                ? aten_row_sum(x, c) / static_cast<float>(c)
+                                : 0.0f;
+            uint64_t* o = out + r * words;
+            for (int64_t q = 0; q < words; ++q) o[q] = 0;
+            for (int64_t j = 0; j < c; ++j)
+                if (x[j] >= m) o[j / 64] |= uint64_t{1} << (j % 64);
+        }
+    });
+}
+
+void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
+                      const float* bn_scale, const float* bn_shift, float* beta,
+                      int num_threads) {
+    const int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(1, c));
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<float> a(static_cast<size_t>(c));
+        for (int64_t r = r0; r < r1; ++r) {
+            const float* x = v + r * c;
+            if (mode == Centering::BatchNorm) {
+                for (int64_t j = 0; j < c; ++j)
+                    a[static_cast<size_t>(j)] = std::fabs(std::fmaf(x[j], bn_scale[j],
+                                                                    bn_shift[j]));
+            } else {
+                const float m = mode == Centering::Mean
+                                    ? aten_row_sum(x, c) / static_cast<float>(c)
+                                    : 0.0f;
+                for (int64_t j = 0; j < c; ++j) {
+                    const float d = mode == Centering::Mean ? x[j] - m : x[j];
+                    a[static_cast<size_t>(j)] = std::fabs(d);
+                }
+            }
+            beta[r] = aten_row_sum(a.data(), c) / static_cast<float>(c);
+        }
+    });
+}
+
+void graph_affine(const AffineTerm* terms, int n_terms, int64_t rows, int64_t c,
+                  const float* bias, const float* slope, float* out, int num_threads) {
+    const int64_t grain = std::max<int64_t>(16, 32768 / std::max<int64_t>(1, c));
+    parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            float* o = out + r * c;
+            for (int t = 0; t < n_terms; ++t) {
+                const AffineTerm& a = terms[t];
+                const float* xf = a.xf ? a.xf + r * c : nullptr;
+                const int32_t* xi = a.xi ? a.xi + r * c : nullptr;
+                const float rs = a.row_scale ? a.row_scale[r] : 1.0f;
+                for (int64_t j = 0; j < c; ++j) {
+                    float v = xf ? xf[j] : static_cast<float>(xi[j]);
+                    if (a.row_scale) v = v * rs;
+                    if (a.bias) v = v + a.bias[j];
+                    if (a.alpha) v = v * a.alpha[j];
+                    o[j] = t == 0 ? v : o[j] + v;
+                }
+            }
+            if (bias)
+                for (int64_t j = 0; j < c; ++j) o[j] = o[j] + bias[j];
+            if (slope)
+                for (int64_t j = 0; j < c; ++j) o[j] = o[j] >= 0.0f ? o[j] : o[j] * slope[j];
+        }
+    });
+}
+
+}  // namespace bingnn
