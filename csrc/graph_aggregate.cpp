@@ -42,42 +42,55 @@ void rows_scalar(const float* h, int64_t c, const int64_t* indptr, const int32_t
 }
 
 #if BINGNN_X86
-// Channels in blocks of 8 (AVX2) / 16 (AVX-512) floats, the remainder with masked loads.
+// Whole rows at a time: each neighbour row is read once, front to back (the hardware
+// prefetcher streams it), and added into the output row, which stays in L1. The rows of the
+// next neighbours are prefetched (they are random accesses into h).
+constexpr int64_t kAhead = 1 << 30;  // TEMP no prefetch
+
+inline void prefetch_row(const float* x, int64_t c) {
+    for (int64_t q = 0; q < c; q += 16) _mm_prefetch(reinterpret_cast<const char*>(x + q),
+                                                      _MM_HINT_T0);
+}
+
 BINGNN_AVX2 void rows_avx2(const float* h, int64_t c, const int64_t* indptr,
                            const int32_t* indices, const float* weights, int64_t r0, int64_t r1,
                            bool mean, float* out) {
     const int64_t full = c / 8 * 8;
-    const int rem = static_cast<int>(c - full);
     alignas(32) int32_t mask_words[8];
-    for (int l = 0; l < 8; ++l) mask_words[l] = l < rem ? -1 : 0;
+    for (int l = 0; l < 8; ++l) mask_words[l] = l < c - full ? -1 : 0;
     const __m256i tail = _mm256_load_si256(reinterpret_cast<const __m256i*>(mask_words));
     for (int64_t r = r0; r < r1; ++r) {
         float* o = out + r * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         const int64_t b = indptr[r], e_end = indptr[r + 1];
-        for (int64_t j = 0; j < c; j += 32) {
-            // Up to four 8-float accumulators kept in registers over the whole row.
-            const int64_t stop = std::min(c, j + 32);
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                             _mm256_setzero_ps()};
-            for (int64_t e = b; e < e_end; ++e) {
-                const float* x = h + static_cast<int64_t>(indices[e]) * c;
-                const __m256 w = weights ? _mm256_set1_ps(weights[e]) : _mm256_set1_ps(1.0f);
-                for (int64_t q = j, a = 0; q < stop; q += 8, ++a) {
-                    __m256 v = q + 8 <= full ? _mm256_loadu_ps(x + q)
-                                             : _mm256_maskload_ps(x + q, tail);
-                    if (weights) v = _mm256_mul_ps(w, v);
-                    acc[a] = _mm256_add_ps(acc[a], v);
+        for (int64_t e = b; e < e_end; ++e) {
+            if (e + kAhead < e_end)
+                prefetch_row(h + static_cast<int64_t>(indices[e + kAhead]) * c, c);
+            const float* x = h + static_cast<int64_t>(indices[e]) * c;
+            if (weights) {
+                const __m256 w = _mm256_set1_ps(weights[e]);
+                for (int64_t q = 0; q < full; q += 8) {
+                    const __m256 m = _mm256_mul_ps(w, _mm256_loadu_ps(x + q));
+                    _mm256_storeu_ps(o + q, _mm256_add_ps(_mm256_loadu_ps(o + q), m));
                 }
+                if (full < c) {
+                    const __m256 m = _mm256_mul_ps(w, _mm256_maskload_ps(x + full, tail));
+                    _mm256_maskstore_ps(o + full, tail,
+                                        _mm256_add_ps(_mm256_maskload_ps(o + full, tail), m));
+                }
+            } else {
+                for (int64_t q = 0; q < full; q += 8)
+                    _mm256_storeu_ps(o + q, _mm256_add_ps(_mm256_loadu_ps(o + q),
+                                                          _mm256_loadu_ps(x + q)));
+                if (full < c)
+                    _mm256_maskstore_ps(o + full, tail,
+                                        _mm256_add_ps(_mm256_maskload_ps(o + full, tail),
+                                                      _mm256_maskload_ps(x + full, tail)));
             }
-            const __m256 d = _mm256_set1_ps(
-                static_cast<float>(std::max<int64_t>(1, e_end - b)));
-            for (int64_t q = j, a = 0; q < stop; q += 8, ++a) {
-                const __m256 v = mean ? _mm256_div_ps(acc[a], d) : acc[a];
-                if (q + 8 <= full)
-                    _mm256_storeu_ps(o + q, v);
-                else
-                    _mm256_maskstore_ps(o + q, tail, v);
-            }
+        }
+        if (mean) {
+            const float d = static_cast<float>(std::max<int64_t>(1, e_end - b));
+            for (int64_t j = 0; j < c; ++j) o[j] = o[j] / d;
         }
     }
 }
@@ -89,34 +102,40 @@ BINGNN_AVX512 void rows_avx512(const float* h, int64_t c, const int64_t* indptr,
     const __mmask16 tail = static_cast<__mmask16>((1u << (c - full)) - 1u);
     for (int64_t r = r0; r < r1; ++r) {
         float* o = out + r * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         const int64_t b = indptr[r], e_end = indptr[r + 1];
-        for (int64_t j = 0; j < c; j += 64) {
-            const int64_t stop = std::min(c, j + 64);
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                             _mm512_setzero_ps()};
-            for (int64_t e = b; e < e_end; ++e) {
-                const float* x = h + static_cast<int64_t>(indices[e]) * c;
-                if (e + 4 < e_end)  // the rows of the next neighbours are random accesses
-                    _mm_prefetch(reinterpret_cast<const char*>(
-                                     h + static_cast<int64_t>(indices[e + 4]) * c + j),
-                                 _MM_HINT_T0);
-                const __m512 w = weights ? _mm512_set1_ps(weights[e]) : _mm512_set1_ps(1.0f);
-                for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
-                    __m512 v = q + 16 <= full ? _mm512_loadu_ps(x + q)
-                                              : _mm512_maskz_loadu_ps(tail, x + q);
-                    if (weights) v = _mm512_mul_ps(w, v);
-                    acc[a] = _mm512_add_ps(acc[a], v);
+        for (int64_t e = b; e < e_end; ++e) {
+            if (e + kAhead < e_end)
+                prefetch_row(h + static_cast<int64_t>(indices[e + kAhead]) * c, c);
+            const float* x = h + static_cast<int64_t>(indices[e]) * c;
+            if (weights) {
+                const __m512 w = _mm512_set1_ps(weights[e]);
+                for (int64_t q = 0; q < full; q += 16) {
+                    const __m512 m = _mm512_mul_ps(w, _mm512_loadu_ps(x + q));
+                    _mm512_storeu_ps(o + q, _mm512_add_ps(_mm512_loadu_ps(o + q), m));
                 }
+                if (full < c) {
+                    const __m512 m = _mm512_mul_ps(w, _mm512_maskz_loadu_ps(tail, x + full));
+                    _mm512_mask_storeu_ps(o + full, tail,
+                                          _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + full),
+                                                        m));
+                }
+            } else {
+                for (int64_t q = 0; q < full; q += 16)
+                    _mm512_storeu_ps(o + q, _mm512_add_ps(_mm512_loadu_ps(o + q),
+                                                          _mm512_loadu_ps(x + q)));
+                if (full < c)
+                    _mm512_mask_storeu_ps(o + full, tail,
+                                          _mm512_add_ps(_mm512_maskz_loadu_ps(tail, o + full),
+                                                        _mm512_maskz_loadu_ps(tail, x + full)));
             }
-            const __m512 d = _mm512_set1_ps(
-                static_cast<float>(std::max<int64_t>(1, e_end - b)));
-            for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
-                const __m512 v = mean ? _mm512_div_ps(acc[a], d) : acc[a];
-                if (q + 16 <= full)
-                    _mm512_storeu_ps(o + q, v);
-                else
-                    _mm512_mask_storeu_ps(o + q, tail, v);
-            }
+        }
+        if (mean) {
+            const __m512 d = _mm512_set1_ps(static_cast<float>(std::max<int64_t>(1, e_end - b)));
+            for (int64_t q = 0; q < full; q += 16)
+                _mm512_storeu_ps(o + q, _mm512_div_ps(_mm512_loadu_ps(o + q), d));
+            const float ds = static_cast<float>(std::max<int64_t>(1, e_end - b));
+            for (int64_t j = full; j < c; ++j) o[j] = o[j] / ds;
         }
     }
 }

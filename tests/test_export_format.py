@@ -258,6 +258,8 @@ def test_predicates_may_use_infinities(model_file) -> None:
     (lambda d: d.update(task="regression"), "task"),
     (lambda d: d["layers"][-1].update(outputs=["scores"]), "named 'logits'"),
     (lambda d: d["layers"][0].update(op="signed_linear"), "not available"),
+    (lambda d: d["layers"][0].update(op=[]), "unknown op"),  # found by the fuzzer
+    (lambda d: d["layers"][1].update(inputs="x"), "list of value names"),
     (lambda d: d["input"].update(num_points=-3), "num_points"),
 ])
 def test_bad_descriptions_are_refused(model_file, tmp_path, edit, match) -> None:

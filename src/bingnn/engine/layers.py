@@ -498,7 +498,7 @@ def _build(desc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program:
             raise _Bad(f"layer {i}: name must be a unique non-empty string without '.', "
                        f"got {name!r}")
         seen_names.add(name)
-        if op not in OPS:
+        if not isinstance(op, str) or op not in OPS:
             raise _Bad(f"layer {name!r}: unknown op {op!r} (this bingnn reads "
                        f"{', '.join(OPS)}); upgrade bingnn")
         d = OPS[op]
