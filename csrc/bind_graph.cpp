@@ -40,6 +40,38 @@ void check_csr(const Arr<int64_t>& indptr, const Arr<int32_t>& indices, int64_t 
         need(q[e] >= 0 && q[e] < m, std::string(what) + ": an index is out of range");
 }
 
+// The element type of a node-value array (float32, int8, int16 or int32), C-contiguous.
+Elem elem_of(const py::array& a, const char* what) {
+    need(static_cast<bool>(a.flags() & py::array::c_style),
+         std::string(what) + " must be C-contiguous");
+    if (a.dtype().is(py::dtype::of<float>())) return Elem::F32;
+    if (a.dtype().is(py::dtype::of<int8_t>())) return Elem::I8;
+    if (a.dtype().is(py::dtype::of<int16_t>())) return Elem::I16;
+    if (a.dtype().is(py::dtype::of<int32_t>())) return Elem::I32;
+    throw std::invalid_argument(std::string(what) + " must be float32, int8, int16 or int32");
+}
+
+Elem parse_elem(const std::string& name) {
+    if (name == "float32") return Elem::F32;
+    if (name == "int8") return Elem::I8;
+    if (name == "int16") return Elem::I16;
+    if (name == "int32") return Elem::I32;
+    throw std::invalid_argument("out must be 'float32', 'int8', 'int16' or 'int32'");
+}
+
+py::array empty_of(Elem e, int64_t rows, int64_t c) {
+    switch (e) {
+        case Elem::I8:
+            return py::array_t<int8_t>({rows, c});
+        case Elem::I16:
+            return py::array_t<int16_t>({rows, c});
+        case Elem::I32:
+            return py::array_t<int32_t>({rows, c});
+        default:
+            return py::array_t<float>({rows, c});
+    }
+}
+
 Centering parse_centering(const std::string& name) {
     if (name == "none") return Centering::None;
     if (name == "mean") return Centering::Mean;
@@ -102,31 +134,53 @@ void bind_graph(py::module_& m) {
 
     m.def(
         "graph_aggregate",
-        [](const Arr<float>& h, const Arr<int64_t>& indptr, const Arr<int32_t>& indices,
-           const py::object& weights, bool mean, int num_threads) {
-            need(h.ndim() == 2, "h must be (M, C) float32");
+        [](const py::array& h, const Arr<int64_t>& indptr, const Arr<int32_t>& indices,
+           const py::object& weights, bool mean, int num_threads, const py::object& row_scale,
+           const py::object& alpha, const py::object& bias, const py::object& slope) {
+            need(h.ndim() == 2, "h must be (M, C)");
+            AggSource src;
+            src.elem = elem_of(h, "h");
+            src.data = h.data();
             check_csr(indptr, indices, h.shape(0), "graph_aggregate");
             const int64_t rows = indptr.shape(0) - 1, c = h.shape(1);
-            Arr<float> wk;
+            Arr<float> wk, rk, ak, bk, sk;
             const float* wp = optional_vector(weights, indices.shape(0), wk, "weights");
+            src.row_scale = optional_vector(row_scale, h.shape(0), rk, "row_scale");
+            src.alpha = optional_vector(alpha, c, ak, "alpha");
+            const float* bp = optional_vector(bias, c, bk, "bias");
+            const float* sp = optional_vector(slope, c, sk, "slope");
             Arr<float> out({rows, c});
-            const float* hp = h.data();
             const int64_t* pp = indptr.data();
             const int32_t* xp = indices.data();
             float* op = out.mutable_data();
             {
                 py::gil_scoped_release nogil;
-                graph_aggregate(hp, c, pp, xp, wp, rows, mean, op, num_threads);
+                graph_aggregate(src, c, pp, xp, wp, rows, mean, bp, sp, op, num_threads);
             }
             return out;
         },
         py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("weights"),
-        py::arg("mean"), py::arg("num_threads") = 0);
+        py::arg("mean"), py::arg("num_threads") = 0, py::arg("row_scale") = py::none(),
+        py::arg("alpha") = py::none(), py::arg("bias") = py::none(),
+        py::arg("slope") = py::none());
+
+    m.def(
+        "graph_feature_stats",
+        [](const Arr<float>& x, int num_threads) {
+            need(x.ndim() == 2, "x must be (N, F) float32");
+            FeatureStats st;
+            {
+                py::gil_scoped_release nogil;
+                st = graph_feature_stats(x.data(), x.shape(0), x.shape(1), num_threads);
+            }
+            return py::make_tuple(st.finite, st.integral, st.max_l1);
+        },
+        py::arg("x"), py::arg("num_threads") = 0);
 
     m.def(
         "graph_signed_linear_csr",
         [](const Arr<int64_t>& indptr, const Arr<int32_t>& indices, const py::object& data,
-           const Arr<uint64_t>& w, int64_t f_in, int num_threads) {
+           const Arr<uint64_t>& w, int64_t f_in, int num_threads, const std::string& out) {
             need(f_in >= 1, "f_in must be >= 1");
             check_csr(indptr, indices, f_in, "graph_signed_linear_csr");
             need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
@@ -134,34 +188,43 @@ void bind_graph(py::module_& m) {
             const int64_t rows = indptr.shape(0) - 1, c_out = w.shape(0);
             Arr<float> dk;
             const float* dp = optional_vector(data, indices.shape(0), dk, "data");
-            Arr<float> z({rows, c_out});
+            const Elem e = parse_elem(out);
+            py::array z = empty_of(e, rows, c_out);
+            void* zp = z.mutable_data();
+            bool ok;
             {
                 py::gil_scoped_release nogil;
-                graph_signed_linear_csr(indptr.data(), indices.data(), dp, rows, w.data(),
-                                        c_out, f_in, z.mutable_data(), num_threads);
+                ok = graph_signed_linear_csr(indptr.data(), indices.data(), dp, rows, w.data(),
+                                             c_out, f_in, e, zp, num_threads);
             }
+            need(ok, "the features are not integers small enough for out='" + out + "'");
             return z;
         },
         py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("w"), py::arg("f_in"),
-        py::arg("num_threads") = 0);
+        py::arg("num_threads") = 0, py::arg("out") = "float32");
 
     m.def(
         "graph_signed_linear_dense",
-        [](const Arr<float>& x, const Arr<uint64_t>& w, int num_threads) {
+        [](const Arr<float>& x, const Arr<uint64_t>& w, int num_threads,
+           const std::string& out) {
             need(x.ndim() == 2 && x.shape(1) >= 1, "x must be (N, F) float32 with F >= 1");
             const int64_t rows = x.shape(0), f_in = x.shape(1);
             need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
                  "w must be (C_out, ceil(F / 64)) uint64");
             const int64_t c_out = w.shape(0);
-            Arr<float> z({rows, c_out});
+            const Elem e = parse_elem(out);
+            py::array z = empty_of(e, rows, c_out);
+            void* zp = z.mutable_data();
+            bool ok;
             {
                 py::gil_scoped_release nogil;
-                graph_signed_linear_dense(x.data(), rows, f_in, w.data(), c_out,
-                                          z.mutable_data(), num_threads);
+                ok = graph_signed_linear_dense(x.data(), rows, f_in, w.data(), c_out, e, zp,
+                                               num_threads);
             }
+            need(ok, "the features are not integers small enough for out='" + out + "'");
             return z;
         },
-        py::arg("x"), py::arg("w"), py::arg("num_threads") = 0);
+        py::arg("x"), py::arg("w"), py::arg("num_threads") = 0, py::arg("out") = "float32");
 
     m.def(
         "graph_threshold_pack",
@@ -242,15 +305,9 @@ void bind_graph(py::module_& m) {
                     c = x.shape(1);
                 }
                 need(x.shape(0) == rows && x.shape(1) == c, "terms must share their shape");
-                if (x.dtype().is(py::dtype::of<int32_t>())) {
-                    auto xi = x.cast<Arr<int32_t>>();
-                    keep.push_back(xi);
-                    t[i].xi = xi.data();
-                } else {
-                    auto xf = x.cast<Arr<float>>();
-                    keep.push_back(xf);
-                    t[i].xf = xf.data();
-                }
+                t[i].elem = elem_of(x, "a term's x");
+                t[i].x = x.data();
+                keep.push_back(x);
                 Arr<float> rs, b, a;
                 t[i].row_scale = optional_vector(tup[1], rows, rs, "row_scale");
                 t[i].bias = optional_vector(tup[2], c, b, "bias");

@@ -34,22 +34,49 @@ int64_t graph_gcn_size(const int64_t* indptr, const int32_t* indices, int64_t n)
 void graph_gcn_csr(const int64_t* indptr, const int32_t* indices, int64_t n, float fill,
                    int64_t* indptr_out, int32_t* indices_out, float* weights_out);
 
-// out (rows, c) = for each row r, sum over entries e of row r, in order, of
-// (weights ? round(weights[e] * h[indices[e]]) : h[indices[e]]); with `mean`, divided by
-// max(1, entries of the row). h (m, c) float32; indices in [0, m).
-void graph_aggregate(const float* h, int64_t c, const int64_t* indptr, const int32_t* indices,
-                     const float* weights, int64_t rows, bool mean, float* out, int num_threads);
+// Element types of node values: float32, or exact small integers stored narrow (the first
+// layer's +-1 sums of 0/1 features, binary GEMM results).
+enum class Elem : int { F32 = 0, I8 = 1, I16 = 2, I32 = 3 };
+
+// A source of messages: h (m, c) of type `elem`; each value enters as
+// u = ((float(h) * row_scale[j]) * alpha[c]) (each step rounded, skipped when null).
+struct AggSource {
+    const void* data = nullptr;
+    Elem elem = Elem::F32;
+    const float* row_scale = nullptr;  // (m) per source node
+    const float* alpha = nullptr;      // (c) per channel
+};
+
+// out (rows, c): for each row r, the sum over its entries e, in order and from +0.0, of
+// (weights ? round(weights[e] * u[indices[e]]) : u[indices[e]]); with `mean`, divided by
+// max(1, entries of the row); then out = round(out + bias[c]) and out = prelu(out, slope)
+// when given. indices in [0, m).
+void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
+                     const int32_t* indices, const float* weights, int64_t rows, bool mean,
+                     const float* bias, const float* slope, float* out, int num_threads);
+
+// Statistics of dense features x (rows, f) in one pass: whether every value is finite,
+// whether every value is an integer, and the largest row sum of |x| (inf if not finite).
+struct FeatureStats {
+    bool finite = true;
+    bool integral = true;
+    double max_l1 = 0.0;
+};
+FeatureStats graph_feature_stats(const float* x, int64_t rows, int64_t f, int num_threads);
 
 // z (rows, c_out) = x @ sign(W)^T as a gather-add: for each stored entry (f, v) of a row in
 // order, z += v * s_f, s_f the +-1 column f of the packed weights w (c_out, ceil(f_in / 64)).
-// CSR form: indptr (rows + 1), indices (sorted within a row) in [0, f_in), data (nnz).
-void graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
+// `out` is F32 (float32 sums) or, when every value is an integer and every row's sum of |v|
+// fits the type, I8 / I16 (int32 sums, exact; returns false if a row breaks that promise).
+// CSR form: indptr (rows + 1), indices (sorted within a row) in [0, f_in), data (nnz) or null
+// for all ones.
+bool graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
                              int64_t rows, const uint64_t* w, int64_t c_out, int64_t f_in,
-                             float* z, int num_threads);
+                             Elem out, void* z, int num_threads);
 // Dense form: x (rows, f_in), zeros skipped (adding +-0.0 to a sum that starts at +0.0 changes
 // nothing).
-void graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
-                               int64_t c_out, float* z, int num_threads);
+bool graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
+                               int64_t c_out, Elem out, void* z, int num_threads);
 
 // Packed bits (rows, ceil(c / 64)) of negate_c XOR (v >= hi_c OR v <= lo_c); v (rows, c).
 void graph_threshold_pack(const float* v, int64_t rows, int64_t c, const float* lo,
@@ -74,10 +101,10 @@ void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
                       int num_threads);
 
 // One term of the float32 epilogue: value = ((x * row_scale[r]) + bias[c]) * alpha[c], each
-// step rounded and skipped when its pointer is null; x is float32 or int32 (exactly one given).
+// step rounded and skipped when its pointer is null; x (rows, c) of type `elem`.
 struct AffineTerm {
-    const float* xf = nullptr;
-    const int32_t* xi = nullptr;
+    const void* x = nullptr;
+    Elem elem = Elem::F32;
     const float* row_scale = nullptr;
     const float* bias = nullptr;
     const float* alpha = nullptr;

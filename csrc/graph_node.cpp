@@ -5,9 +5,14 @@
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
 #pragma GCC optimize("fp-contract=off")
+// GCC 12's AVX-512 conversion intrinsics pass an "undefined" vector through, which its own
+// flow analysis then reports as uninitialised (a false positive inside the system header).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -70,24 +75,79 @@ BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, Entries&& en
 }
 #endif
 
+// Integer version for exact-integer inputs: z += int(v) * s_f in int32 (exact), stored narrow.
+// Returns false when a value is not an integer or a row's sum of |v| exceeds `limit`.
+template <class Entries>
+bool gather_row_int(const int32_t* t, int64_t c_out, Entries&& entries, int32_t* acc,
+                    double limit) {
+    for (int64_t o = 0; o < c_out; ++o) acc[o] = 0;
+    bool ok = true;
+    double l1 = 0.0;
+    entries([&](int64_t f, float v) {
+        const float iv = std::nearbyint(v);
+        l1 += std::fabs(static_cast<double>(v));
+        if (iv != v || l1 > limit) {
+            ok = false;
+            return;
+        }
+        const auto k = static_cast<int32_t>(iv);
+        const int32_t* tf = t + f * c_out;
+        if (k == 1) {
+            for (int64_t o = 0; o < c_out; ++o) acc[o] += tf[o];
+        } else {
+            for (int64_t o = 0; o < c_out; ++o) acc[o] += k * tf[o];
+        }
+    });
+    return ok;
+}
+
 template <class EntriesOf>
-void signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t rows, float* z,
-                        int num_threads, int64_t grain, EntriesOf&& entries_of) {
+bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t rows,
+                        Elem elem, void* z, int num_threads, int64_t grain,
+                        EntriesOf&& entries_of) {
     const std::vector<float> table = sign_table(w, c_out, f_in);
     const float* t = table.data();
     const Level level = active_level();
+    if (elem == Elem::F32) {
+        auto* zf = static_cast<float*>(z);
+        parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                auto entries = [&](auto&& fn) { entries_of(r, fn); };
+#if BINGNN_X86
+                if (level == Level::Avx512) {
+                    gather_row_avx512(t, c_out, entries, zf + r * c_out);
+                    continue;
+                }
+#endif
+                gather_row_scalar(t, c_out, entries, zf + r * c_out);
+            }
+        });
+        return true;
+    }
+    std::vector<int32_t> ti(table.size());
+    for (size_t q = 0; q < table.size(); ++q) ti[q] = static_cast<int32_t>(table[q]);
+    const double limit = elem == Elem::I8 ? 127.0 : elem == Elem::I16 ? 32767.0 : 2147483647.0;
+    std::atomic<bool> ok{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
+        std::vector<int32_t> acc(static_cast<size_t>(c_out));
         for (int64_t r = r0; r < r1; ++r) {
             auto entries = [&](auto&& fn) { entries_of(r, fn); };
-#if BINGNN_X86
-            if (level == Level::Avx512) {
-                gather_row_avx512(t, c_out, entries, z + r * c_out);
-                continue;
+            if (!gather_row_int(ti.data(), c_out, entries, acc.data(), limit)) {
+                ok = false;
+                return;
             }
-#endif
-            gather_row_scalar(t, c_out, entries, z + r * c_out);
+            if (elem == Elem::I8) {
+                auto* o = static_cast<int8_t*>(z) + r * c_out;
+                for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int8_t>(acc[q]);
+            } else if (elem == Elem::I16) {
+                auto* o = static_cast<int16_t*>(z) + r * c_out;
+                for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int16_t>(acc[q]);
+            } else {
+                std::copy(acc.begin(), acc.end(), static_cast<int32_t*>(z) + r * c_out);
+            }
         }
     });
+    return ok;
 }
 
 // ---- ATen's inner sum (8-float lanes): the cascade of multi_row_sum / row_sum.
@@ -151,25 +211,62 @@ float aten_row_sum(const float* x, int64_t c) {
     return fin;
 }
 
-void graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
+bool graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, const float* data,
                              int64_t rows, const uint64_t* w, int64_t c_out, int64_t f_in,
-                             float* z, int num_threads) {
+                             Elem out, void* z, int num_threads) {
     const int64_t nnz = indptr[rows] - indptr[0];
     const int64_t grain = std::max<int64_t>(16, rows * 2048 / std::max<int64_t>(1, nnz * c_out));
-    signed_linear_rows(w, c_out, f_in, rows, z, num_threads, grain, [&](int64_t r, auto&& fn) {
-        for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e)
-            fn(static_cast<int64_t>(indices[e]), data ? data[e] : 1.0f);
-    });
+    return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
+                              [&](int64_t r, auto&& fn) {
+                                  for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e)
+                                      fn(static_cast<int64_t>(indices[e]),
+                                         data ? data[e] : 1.0f);
+                              });
 }
 
-void graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
-                               int64_t c_out, float* z, int num_threads) {
+bool graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const uint64_t* w,
+                               int64_t c_out, Elem out, void* z, int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, f_in));
-    signed_linear_rows(w, c_out, f_in, rows, z, num_threads, grain, [&](int64_t r, auto&& fn) {
-        const float* xr = x + r * f_in;
-        for (int64_t f = 0; f < f_in; ++f)
-            if (xr[f] != 0.0f) fn(f, xr[f]);
+    return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
+                              [&](int64_t r, auto&& fn) {
+                                  const float* xr = x + r * f_in;
+                                  for (int64_t f = 0; f < f_in; ++f)
+                                      if (xr[f] != 0.0f) fn(f, xr[f]);
+                              });
+}
+
+FeatureStats graph_feature_stats(const float* x, int64_t rows, int64_t f, int num_threads) {
+    const int threads = resolve_threads(num_threads);
+    std::vector<FeatureStats> part(static_cast<size_t>(std::max(1, threads)));
+    const int64_t chunk = (rows + threads - 1) / std::max(1, threads);
+    parallel_for(threads, threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            FeatureStats st;
+            const int64_t r_end = std::min(rows, (t + 1) * chunk);
+            for (int64_t r = t * chunk; r < r_end; ++r) {
+                const float* xr = x + r * f;
+                double l1 = 0.0;
+                bool finite = true, integral = true;
+                for (int64_t q = 0; q < f; ++q) {
+                    const float v = xr[q];
+                    finite &= std::isfinite(v);
+                    integral &= v == std::nearbyint(v);
+                    l1 += std::fabs(static_cast<double>(v));
+                }
+                st.finite &= finite;
+                st.integral &= integral && finite;
+                st.max_l1 = std::max(st.max_l1, finite ? l1 : HUGE_VAL);
+            }
+            part[static_cast<size_t>(t)] = st;
+        }
     });
+    FeatureStats all;
+    for (const auto& p : part) {
+        all.finite &= p.finite;
+        all.integral &= p.integral;
+        all.max_l1 = std::max(all.max_l1, p.max_l1);
+    }
+    return all;
 }
 
 namespace {
@@ -283,6 +380,23 @@ void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
     });
 }
 
+namespace {
+
+inline float elem_at(const void* x, Elem e, int64_t i) {
+    switch (e) {
+        case Elem::I8:
+            return static_cast<float>(static_cast<const int8_t*>(x)[i]);
+        case Elem::I16:
+            return static_cast<float>(static_cast<const int16_t*>(x)[i]);
+        case Elem::I32:
+            return static_cast<float>(static_cast<const int32_t*>(x)[i]);
+        default:
+            return static_cast<const float*>(x)[i];
+    }
+}
+
+}  // namespace
+
 void graph_affine(const AffineTerm* terms, int n_terms, int64_t rows, int64_t c,
                   const float* bias, const float* slope, float* out, int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 32768 / std::max<int64_t>(1, c));
@@ -291,11 +405,9 @@ void graph_affine(const AffineTerm* terms, int n_terms, int64_t rows, int64_t c,
             float* o = out + r * c;
             for (int t = 0; t < n_terms; ++t) {
                 const AffineTerm& a = terms[t];
-                const float* xf = a.xf ? a.xf + r * c : nullptr;
-                const int32_t* xi = a.xi ? a.xi + r * c : nullptr;
                 const float rs = a.row_scale ? a.row_scale[r] : 1.0f;
                 for (int64_t j = 0; j < c; ++j) {
-                    float v = xf ? xf[j] : static_cast<float>(xi[j]);
+                    float v = elem_at(a.x, a.elem, r * c + j);
                     if (a.row_scale) v = v * rs;
                     if (a.bias) v = v + a.bias[j];
                     if (a.alpha) v = v * a.alpha[j];

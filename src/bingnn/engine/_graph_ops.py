@@ -18,9 +18,12 @@ except ImportError:  # pragma: no cover - exercised only without a built extensi
     _native = None
 
 __all__ = [
-    "affine", "aggregate", "center_sign", "csr_by_target", "gather_rows", "gcn_csr",
-    "node_scale", "signed_linear", "threshold_pack",
+    "affine", "aggregate", "center_sign", "csr_by_target", "feature_stats", "gather_rows",
+    "gcn_csr", "node_scale", "signed_linear", "threshold_pack",
 ]
+
+
+_NODE_DTYPES = (np.dtype(np.float32), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32))
 
 
 def _t(num_threads: int | None) -> int:
@@ -47,26 +50,58 @@ def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
-              weights: np.ndarray | None, mean: bool, native: bool,
-              num_threads: int | None) -> np.ndarray:
-    h = np.ascontiguousarray(h, np.float32)
+              weights: np.ndarray | None, mean: bool, native: bool, num_threads: int | None,
+              row_scale: np.ndarray | None = None, alpha: np.ndarray | None = None,
+              bias: np.ndarray | None = None, slope: np.ndarray | None = None) -> np.ndarray:
+    """Messages ``u = (h * row_scale) * alpha`` summed (weighted) over in-edges, mean, bias,
+    PReLU: see :func:`bingnn.engine.graph_reference.aggregate`."""
+    if h.dtype not in _NODE_DTYPES:
+        h = h.astype(np.float32)
+    h = np.ascontiguousarray(h)
     if native and has("graph_aggregate"):
-        return _native.graph_aggregate(h, indptr, indices, weights, bool(mean), _t(num_threads))
-    return gref.aggregate(h, indptr, indices, weights, mean)
+        return _native.graph_aggregate(h, indptr, indices, weights, bool(mean), _t(num_threads),
+                                       row_scale, alpha, bias, slope)
+    return gref.aggregate(h, indptr, indices, weights, mean, row_scale, alpha, bias, slope)
+
+
+def feature_stats(x: np.ndarray, native: bool = True) -> tuple[bool, bool, float]:
+    """``(all finite, all integers, largest row sum of |x|)`` of dense float32 features."""
+    if native and has("graph_feature_stats"):
+        return _native.graph_feature_stats(x, 0)
+    finite = bool(np.isfinite(x).all())
+    integral = finite and bool((x == np.rint(x)).all())
+    l1 = float(np.abs(x.astype(np.float64)).sum(axis=1).max(initial=0.0)) if finite else np.inf
+    return finite, integral, l1
+
+
+def _narrow_dtype(features) -> str:
+    """The narrowest exact type for ``features @ sign(W)^T``: int8 / int16 when every feature
+    is an integer and every row's sum of |x| fits (the sums are then exact integers)."""
+    if features.integral and features.max_l1 <= 127:
+        return "int8"
+    if features.integral and features.max_l1 <= 32767:
+        return "int16"
+    return "float32"
 
 
 def signed_linear(features, weight: np.ndarray, native: bool,
                   num_threads: int | None) -> np.ndarray:
-    """``features @ sign(W)^T`` for :class:`bingnn.engine.graph.Features`."""
+    """``features @ sign(W)^T`` for :class:`bingnn.engine.graph.Features`: float32, or int8 /
+    int16 holding the same (exact integer) values for integer features."""
     n_in = features.channels
+    out = _narrow_dtype(features)
     if features.dense is not None:
         if native and has("graph_signed_linear_dense"):
-            return _native.graph_signed_linear_dense(features.dense, weight, _t(num_threads))
-        return gref.signed_linear_dense(features.dense, weight)
-    if native and has("graph_signed_linear_csr"):
+            return _native.graph_signed_linear_dense(features.dense, weight, _t(num_threads),
+                                                     out)
+        z = gref.signed_linear_dense(features.dense, weight)
+    elif native and has("graph_signed_linear_csr"):
         return _native.graph_signed_linear_csr(features.indptr, features.indices, features.data,
-                                               weight, int(n_in), _t(num_threads))
-    return gref.signed_linear_csr(features.indptr, features.indices, features.data, weight, n_in)
+                                               weight, int(n_in), _t(num_threads), out)
+    else:
+        z = gref.signed_linear_csr(features.indptr, features.indices, features.data, weight,
+                                   n_in)
+    return z.astype(out)
 
 
 def threshold_pack(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, negate: np.ndarray,
@@ -103,8 +138,10 @@ def affine(terms: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
     r"""``out = PReLU(sum_t (((x_t * row_scale_t) + bias_t) * alpha_t) + bias)`` in float32, each
     operation rounded in that order; ``terms`` are ``(x, row_scale, bias, alpha)`` with ``x``
     float32 or int32 ``(..., C)``, ``row_scale`` ``(rows,)`` or ``None``."""
-    if native and len(terms) <= 2 and has("graph_affine") and terms[0][0].ndim == 2:
-        return _native.graph_affine(terms, bias, slope, _t(num_threads))
+    if (native and len(terms) <= 2 and has("graph_affine") and terms[0][0].ndim == 2
+            and all(t[0].dtype in _NODE_DTYPES for t in terms)):
+        return _native.graph_affine([(np.ascontiguousarray(t[0]), *t[1:]) for t in terms],
+                                    bias, slope, _t(num_threads))
     out = None
     for x, row_scale, t_bias, alpha in terms:
         v = x.astype(np.float32)

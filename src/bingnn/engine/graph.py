@@ -117,30 +117,39 @@ class Features:
     indptr: np.ndarray | None = None
     indices: np.ndarray | None = None
     data: np.ndarray | None = None
+    #: every feature is an integer (0/1 bag-of-words): the first layer's sums are exact
+    integral: bool = False
+    #: the largest sum of |x| over the features of one node
+    max_l1: float = float("inf")
 
     def rows(self, rows: np.ndarray | None) -> Features:
         """The features of the nodes ``rows`` (sorted int64), or all of them for ``None``."""
         if rows is None:
             return self
+        stats = {"integral": self.integral, "max_l1": self.max_l1}
         if self.dense is not None:
-            return Features(int(rows.size), self.channels, dense=self.dense[rows])
+            return Features(int(rows.size), self.channels, dense=self.dense[rows], **stats)
         indptr, order = G.gather_rows(self.indptr, rows)
         return Features(int(rows.size), self.channels, indptr=indptr,
-                        indices=self.indices[order], data=self.data[order])
+                        indices=self.indices[order], data=self.data[order], **stats)
 
 
-def _finite32(values: np.ndarray, name: str) -> np.ndarray:
-    if not np.issubdtype(values.dtype, np.floating):
+def _as_float32(values: np.ndarray, name: str) -> np.ndarray:
+    if values.dtype == np.bool_ or not np.issubdtype(values.dtype, np.floating):
         raise TypeError(
             f"{name} must be a float array (float32), got dtype {values.dtype}; cast it with "
             ".astype(np.float32)"
         )
-    if not np.isfinite(values).all():
-        raise ValueError(f"{name} contain NaN or infinite values; clean or impute them first")
-    if values.dtype.itemsize > 4 and values.size and np.abs(values).max() > np.finfo(
-            np.float32).max:
-        raise ValueError(f"{name} have values too large for float32; rescale them")
+    if values.dtype.itemsize > 4:
+        finite = np.isfinite(values)
+        if finite.all() and values.size and np.abs(values).max() > np.finfo(np.float32).max:
+            raise ValueError(f"{name} have values too large for float32; rescale them")
     return values.astype(np.float32, copy=False)
+
+
+def _refuse_nonfinite(finite: bool, name: str) -> None:
+    if not finite:
+        raise ValueError(f"{name} contain NaN or infinite values; clean or impute them first")
 
 
 def node_features(x: Any, channels: int) -> Features:
@@ -165,13 +174,11 @@ def node_features(x: Any, channels: int) -> Features:
         raise ValueError(
             f"x has {x.shape[1]} features per node but the model was trained on {channels}"
         )
-    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(
-            f"x must be a float array (float32), got dtype {x.dtype}; cast it with "
-            ".astype(np.float32)"
-        )
-    dense = np.ascontiguousarray(_finite32(x, "node features"))
-    return Features(int(x.shape[0]), channels, dense=dense)
+    dense = np.ascontiguousarray(_as_float32(x, "node features"))
+    finite, integral, max_l1 = G.feature_stats(dense)
+    _refuse_nonfinite(finite, "node features")
+    return Features(int(x.shape[0]), channels, dense=dense, integral=bool(integral),
+                    max_l1=float(max_l1))
 
 
 def _sparse_features(x: Any, channels: int) -> Features:
@@ -190,10 +197,14 @@ def _sparse_features(x: Any, channels: int) -> Features:
             ".astype(np.float32)"
         )
     csr.sum_duplicates()  # also sorts the column indices of each row
-    data = _finite32(np.asarray(csr.data), "node features")
+    data = np.ascontiguousarray(_as_float32(np.asarray(csr.data), "node features"))
+    _refuse_nonfinite(bool(np.isfinite(data).all()), "node features")
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.int64)
+    rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+    row_l1 = np.bincount(rows, weights=np.abs(data.astype(np.float64)), minlength=shape[0])
     return Features(
-        shape[0], channels,
-        indptr=np.ascontiguousarray(csr.indptr, dtype=np.int64),
-        indices=np.ascontiguousarray(csr.indices, dtype=np.int32),
-        data=np.ascontiguousarray(data),
+        shape[0], channels, indptr=indptr,
+        indices=np.ascontiguousarray(csr.indices, dtype=np.int32), data=data,
+        integral=bool((data == np.rint(data)).all()),
+        max_l1=float(row_l1.max(initial=0.0)),
     )

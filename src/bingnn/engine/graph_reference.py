@@ -92,10 +92,19 @@ def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
-              weights: np.ndarray | None, mean: bool) -> np.ndarray:
-    """``out[i] = sum_e (w_e * h[indices[e]])`` over the entries ``e`` of row ``i`` in order,
-    starting from zero (``w_e = 1`` when ``weights`` is ``None``); with ``mean``, divided by
-    ``max(1, degree)``. ``h (M, C)`` float32 -> ``(rows, C)`` float32."""
+              weights: np.ndarray | None, mean: bool, row_scale: np.ndarray | None = None,
+              alpha: np.ndarray | None = None, bias: np.ndarray | None = None,
+              slope: np.ndarray | None = None) -> np.ndarray:
+    """``out[i] = sum_e (w_e * u[indices[e]])`` over the entries ``e`` of row ``i`` in order,
+    starting from zero (``w_e = 1`` when ``weights`` is ``None``), with the messages
+    ``u = (float32(h) * row_scale) * alpha`` (each optional); with ``mean``, divided by
+    ``max(1, degree)``; then ``+ bias`` and ``PReLU(slope)`` (optional).
+    ``h (M, C)`` float32 or integer -> ``(rows, C)`` float32."""
+    u = h.astype(np.float32)
+    if row_scale is not None:
+        u = u * row_scale[:, None]
+    if alpha is not None:
+        u = u * alpha
     rows, c = indptr.size - 1, h.shape[1]
     out = np.zeros((rows, c), np.float32)
     deg = np.diff(indptr)
@@ -103,12 +112,16 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     for t in range(int(deg.max(initial=0))):
         has = np.flatnonzero(deg > t)
         e = starts[has] + t
-        msg = h[indices[e]]
+        msg = u[indices[e]]
         if weights is not None:
             msg = weights[e][:, None] * msg
         out[has] = out[has] + msg
     if mean:
         out = out / np.maximum(deg, 1).astype(np.float32)[:, None]
+    if bias is not None:
+        out = out + bias
+    if slope is not None:
+        out = np.where(out >= 0, out, out * slope)
     return out.astype(np.float32, copy=False)
 
 

@@ -55,6 +55,11 @@ class Runner:
         #: when a dict, every layer run appends its wall time (seconds) under its name
         self.timings: dict[str, list[float]] | None = None
         self._pool_fused = self._find_pool_fusions()
+        self._agg_source: dict[str, tuple[str, str | None, np.ndarray | None]] = {}
+        self._agg_epilogue: dict[str, tuple[str, np.ndarray | None, np.ndarray | None]] = {}
+        self._node_fused: set[str] = set()
+        if program.task == "node_classification":
+            self._find_aggregate_fusions()
 
     def _find_pool_fusions(self) -> set[str]:
         """``binary_linear`` layers whose output only feeds one ``global_pool``: run together,
@@ -69,6 +74,41 @@ class Runner:
                 prog.layers[users[0]].fused_into = layer.name
                 layer.fused_into = prog.layers[users[0]].name
         return fused
+
+    def _find_aggregate_fusions(self) -> None:
+        """Around each ``aggregate``: a one-term ``affine`` that only rescales its input
+        (``(x * row_scale) * alpha``) and feeds nothing else becomes the aggregate's message
+        transform, so the narrow ``x`` (int8 first-layer sums, int32 binary GEMM results) is
+        streamed instead of a float32 copy; a one-term ``affine`` after it that only adds a
+        bias and applies PReLU becomes its epilogue. Same float32 operations, same order."""
+        prog = self.program
+        producer = {v: layer for layer in prog.layers for v in layer.outputs}
+
+        def only_user(value: str) -> Layer | None:
+            users = prog.consumers.get(value, [])
+            return prog.layers[users[0]] if len(users) == 1 else None
+
+        for layer in prog.layers:
+            if layer.op != "aggregate":
+                continue
+            src = producer.get(layer.inputs[0])
+            if (src is not None and src.op == "affine" and only_user(src.outputs[0]) is layer
+                    and len(src.params["terms"]) == 1 and "bias" not in src.arrays
+                    and "slope" not in src.arrays and "t0_bias" not in src.arrays):
+                term = src.params["terms"][0]
+                feeds = [term["input"]] + ([term["row_scale"]] if term.get("row_scale") else [])
+                if all(only_user(v) is src for v in feeds):
+                    self._agg_source[layer.name] = (term["input"], term.get("row_scale"),
+                                                    src.arrays.get("t0_alpha"))
+                    self._node_fused.add(src.name)
+            user = only_user(layer.outputs[0])
+            if (user is not None and user.op == "affine" and len(user.params["terms"]) == 1
+                    and user.params["terms"][0].get("row_scale") is None
+                    and "t0_alpha" not in user.arrays
+                    and not ("t0_bias" in user.arrays and "bias" in user.arrays)):
+                bias = user.arrays.get("t0_bias", user.arrays.get("bias"))
+                self._agg_epilogue[layer.name] = (user.outputs[0], bias, user.arrays.get("slope"))
+                self._node_fused.add(user.name)
 
     def _timed(self, layer: Layer, t0: float) -> None:
         if self.timings is not None:
@@ -234,7 +274,9 @@ class Runner:
                 graphs[layer.outputs[0]] = graph.gcn(float(layer.params["fill"]))
                 self._timed(layer, t0)
                 continue
-            out = layer.outputs[0]
+            if layer.name in self._node_fused:
+                continue  # computed inside the neighbouring aggregate
+            out = self._agg_epilogue.get(layer.name, (layer.outputs[0],))[0]
             if out not in need:
                 continue  # nothing downstream reads it
             r = need[out]
@@ -288,7 +330,12 @@ class Runner:
             return G.signed_linear(feats, layer.arrays["weight"], self.native, t)
         if layer.op == "aggregate":
             h_name, g_name = layer.inputs
+            rs_name, alpha = None, None
+            if layer.name in self._agg_source:
+                h_name, rs_name, alpha = self._agg_source[layer.name]
+            bias, slope = self._agg_epilogue.get(layer.name, (None, None, None))[1:]
             h = env[h_name]
+            row_scale = env[rs_name].data if rs_name is not None else None
             g = graphs[g_name]
             if isinstance(g, tuple):
                 indptr, indices, weights = g
@@ -301,7 +348,8 @@ class Runner:
             if h.rows is not None:
                 indices = np.searchsorted(h.rows, indices).astype(np.int32)
             return G.aggregate(h.data, indptr, indices, weights,
-                               layer.params["reduce"] == "mean", self.native, t)
+                               layer.params["reduce"] == "mean", self.native, t,
+                               row_scale=row_scale, alpha=alpha, bias=bias, slope=slope)
         ins = [self._take(env[v], rows) for v in layer.inputs]
         if layer.op == "center_sign":
             return G.center_sign(ins[0], layer.params["centering"], self.native, t)
