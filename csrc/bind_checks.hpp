@@ -84,6 +84,8 @@ inline const float* optional_vector(const py::object& obj, Arr<float>& keep, int
         keep = obj.cast<Arr<float>>();
     } catch (const py::cast_error&) {
         throw std::invalid_argument(std::string(what) + " must be a float32 array or None");
+    } catch (const py::error_already_set&) {  // numpy could not convert it
+        throw std::invalid_argument(std::string(what) + " must be a float32 array or None");
     }
     require(keep.ndim() == 1 && keep.shape(0) == len,
             std::string(what) + " must have shape (" + std::to_string(len) + ",)");

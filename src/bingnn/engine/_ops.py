@@ -7,14 +7,19 @@ parity tests use to check the two against each other.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
 from bingnn.engine import reference as ref
 
-try:  # the extension may be missing (source checkout without a build) or older
+# The extension may be missing (a source checkout without a build): then the numpy reference
+# runs. An extension that is there but fails to import (e.g. a bad BINGNN_DISPATCH) is an error,
+# never a silent switch to the slow path.
+if importlib.util.find_spec("bingnn._native") is not None:
     from bingnn import _native
     from bingnn.engine import kernels as K
-except ImportError:  # pragma: no cover - exercised only without a built extension
+else:  # pragma: no cover - exercised only without a built extension
     _native = None
     K = None
 

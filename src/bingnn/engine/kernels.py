@@ -2,8 +2,19 @@ r"""Packed-bit kernels of the inference engine: a thin, typed numpy face over ``
 
 Every function checks shapes, dtypes and values up front and raises a ``ValueError`` or
 ``TypeError`` that says what is wrong; it then makes the arrays C-contiguous with the dtype the
-native core expects and calls it (the GIL is released; ``num_threads=None`` uses every hardware
-thread). This module imports numpy only, never PyTorch.
+native core expects and calls it (the GIL is released). The native core checks again (a direct
+call of ``bingnn._native`` is refused the same way). This module imports numpy only, never
+PyTorch.
+
+Threads: ``num_threads=None`` uses the default count: ``OMP_NUM_THREADS`` when set, else the
+CPUs of the process's affinity mask, capped by its cgroup CPU quota (``cpu_features()`` reports
+it as ``default_threads``); an explicit ``num_threads`` (1 .. 1024) is used as given. The worker
+threads are created once and reused by every call.
+
+Dispatch: the best SIMD level of the CPU (``"avx512"``, ``"avx2"``, ``"neon"``, else
+``"scalar"``) unless the environment sets ``BINGNN_DISPATCH`` (read at import; an unknown name or
+a level this CPU lacks makes the import fail with one line saying so) or :func:`set_dispatch`
+changes it.
 
 Bit layout (the one convention of the engine; ``docs/bit_layout.md`` says the same)
     A vector of ``C`` signs is packed into ``W = ceil(C / 64)`` ``uint64`` words. Element ``c``
@@ -76,11 +87,17 @@ def _check_int(value: Any, name: str, minimum: int | None = None) -> int:
     return value
 
 
+_MAX_THREADS = 1024
+
+
 def _threads(num_threads: int | None) -> int:
-    """``None`` -> 0, which the native core reads as "all hardware threads"."""
+    """``None`` -> 0, which the native core reads as "the default thread count"."""
     if num_threads is None:
         return 0
-    return _check_int(num_threads, "num_threads", minimum=1)
+    num_threads = _check_int(num_threads, "num_threads", minimum=1)
+    if num_threads > _MAX_THREADS:
+        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {num_threads}")
+    return num_threads
 
 
 def _array(x: Any, name: str) -> np.ndarray:
@@ -158,13 +175,15 @@ def _check_k(k: Any, n: int) -> int:
 
 
 def cpu_features() -> dict[str, Any]:
-    """CPU features seen by the native core: ISA flags, ``levels`` (dispatch levels this CPU
-    supports), ``best``, the active ``dispatch`` level and ``hardware_threads``."""
+    """CPU features seen by the native core: ``arch``, ISA flags, ``compiled_levels`` (levels
+    this build has: all but scalar are left out by ``BINGNN_PORTABLE_ONLY=1``), ``levels``
+    (those this CPU also runs), ``best``, the active ``dispatch`` level, ``portable_only``,
+    ``hardware_threads``, ``default_threads`` and where that came from (``threads_source``)."""
     return dict(_native.cpu_features())
 
 
 def get_dispatch() -> str:
-    """The active SIMD level: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
+    """The active SIMD level: ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``."""
     return str(_native.get_dispatch())
 
 
