@@ -8,6 +8,9 @@
 #include <pybind11/pybind11.h>
 
 #include <climits>
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -52,6 +55,17 @@ inline void check_padding(const uint64_t* p, int64_t rows, int64_t w, int64_t n_
                     "): not packed by pack_signs with this many bits, or corrupt");
 }
 
+// numpy views at an odd byte offset are C-contiguous yet misaligned for their type (numpy does
+// not copy them on conversion); the kernels load whole elements, so refuse them.
+inline void check_aligned(std::initializer_list<std::pair<const py::array*, const char*>> arrays) {
+    for (const auto& [a, what] : arrays)
+        require(a->size() == 0 ||
+                    reinterpret_cast<uintptr_t>(a->data()) % static_cast<uintptr_t>(a->itemsize()) ==
+                        0,
+                std::string(what) + " is not aligned to its element size (a view at an odd byte "
+                                    "offset); pass a copy (numpy.array(x))");
+}
+
 // 0 = the default thread count; an explicit count must be in [1, kMaxThreads].
 inline int threads_arg(int num_threads) {
     require(num_threads >= 0 && num_threads <= kMaxThreads,
@@ -89,6 +103,7 @@ inline const float* optional_vector(const py::object& obj, Arr<float>& keep, int
     }
     require(keep.ndim() == 1 && keep.shape(0) == len,
             std::string(what) + " must have shape (" + std::to_string(len) + ",)");
+    check_aligned({{&keep, what}});
     check_finite(keep.data(), len, what);
     return keep.data();
 }

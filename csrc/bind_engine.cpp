@@ -24,6 +24,7 @@ constexpr float kMaxCoordinate = 1e18f;
 
 void check_points(const Arr<float>& x, const char* fn) {
     require(x.ndim() == 3 && x.shape(2) == 3, std::string(fn) + " expects (B, N, 3) float32");
+    check_aligned({{&x, "x"}});
     require(x.shape(1) <= INT32_MAX, std::string(fn) + ": N must fit int32 neighbour indices");
     const float* p = x.data();
     bool ok = true;
@@ -64,6 +65,7 @@ void bind_engine_float(py::module_& m) {
         "select_k_rows",
         [](const Arr<float>& d, int64_t k, int num_threads) {
             require(d.ndim() == 2, "select_k_rows expects (rows, M) float32");
+            check_aligned({{&d, "d"}});
             const int64_t rows = d.shape(0), m = d.shape(1);
             require(k >= 1 && k <= m, "select_k_rows needs 1 <= k <= M");
             require(m <= INT32_MAX, "select_k_rows: M must fit int32 indices");
@@ -87,6 +89,7 @@ void bind_engine_float(py::module_& m) {
         [](const Arr<float>& x, const Arr<int32_t>& idx, const Arr<float>& weight,
            const py::object& bn_scale, const py::object& bn_shift, int num_threads) {
             require(x.ndim() == 3 && x.shape(2) == 3, "edge_conv0_minmax expects x (B, N, 3)");
+            check_aligned({{&x, "x"}, {&idx, "idx"}, {&weight, "weight"}});
             check_finite(x.data(), x.size(), "x");
             const int64_t sets = x.shape(0), n = x.shape(1);
             check_idx(idx, sets, n);
@@ -117,6 +120,8 @@ void bind_engine_float(py::module_& m) {
            const Arr<float>& hi, const Arr<uint8_t>& negate, const Arr<uint64_t>& self_bits,
            const Arr<uint64_t>& w_rel, const Arr<uint64_t>& w_self, int num_threads) {
             require(h.ndim() == 3, "rf_edge_minmax expects h (B, N, C) float32");
+            check_aligned({{&h, "h"}, {&idx, "idx"}, {&lo, "lo"}, {&hi, "hi"},
+                           {&self_bits, "self_bits"}, {&w_rel, "w_rel"}, {&w_self, "w_self"}});
             const int64_t sets = h.shape(0), n = h.shape(1), c = h.shape(2);
             require(c < (int64_t{1} << 30), "rf_edge_minmax: C must be < 2**30");
             const int64_t w = n_words(c);
@@ -161,6 +166,7 @@ void bind_engine_float(py::module_& m) {
         [](const Arr<int32_t>& y, const Arr<float>& alpha, const Arr<float>& slope,
            const py::object& bn_scale, const py::object& bn_shift, int num_threads) {
             require(y.ndim() == 3, "embed_pool expects y (B, N, C) int32");
+            check_aligned({{&y, "y"}, {&alpha, "alpha"}, {&slope, "slope"}});
             const int64_t sets = y.shape(0), n = y.shape(1), c = y.shape(2);
             require(n >= 1, "embed_pool needs at least one point per set (the mean of none is "
                             "undefined)");

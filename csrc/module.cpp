@@ -106,6 +106,7 @@ PYBIND11_MODULE(_native, m) {
         "pack_signs",
         [](const Arr<float>& x, int num_threads) {
             require(x.ndim() == 2, "pack_signs expects (rows, C) float32");
+            check_aligned({{&x, "x"}});
             threads_arg(num_threads);
             const int64_t rows = x.shape(0), c = x.shape(1);
             Arr<uint64_t> out({rows, n_words(c)});
@@ -125,6 +126,7 @@ PYBIND11_MODULE(_native, m) {
         "unpack_signs",
         [](const Arr<uint64_t>& packed, int64_t c, int num_threads) {
             require(packed.ndim() == 2, "unpack_signs expects (rows, W) uint64");
+            check_aligned({{&packed, "packed"}});
             check_words(packed.shape(1), c, "packed");
             threads_arg(num_threads);
             const int64_t rows = packed.shape(0);
@@ -144,6 +146,7 @@ PYBIND11_MODULE(_native, m) {
         [](const Arr<uint64_t>& a, const Arr<uint64_t>& b, int64_t n_bits, int num_threads,
            py::object out_obj) {
             require(a.ndim() == 2 && b.ndim() == 2, "binary_gemm expects 2-D a and b");
+            check_aligned({{&a, "a"}, {&b, "b"}});
             require(a.shape(1) == b.shape(1), "a and b must have the same number of words");
             // Results lie in [-n_bits, n_bits] and are stored as int32.
             require(n_bits >= 0 && n_bits < (int64_t{1} << 31),
@@ -166,6 +169,7 @@ PYBIND11_MODULE(_native, m) {
                             arr.shape(0) == m_rows && arr.shape(1) == n &&
                             (arr.flags() & py::array::c_style) && arr.writeable(),
                         "out must be a writeable C-contiguous int32 array of shape (M, N)");
+                check_aligned({{&arr, "out"}});
                 require(!overlaps(arr, a) && !overlaps(arr, b),
                         "out shares memory with a or b; pass a separate output array");
                 out = py::reinterpret_borrow<Arr<int32_t>>(arr);
@@ -185,6 +189,7 @@ PYBIND11_MODULE(_native, m) {
         "hamming_knn",
         [](const Arr<uint64_t>& x, int64_t k, int num_threads) {
             require(x.ndim() == 3, "hamming_knn expects (B, N, W) uint64");
+            check_aligned({{&x, "x"}});
             const int64_t sets = x.shape(0), n = x.shape(1), w = x.shape(2);
             require(sets >= 1 && n >= 1 && w >= 1, "hamming_knn needs non-empty point sets");
             require(n <= INT32_MAX, "hamming_knn: N must fit int32 neighbour indices");
@@ -208,6 +213,8 @@ PYBIND11_MODULE(_native, m) {
            const Arr<uint64_t>& w_self, const Arr<int32_t>& t_hi, const Arr<int32_t>& t_lo,
            const Arr<uint8_t>& negate, int64_t c_in, int num_threads) {
             require(x.ndim() == 3, "x must be (B, N, W)");
+            check_aligned({{&x, "x"}, {&idx, "idx"}, {&w_rel, "w_rel"}, {&w_self, "w_self"},
+                           {&t_hi, "t_hi"}, {&t_lo, "t_lo"}});
             const int64_t sets = x.shape(0), n = x.shape(1);
             XorConvParams p = conv_params(w_rel, w_self, c_in, x.shape(2));
             check_padding(x.data(), sets * n, x.shape(2), c_in, "x");
@@ -233,6 +240,7 @@ PYBIND11_MODULE(_native, m) {
         [](const Arr<uint64_t>& x, const Arr<int32_t>& idx, const Arr<uint64_t>& w_rel,
            const Arr<uint64_t>& w_self, int64_t c_in, int num_threads) {
             require(x.ndim() == 3, "x must be (B, N, W)");
+            check_aligned({{&x, "x"}, {&idx, "idx"}, {&w_rel, "w_rel"}, {&w_self, "w_self"}});
             const int64_t sets = x.shape(0), n = x.shape(1);
             const XorConvParams p = conv_params(w_rel, w_self, c_in, x.shape(2));
             check_padding(x.data(), sets * n, x.shape(2), c_in, "x");
@@ -258,6 +266,8 @@ PYBIND11_MODULE(_native, m) {
            const Arr<uint64_t>& w_self, const Arr<int32_t>& t_hi, const Arr<int32_t>& t_lo,
            const Arr<uint8_t>& negate, int64_t c_in, int num_threads) {
             require(x.ndim() == 3, "x must be (B, N, W)");
+            check_aligned({{&x, "x"}, {&w_rel, "w_rel"}, {&w_self, "w_self"}, {&t_hi, "t_hi"},
+                           {&t_lo, "t_lo"}});
             const int64_t sets = x.shape(0), n = x.shape(1);
             require(sets >= 1 && n >= 1, "xor_edge_conv_knn needs non-empty point sets");
             require(n <= INT32_MAX, "xor_edge_conv_knn: N must fit int32 neighbour indices");

@@ -232,6 +232,23 @@ def test_gemm_scalar_vs_simd_large():
             np.testing.assert_array_equal(K.binary_gemm(pa, pb, 517), ref)
 
 
+def test_gemm_very_wide_rows_all_levels():
+    """Rows of 4100 words: past every accumulator's folding interval (AVX2 folds byte counts
+    every 31 words, NEON its 16-bit lanes every 4095 words)."""
+    rng = np.random.default_rng(10)
+    c = 64 * 4100 + 5
+    a, b = pm1(rng, 3, c), pm1(rng, 9, c)
+    b[0] = a[0]  # the extreme counts too: all equal (+c) and all different (-c)
+    b[1] = -a[1]
+    want = (a.astype(np.int64) @ b.astype(np.int64).T).astype(np.int32)
+    pa, pb = K.pack_signs(a), K.pack_signs(b)
+    for lvl in LEVELS:
+        with K.dispatch(lvl):
+            got = K.binary_gemm(pa, pb, c)
+            np.testing.assert_array_equal(got, want, err_msg=lvl)
+    assert got[0, 0] == c and got[1, 1] == -c
+
+
 def test_gemm_bad_input():
     a = np.zeros((3, 2), np.uint64)
     with pytest.raises(ValueError, match="words"):
@@ -489,3 +506,17 @@ def test_engine_imports_without_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_reference_popcount_without_numpy2(monkeypatch):
+    """The numpy reference counts bits with a byte table where numpy < 2 has no bitwise_count
+    (the package supports numpy >= 1.24; Debian 12 ships 1.24)."""
+    from bingnn.engine import reference as ref
+
+    x = np.random.default_rng(6).integers(0, 2**64 - 1, size=(3, 5, 4), dtype=np.uint64,
+                                          endpoint=True)
+    x[0, 0] = [0, 2**64 - 1, 1, 2**63]
+    want = np.array([[bin(int(v)).count("1") for v in row] for row in x.reshape(-1, 4)])
+    if hasattr(np, "bitwise_count"):
+        monkeypatch.delattr(np, "bitwise_count")
+    np.testing.assert_array_equal(ref.popcount_words(x).reshape(-1, 4), want)

@@ -401,3 +401,26 @@ def test_cgroup_quota_parser(tmp_path: Path):
     assert _native._cgroup_cpu_limit(root, text) == 3
     assert _native._cgroup_cpu_limit(root, "4:cpuacct:/x\n") == 0  # no cpu controller
     assert _native._cgroup_cpu_limit(root, "garbage\n\n1\n") == 0
+
+
+def unaligned(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of `a` at an odd byte offset (numpy keeps such views as they are)."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    view = buf[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    assert view.flags.c_contiguous and not view.flags.aligned
+    return view
+
+
+def test_misaligned_views_are_refused_natively_and_copied_by_the_face():
+    x = np.random.default_rng(4).standard_normal((5, 70)).astype(np.float32)
+    with pytest.raises(ValueError, match="x is not aligned to its element size"):
+        _native.pack_signs(unaligned(x), 1)
+    p = _native.pack_signs(x, 1)
+    with pytest.raises(ValueError, match="b is not aligned"):
+        _native.binary_gemm(p, unaligned(p), 70, 1)
+    with pytest.raises(ValueError, match="d is not aligned"):
+        _native.select_k_rows(unaligned(x), 2, 1)
+    np.testing.assert_array_equal(K.pack_signs(unaligned(x)), p)
+    np.testing.assert_array_equal(K.binary_gemm(unaligned(p), p, 70),
+                                  _native.binary_gemm(p, p, 70, 1))

@@ -100,6 +100,12 @@ def _threads(num_threads: int | None) -> int:
     return num_threads
 
 
+def _c(x: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """C-contiguous and aligned (a numpy view at an odd byte offset is contiguous but not
+    aligned; the native core refuses those, so they are copied here)."""
+    return np.require(x, dtype, ("C", "A"))
+
+
 def _array(x: Any, name: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         if type(x).__module__.startswith("torch"):
@@ -117,7 +123,7 @@ def _packed(x: Any, name: str, ndim: int) -> np.ndarray:
         )
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return _c(x)
 
 
 def _check_padding(x: np.ndarray, n_bits: int, name: str) -> None:
@@ -148,7 +154,7 @@ def _int_vector(x: Any, name: str, length: int, dtype: type) -> np.ndarray:
     info = np.iinfo(dtype)
     if x.size and (x.min() < info.min or x.max() > info.max):
         raise ValueError(f"{name} has values outside the {np.dtype(dtype).name} range")
-    return np.ascontiguousarray(x, dtype=dtype)
+    return _c(x, dtype)
 
 
 def _check_point_sets(x: np.ndarray, name: str) -> None:
@@ -233,7 +239,7 @@ def pack_signs(x: Any, *, num_threads: int | None = None) -> np.ndarray:
         # Casting could flush tiny negatives to -0.0 (which packs as +1): keep only the sign.
         x = np.where(x >= 0, np.float32(1.0), np.float32(-1.0))
     lead, c = x.shape[:-1], x.shape[-1]
-    flat = np.ascontiguousarray(x.reshape(int(np.prod(lead, dtype=np.int64)), c))
+    flat = _c(x.reshape(int(np.prod(lead, dtype=np.int64)), c))
     out = _native.pack_signs(flat, _threads(num_threads))
     return out.reshape(*lead, n_words(c))
 
@@ -282,8 +288,8 @@ def binary_gemm(
         want = (a.shape[0], b.shape[0])
         if not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.shape != want:
             raise TypeError(f"out must be an int32 numpy array of shape {want}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out must be C-contiguous and writeable")
+        if not (out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
+            raise ValueError("out must be C-contiguous, aligned and writeable")
     return _native.binary_gemm(a, b, n_bits, _threads(num_threads), out)
 
 
@@ -344,7 +350,7 @@ def _conv_idx(idx: Any, x: np.ndarray) -> np.ndarray:
         raise ValueError("idx has k = 0 neighbours; the max over neighbours needs k >= 1")
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"idx holds neighbour indices outside [0, {n})")
-    return np.ascontiguousarray(idx, dtype=np.int32)
+    return _c(idx, np.int32)
 
 
 def _thresholds(
