@@ -38,6 +38,27 @@ def define_macros() -> list[tuple[str, str]]:
     return [("BINGNN_PORTABLE_ONLY", "1")] if portable_only() else []
 
 
+class BuildExt(build_ext):
+    """``build_ext`` that rebuilds everything when the configuration (``BINGNN_PORTABLE_ONLY``)
+    changed since the last build in this tree: setuptools decides what to recompile and relink
+    from file times only, so it would otherwise reuse objects compiled the other way."""
+
+    def run(self) -> None:
+        config = f"portable_only={portable_only()}\n"
+        stamp = os.path.join(self.build_temp, "bingnn-build-config")
+        try:
+            with open(stamp) as f:
+                changed = f.read() != config
+        except OSError:
+            changed = True
+        if changed:
+            self.force = True
+        super().run()
+        os.makedirs(self.build_temp, exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(config)
+
+
 if __name__ == "__main__":
     # Compile the kernel files in parallel (NPY_NUM_BUILD_JOBS overrides the job count).
     ParallelCompile("NPY_NUM_BUILD_JOBS").install()
@@ -52,4 +73,4 @@ if __name__ == "__main__":
         define_macros=define_macros(),
     )
 
-    setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+    setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})

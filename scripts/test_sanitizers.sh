@@ -7,7 +7,8 @@
 #
 # Needs the system C++ compiler (GCC; its libasan/libubsan come with it), python3 with
 # pybind11 and the README's install. Python itself is not instrumented: libasan is preloaded
-# (LD_PRELOAD) so it comes first, and leak detection is off (the interpreter keeps memory until
+# (LD_PRELOAD) so it comes first, with libstdc++ (ASan's exception interceptor needs the real
+# __cxa_throw at start-up, and python itself does not load libstdc++), and leak detection is off (the interpreter keeps memory until
 # exit by design, which LeakSanitizer would report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,21 +35,24 @@ find "$WORK/stage" \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {
 $CXX $SAN -shared -o "$WORK/stage/bingnn/_native$SUFFIX" "$WORK"/obj/*.o
 
 ASAN_LIB=$($CXX -print-file-name=libasan.so)
+STDCXX_LIB=$($CXX -print-file-name=libstdc++.so)
 [ -f "$ASAN_LIB" ] || { echo "libasan.so not found for $CXX" >&2; exit 1; }
 say "running the native tests under ASan + UBSan"
 # The sanitizer reports go to a log (and stderr) that is checked afterwards as well: a report
 # from a subprocess or a worker thread must fail the run too.
 LOG=$WORK/san
-env LD_PRELOAD="$ASAN_LIB" PYTHONPATH="$WORK/stage" OMP_NUM_THREADS=2 \
+status=0
+env LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" PYTHONPATH="$WORK/stage" OMP_NUM_THREADS=2 \
     ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$LOG" \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOG" \
     python3 -m pytest -q -p no:cacheprovider -m "not slow" \
     tests/test_engine_kernels.py tests/test_native_bindings.py tests/test_engine_fuzz.py \
     tests/test_engine_float_kernels.py tests/test_engine_kernels_torch.py \
-    tests/test_engine_parity.py
+    tests/test_engine_parity.py || status=$?
 if ls "$LOG".* >/dev/null 2>&1; then
     cat "$LOG".*
     echo "FAIL: sanitizer reports above" >&2
     exit 1
 fi
+[ "$status" = 0 ] || { echo "FAIL: the tests failed (exit $status)" >&2; exit "$status"; }
 say "no sanitizer findings ($((SECONDS - T0)) s)"

@@ -34,7 +34,7 @@ def pytest_terminal_summary(terminalreporter):
         if n:
             continue
         if lvl not in feats["compiled_levels"]:
-            why = f"not built for {feats['arch']}"
+            why = f"not compiled in this {feats['arch']} build"
         elif lvl not in feats["levels"]:
             why = "not supported by this CPU"
         else:

@@ -296,7 +296,8 @@ def test_pool_propagates_a_worker_exception_and_keeps_working():
     for at in (0, 50, 99):
         with pytest.raises(RuntimeError, match=f"chunk failed at index {at}"):
             _native._parallel_check(100, 4, 1, at)
-    assert _native._parallel_check(100, 4) == (_native._parallel_check(100, 4)[0], True)
+    threads, once = _native._parallel_check(100, 4)
+    assert once and 1 <= threads <= 4
 
 
 def test_concurrent_callers_share_the_pool():
