@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -97,11 +98,40 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename and str(e).startswith("[Errno"):
+        return _os_error(e)
     msg = str(e).strip().splitlines()
     text = msg[0] if msg else type(e).__name__
     if isinstance(e, FileNotFoundError) and e.filename and str(e.filename) not in text:
         text = f"{text}: {e.filename}"
     return text
+
+
+def _os_error(e: OSError) -> str:
+    """A raw ``[Errno N] ...: 'path'`` from the OS, said in words with the path."""
+    name = str(e.filename)
+    if isinstance(e, FileExistsError) and os.path.exists(name) and not os.path.isdir(name):
+        return f"{name} is a file where a folder is needed; give another path or move the file"
+    if isinstance(e, NotADirectoryError):
+        return f"{name}: part of this path is a file where a folder is needed"
+    if isinstance(e, IsADirectoryError):
+        return f"{name} is a folder, expected a file"
+    if isinstance(e, PermissionError):
+        return f"{name}: permission denied"
+    if isinstance(e, FileNotFoundError):
+        return f"{name}: no such file or folder"
+    return f"{name}: {e.strerror or type(e).__name__}"
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Check the path options several commands share, before any work starts: ``--out`` must
+    be (or become) a folder, ``--teacher`` an existing file."""
+    from bingnn.cli._common import check_input_file, check_output_folder
+
+    if getattr(args, "out", None):
+        check_output_folder(args.out)
+    if getattr(args, "teacher", None):
+        check_input_file(args.teacher, "the teacher's model file", "--teacher")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,10 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        _check_paths(args)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
