@@ -197,3 +197,51 @@ def test_out_that_is_a_file_is_refused_in_words(model_files, tmp_path, capsys):
     err = _err_line(capsys)
     assert f"{taken} is a file where a folder is needed" in err and "Errno" not in err
     assert taken.read_text() == "keep me"
+
+
+def test_infer_of_h5_without_h5py_says_what_to_install(model_files, tmp_path, capsys,
+                                                        monkeypatch):
+    import sys
+
+    h5 = tmp_path / "clouds.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now fails
+    assert main(["infer", str(model_files["bgnn"]), str(h5)]) == 2
+    assert "pip install h5py" in _err_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "error, needle",
+    [
+        (ModuleNotFoundError("no torch", name="torch.nn"),
+         """'bingnn train' needs torch, which is not installed: pip install "bingnn[train]\""""),
+        (ModuleNotFoundError("no pyg", name="torch_geometric"), 'pip install "bingnn[train]"'),
+        (ModuleNotFoundError("no ogb", name="ogb.nodeproppred"), 'pip install "bingnn[ogb]"'),
+        (ModuleNotFoundError("no h5py", name="h5py"), "pip install h5py"),
+        (ModuleNotFoundError("no foo", name="foo"), "pip install foo"),
+        (ModuleNotFoundError("no ext", name="bingnn._native"), "native extension is not built"),
+        (ImportError("reading .h5 needs h5py: pip install h5py\nmore"),
+         "reading .h5 needs h5py: pip install h5py"),
+    ],
+)
+def test_missing_modules_get_an_install_line(monkeypatch, capsys, error, needle):
+    import bingnn.cli.train_cmd as train_cmd
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(train_cmd, "run", fail)
+    assert main(["train", "--out", "x"]) == 2
+    err = _err_line(capsys)
+    assert needle in err and "more" not in err
+
+
+def test_import_errors_inside_bingnn_are_bugs_not_missing_packages(monkeypatch):
+    import bingnn.cli.train_cmd as train_cmd
+
+    def fail(args):
+        raise ImportError("cannot import name 'x' from 'bingnn.nn'", name="bingnn.nn")
+
+    monkeypatch.setattr(train_cmd, "run", fail)
+    with pytest.raises(ImportError, match="cannot import name"):
+        main(["train", "--out", "x"])

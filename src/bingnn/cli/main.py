@@ -67,8 +67,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Where each optional dependency comes from (``pip install ...``); anything else is
+#: installed under its own name.
+_EXTRA_OF = {
+    "torch": '"bingnn[train]"',
+    "torch_geometric": '"bingnn[train]"',
+    "scipy": '"bingnn[train]"',
+    "tqdm": '"bingnn[train]"',
+    "matplotlib": '"bingnn[train]"',
+    "tomli": '"bingnn[train]"',
+    "ogb": '"bingnn[ogb]"',
+    "h5py": "h5py",
+}
+
+
+def missing_module_message(command: str, error: ImportError) -> str:
+    """One line: which module ``bingnn <command>`` lacks and the ``pip install`` that adds it."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        lines = str(error).strip().splitlines()  # a message of our own, e.g. from a reader
+        return lines[0] if lines else f"'bingnn {command}' cannot import a module it needs"
+    if error.name == "bingnn._native":
+        return (
+            "bingnn's native extension is not built: reinstall bingnn (pip install .) or, in a "
+            "source checkout, run python setup.py build_ext --inplace"
+        )
+    top = error.name.split(".")[0]
+    return (
+        f"'bingnn {command}' needs {top}, which is not installed: "
+        f"pip install {_EXTRA_OF.get(top, top)}"
+    )
+
+
+def _is_own_bug(error: ImportError) -> bool:
+    """An import error inside bingnn itself (a missing name or module), not a missing
+    dependency: shown with its traceback."""
+    name = error.name or ""
+    return (name == "bingnn" or name.startswith("bingnn.")) and name != "bingnn._native"
+
+
 def _register_unavailable(sub: argparse._SubParsersAction, module: str, error: ImportError) -> None:
-    missing = error.name or str(error)
+    missing = (error.name or str(error)).split(".")[0]
     for command in _MODULE_COMMANDS.get(module, (module.removesuffix("_cmd"),)):
         # Accept any arguments (no option prefix), so the error below is the one users see.
         p = sub.add_parser(
@@ -77,17 +115,14 @@ def _register_unavailable(sub: argparse._SubParsersAction, module: str, error: I
         p.add_argument("rest", nargs="*", help=argparse.SUPPRESS)
 
         def run(args: argparse.Namespace, command: str = command) -> int:
-            raise CLIError(
-                f"'bingnn {command}' needs {missing}, which is not installed; install it "
-                "(e.g. pip install torch==2.13.0 torch_geometric) or use 'bingnn infer'"
-            )
+            raise CLIError(missing_module_message(command, error))
 
         p.set_defaults(func=run)
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input, not a bug: reported on one line."""
-    errors: list[type[BaseException]] = [CLIError, ValueError, TypeError, OSError]
+    errors: list[type[BaseException]] = [CLIError, ValueError, TypeError, OSError, ImportError]
     try:
         from bingnn.train.checkpoint import CheckpointError
 
@@ -158,14 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except ModuleNotFoundError as e:
-        if args.debug:
+    except ImportError as e:  # an optional dependency the command needs is not installed
+        if args.debug or _is_own_bug(e):
             raise
-        print(
-            f"bingnn: error: 'bingnn {args.command}' needs {e.name or e}, which is not "
-            "installed; install it (e.g. pip install torch==2.13.0 torch_geometric)",
-            file=sys.stderr,
-        )
+        print(f"bingnn: error: {missing_module_message(args.command, e)}", file=sys.stderr)
         return EXIT_USAGE
     except _expected_errors() as e:
         if args.debug:
