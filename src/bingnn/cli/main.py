@@ -5,9 +5,11 @@ Each subcommand lives in its own module of :mod:`bingnn.cli` that exposes
 ``run(args) -> int`` does the work. To add a command, append its module name to
 :data:`COMMANDS`.
 
-Errors users can cause (bad arguments, missing or corrupt files, bad recipe keys, no GPU) are
-reported on one line, ``bingnn: error: ...``, with exit code 2; ``--debug`` shows the traceback
-instead. Ctrl-C exits with code 130 and says how to resume.
+Errors users can cause (bad arguments, missing or corrupt files, bad recipe keys, no GPU, an
+optional package that is not installed) are reported on one line, ``bingnn: error: ...``, with
+exit code 2; ``--debug`` shows the traceback instead. The path options several commands share
+(``--out``, ``--teacher``) are checked before any work starts. Ctrl-C exits with code 130 and
+says how to resume.
 """
 
 from __future__ import annotations
