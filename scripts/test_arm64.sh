@@ -123,7 +123,7 @@ say "ARM64: golden check (kernels and whole models, every level, and the numpy b
 run_arm64 scripts/arm64_golden.py check "$WORK/golden.npz"
 
 say "ARM64: pytest (kernels, bindings, fuzz; scalar and neon)"
-run_arm64 -m pytest -q -p no:cacheprovider -m "not slow and not spawns" \
+run_arm64 -m pytest -q -p no:cacheprovider -m "not slow and not install and not spawns" \
     tests/test_engine_kernels.py tests/test_native_bindings.py tests/test_engine_fuzz.py
 
 say "ARM64 checks passed in $((SECONDS - T0)) s"

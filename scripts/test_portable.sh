@@ -23,7 +23,7 @@ f = K.cpu_features()
 assert f['portable_only'] and f['compiled_levels'] == ['scalar'] == f['levels'], f
 print('portable build:', f['arch'], 'levels', f['compiled_levels'])
 "
-python3 -m pytest -q -p no:cacheprovider -m "not slow" tests/test_engine_kernels.py \
+python3 -m pytest -q -p no:cacheprovider -m "not slow and not install" tests/test_engine_kernels.py \
     tests/test_native_bindings.py tests/test_engine_fuzz.py tests/test_engine_float_kernels.py \
     tests/test_engine_kernels_torch.py tests/test_engine_parity.py
 echo "[portable] passed in $((SECONDS - T0)) s"

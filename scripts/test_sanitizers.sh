@@ -45,7 +45,7 @@ status=0
 env LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" PYTHONPATH="$WORK/stage" OMP_NUM_THREADS=2 \
     ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$LOG" \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOG" \
-    python3 -m pytest -q -p no:cacheprovider -m "not slow" \
+    python3 -m pytest -q -p no:cacheprovider -m "not slow and not install" \
     tests/test_engine_kernels.py tests/test_native_bindings.py tests/test_engine_fuzz.py \
     tests/test_engine_float_kernels.py tests/test_engine_kernels_torch.py \
     tests/test_engine_parity.py || status=$?
