@@ -14,8 +14,14 @@
 // part of the base ISA) implementation. The level is picked at run time.
 //
 // Floating point: the extension is compiled with -ffp-contract=off (setup.py), so a * b + c is
-// never fused behind the code's back (AArch64 and -march=native x86-64 would otherwise do it);
-// every fused multiply-add of the engine is an explicit std::fma or FMA intrinsic.
+// never fused behind the code's back (AArch64, -march=native, and every BINGNN_AVX512 function,
+// whose target implies FMA, would otherwise do it, intrinsics included); every fused
+// multiply-add of the engine is an explicit std::fma or FMA intrinsic.
+//
+// A lambda does not inherit its enclosing function's target attribute: one that calls
+// AVX2/AVX-512 intrinsics needs the attribute itself ([&](...) BINGNN_AVX512 { ... }), or GCC
+// fails with "inlining failed ... target specific option mismatch" (with -ffp-contract=off the
+// early inliner no longer rescues it).
 #pragma once
 
 #include <algorithm>
