@@ -33,15 +33,18 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_NUM_POINTS",
     "farthest_point_sampling",
     "normalize_unit_sphere",
     "prepare_cloud",
     "prepare_clouds",
     "resample_indices",
+    "to_model_input",
 ]
 
 
@@ -180,3 +183,44 @@ def prepare_clouds(
         prepare_cloud(c, num_points, min_points=min_points, normalize=normalize, name=nm)
         for c, nm in zip(clouds, names, strict=True)
     ])
+
+
+#: The point count used when neither the model nor the caller gives one (bingnn's default
+#: training size, and ModelNet's).
+DEFAULT_NUM_POINTS = 1024
+
+
+def to_model_input(
+    points: Any,
+    *,
+    num_points: int | None,
+    min_points: int,
+    normalize: bool,
+) -> Any:
+    """What a model's ``predict`` receives from a user -> what its forward pass expects.
+
+    * a list/tuple of numpy clouds ``(n_i, 3)`` (any sizes) -> ``(B, N, 3)`` float32, each
+      cloud prepared by :func:`prepare_cloud`; ``N`` is ``num_points`` (the model's training
+      point count when known), else the clouds' common size, else :data:`DEFAULT_NUM_POINTS`;
+    * an array ``(n, 3)`` or ``(B, n, 3)`` -> resampled to ``num_points`` when that is known and
+      differs from ``n``, normalised when ``normalize``; otherwise returned unchanged, so
+      prepared inputs run exactly as given;
+    * anything else is returned unchanged (the model's own checks reject it).
+    """
+    if isinstance(points, (list, tuple)) and points and all(
+        isinstance(c, np.ndarray) and c.ndim == 2 for c in points
+    ):
+        sizes = {len(c) for c in points}
+        n = num_points or (sizes.pop() if len(sizes) == 1 else DEFAULT_NUM_POINTS)
+        return prepare_clouds(list(points), n, min_points=min_points, normalize=normalize)
+    if not isinstance(points, np.ndarray) or points.ndim not in (2, 3) or points.shape[-1] != 3:
+        return points
+    n = points.shape[-2]
+    if not normalize and (num_points is None or n == num_points):
+        return points
+    if not np.issubdtype(points.dtype, np.floating) or 0 in points.shape:
+        return points  # refused with the model's own message
+    target = num_points or n
+    if points.ndim == 2:
+        return prepare_cloud(points, target, min_points=min_points, normalize=normalize)
+    return prepare_clouds(list(points), target, min_points=min_points, normalize=normalize)
