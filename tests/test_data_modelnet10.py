@@ -67,7 +67,7 @@ def write_zip(path: Path, counts=None, extra: dict | None = None) -> dict[str, d
     return made
 
 
-def expected_cloud(member: str, v, f, num_points=64, oversample=1, seed=0) -> np.ndarray:
+def expected_cloud(member: str, v, f, num_points=64, oversample=4, seed=0) -> np.ndarray:
     """The documented pipeline, step by step: triangulate, sample with the shape's seed,
     normalise."""
     tris = np.array([[p[0], p[i], p[i + 1]] for p in f for i in range(1, len(p) - 1)])
@@ -105,7 +105,7 @@ def test_build_from_zip_matches_the_pipeline(tmp_path, mn10_zip):
 
 def test_cube_points_lie_on_the_cube(tmp_path, mn10_zip):
     z, _ = mn10_zip
-    build_modelnet10_cache(z, tmp_path / "c", num_points=256, progress=False)
+    build_modelnet10_cache(z, tmp_path / "c", num_points=256, oversample=1, progress=False)
     pts, lbl, names = load_modelnet10(tmp_path / "c", "train")
     cube = pts[lbl == names.index("bed")]
     for c in cube.astype(np.float64):
@@ -119,15 +119,15 @@ def test_cube_points_lie_on_the_cube(tmp_path, mn10_zip):
 
 def test_oversample_and_seed(tmp_path, mn10_zip):
     z, made = mn10_zip
-    a = build_modelnet10_cache(z, tmp_path / "a", num_points=32, oversample=4, seed=3,
+    a = build_modelnet10_cache(z, tmp_path / "a", num_points=32, oversample=1, seed=3,
                                progress=False)
     pts, _, _ = load_modelnet10(a, "test")
     m = sorted(made["test"], key=lambda s: (s.split("/")[1], s.rsplit("/", 1)[1]))[0]
-    np.testing.assert_array_equal(pts[0], expected_cloud(m, *made["test"][m], 32, 4, 3))
-    b = build_modelnet10_cache(z, tmp_path / "b", num_points=32, oversample=4, seed=3,
+    np.testing.assert_array_equal(pts[0], expected_cloud(m, *made["test"][m], 32, 1, 3))
+    b = build_modelnet10_cache(z, tmp_path / "b", num_points=32, oversample=1, seed=3,
                                progress=False)
     np.testing.assert_array_equal(load_modelnet10(b, "test")[0], pts)
-    c = build_modelnet10_cache(z, tmp_path / "c", num_points=32, oversample=4, seed=4,
+    c = build_modelnet10_cache(z, tmp_path / "c", num_points=32, oversample=1, seed=4,
                                progress=False)
     assert not np.array_equal(load_modelnet10(c, "test")[0], pts)
 

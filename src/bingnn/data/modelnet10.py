@@ -10,8 +10,9 @@ Two ways in, one layout out (the ModelNet40 HDF5 layout, :mod:`bingnn.data.hdf5_
 * **The official release** (``download_modelnet10(root)``): ``ModelNet10.zip`` from Princeton
   (:data:`DEFAULT_URL`; about 450 MB of ``.off`` meshes,
   ``ModelNet10/<class>/<train|test>/<class>_<id>.off``) is downloaded, each mesh is sampled on
-  its surface (area-weighted, :func:`bingnn.data.mesh.sample_surface`; with ``oversample > 1``
-  a dense sample thinned by farthest-point sampling), centred on its mean and scaled into the
+  its surface (area-weighted, :func:`bingnn.data.mesh.sample_surface`; by default a 4x denser
+  sample thinned by farthest-point sampling, evenly spread like the Poisson-disk samples of
+  the HDF5 releases), centred on its mean and scaled into the
   unit sphere (farthest point at radius 1), and the clouds are cached as HDF5 in
   ``root/modelnet10`` (written to a temporary folder, then renamed into place). Shape ``s`` is
   sampled with the seed ``SeedSequence([seed, crc32(s)])``: the cache does not depend on the
@@ -109,7 +110,7 @@ def build_modelnet10_cache(
     dest: str | os.PathLike,
     *,
     num_points: int = 1024,
-    oversample: int = 1,
+    oversample: int = 4,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -120,7 +121,8 @@ def build_modelnet10_cache(
         dest: the folder to (re)write, atomically.
         num_points: points per shape.
         oversample: draw ``oversample * num_points`` points per mesh and keep ``num_points``
-            by farthest-point sampling (1 = plain area-weighted sampling).
+            by farthest-point sampling: evenly spread points, close to the Poisson-disk
+            sampling of the HDF5 releases (1 = plain area-weighted sampling).
         seed: base seed of the per-shape samples.
         progress: show a tqdm progress bar.
 
@@ -196,7 +198,7 @@ def download_modelnet10(
     url: str | None = None,
     *,
     num_points: int = 1024,
-    oversample: int = 1,
+    oversample: int = 4,
     seed: int = 0,
     force: bool = False,
     keep_zip: bool = False,

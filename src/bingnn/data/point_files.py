@@ -93,9 +93,12 @@ def read_geometry(path: str | os.PathLike) -> list[Geometry]:
             f"{', '.join(SUPPORTED_EXTENSIONS)}"
         )
     try:
-        if ext in _ARRAY_READERS:
-            return [Geometry(c, None) for c in _split_stack(_ARRAY_READERS[ext](p), p)]
-        return [_SHAPE_READERS[ext](p)]
+        # Casts of signalling NaNs and out-of-range values are the validation's business (it
+        # names them), not a RuntimeWarning's.
+        with np.errstate(invalid="ignore", over="ignore"):
+            if ext in _ARRAY_READERS:
+                return [Geometry(c, None) for c in _split_stack(_ARRAY_READERS[ext](p), p)]
+            return [_SHAPE_READERS[ext](p)]
     except PointFileError:
         raise
     except OSError as e:  # permissions, I/O errors: one line, with the file

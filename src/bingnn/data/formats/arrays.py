@@ -9,6 +9,7 @@ allocates. The HDF5 reader checks that ``data`` is a dataset (not a group) of a 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +46,23 @@ def read_npy(path: str | Path) -> np.ndarray:
                 version, _read_v3 if version == (3, 0) else None)
             if reader is None:
                 raise ValueError(f"unknown format version {version[0]}.{version[1]}")
-            shape, fortran, dtype = (
-                reader(f, version) if reader is _read_v3 else reader(f)  # type: ignore[call-arg]
-            )
-        except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
-            raise PointFileError(p, f"malformed .npy header ({e})") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. numpy's "created on Python 2" notice
+                shape, fortran, dtype = (
+                    reader(f, version) if reader is _read_v3 else reader(f)  # type: ignore
+                )
+        except PointFileError:
+            raise
+        except Exception as e:  # noqa: BLE001 - numpy's header parser raises many types
+            raise PointFileError(p, f"malformed .npy header ({_short(e)})") from None
         if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
             raise PointFileError(
                 p, f"holds an array of {dtype} (need real numbers, e.g. float32 x, y, z)"
             )
+        if not isinstance(shape, tuple) or any(
+            not isinstance(d, int) or d < 0 for d in shape
+        ):
+            raise PointFileError(p, f"malformed .npy header (shape {shape!r})")
         count = math.prod(shape)
         need = count * dtype.itemsize
         if need > MAX_ARRAY_BYTES:
