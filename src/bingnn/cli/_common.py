@@ -55,13 +55,20 @@ def add_data(p: argparse.ArgumentParser, defaults: bool = True, train: bool = Fa
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
-        choices=["synthetic", "modelnet40"],
+        choices=["synthetic", "modelnet40", "modelnet10"],
         default="synthetic" if defaults else None,
-        help="synthetic shapes (no download) or ModelNet40"
+        help="synthetic shapes (no download), ModelNet40 or ModelNet10"
         + (" (default: synthetic)" if defaults else " (default: the one it was trained on)"),
     )
-    g.add_argument("--data-dir", default=None, help="ModelNet40 folder (default: data cache)")
-    g.add_argument("--download", action="store_true", help="download ModelNet40 if missing")
+    g.add_argument(
+        "--data-dir", default=None, help="ModelNet40/ModelNet10 folder (default: data cache)"
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download ModelNet40/ModelNet10 if missing (a mirror or a local zip: set "
+        "BINGNN_MODELNET40_URL / BINGNN_MODELNET10_URL, e.g. file:///path/to/ModelNet10.zip)",
+    )
     g.add_argument(
         "--points",
         type=positive_int,
