@@ -4,7 +4,7 @@
 # (scalar and neon), the dispatch override, and a golden check of the real-valued kernels and
 # of whole BF1/BF2/RF models against this machine's engine and PyTorch (scripts/arm64_golden.py).
 #
-#   bash scripts/test_arm64.sh          # about 10-15 minutes on 2 cores, the first run included
+#   bash scripts/test_arm64.sh          # 2.5-4.5 min on 2 cores (+1-2 min the first time)
 #
 # Needs: Debian 12 (bookworm) or a derivative with apt, root for the one-time install of
 # g++-aarch64-linux-gnu and qemu-user-static (done here when missing), python3 with pybind11,
