@@ -33,22 +33,30 @@ std::vector<float> sign_table(const uint64_t* w, int64_t c_out, int64_t f_in) {
     return t;
 }
 
-// z_row += v * t_f for the (f, v) pairs of one row (v * +-1 is exact, then one rounding).
-template <class Entries>
-void gather_row_scalar(const float* t, int64_t c_out, Entries&& entries, float* z) {
+// The stored entries of one input row: feature ids f[0..n) (increasing) and their values
+// v[0..n) (v == nullptr: every value is 1).
+struct Entries {
+    const int32_t* f;
+    const float* v;
+    int64_t n;
+};
+
+// z_row = sum over the entries, in order, of v * t_f (v * +-1 is exact, then one rounding).
+void gather_row_scalar(const float* t, int64_t c_out, const Entries& e, float* z) {
     for (int64_t o = 0; o < c_out; ++o) z[o] = 0.0f;
-    entries([&](int64_t f, float v) {
-        const float* tf = t + f * c_out;
+    for (int64_t q = 0; q < e.n; ++q) {
+        const float* tf = t + static_cast<int64_t>(e.f[q]) * c_out;
+        const float v = e.v ? e.v[q] : 1.0f;
         for (int64_t o = 0; o < c_out; ++o) {
             const float p = v * tf[o];
             z[o] = z[o] + p;
         }
-    });
+    }
 }
 
 #if BINGNN_X86
-template <class Entries>
-BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, Entries&& entries,
+// Blocks of 128 output channels held in eight registers over all the entries of the row.
+BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, const Entries& e,
                                      float* z) {
     const int64_t full = c_out / 16 * 16;
     const __mmask16 tail = static_cast<__mmask16>((1u << (c_out - full)) - 1u);
@@ -56,51 +64,49 @@ BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, Entries&& en
         const int64_t stop = std::min(c_out, j + 128);
         __m512 acc[8];
         for (auto& a : acc) a = _mm512_setzero_ps();
-        entries([&](int64_t f, float v) {
-            const float* tf = t + f * c_out;
-            const __m512 vv = _mm512_set1_ps(v);
-            for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
-                const __m512 s = q + 16 <= full ? _mm512_loadu_ps(tf + q)
-                                                : _mm512_maskz_loadu_ps(tail, tf + q);
+        for (int64_t q = 0; q < e.n; ++q) {
+            const float* tf = t + static_cast<int64_t>(e.f[q]) * c_out;
+            const __m512 vv = _mm512_set1_ps(e.v ? e.v[q] : 1.0f);
+            for (int64_t c = j, a = 0; c < stop; c += 16, ++a) {
+                const __m512 s = c + 16 <= full ? _mm512_loadu_ps(tf + c)
+                                                : _mm512_maskz_loadu_ps(tail, tf + c);
                 acc[a] = _mm512_add_ps(acc[a], _mm512_mul_ps(vv, s));
             }
-        });
-        for (int64_t q = j, a = 0; q < stop; q += 16, ++a) {
-            if (q + 16 <= full)
-                _mm512_storeu_ps(z + q, acc[a]);
+        }
+        for (int64_t c = j, a = 0; c < stop; c += 16, ++a) {
+            if (c + 16 <= full)
+                _mm512_storeu_ps(z + c, acc[a]);
             else
-                _mm512_mask_storeu_ps(z + q, tail, acc[a]);
+                _mm512_mask_storeu_ps(z + c, tail, acc[a]);
         }
     }
 }
 #endif
 
-// Integer version for exact-integer inputs: z += int(v) * s_f in int32 (exact), stored narrow.
-// Returns false when a value is not an integer or a row's sum of |v| exceeds `limit`.
-template <class Entries>
-bool gather_row_int(const int32_t* t, int64_t c_out, Entries&& entries, int32_t* acc,
+// Integer version for exact-integer inputs: z += int(v) * s_f in int32 (exact). Returns false
+// when a value is not an integer or the row's sum of |v| exceeds `limit` (nothing is then cast).
+bool gather_row_int(const int32_t* t, int64_t c_out, const Entries& e, int32_t* acc,
                     double limit) {
     for (int64_t o = 0; o < c_out; ++o) acc[o] = 0;
-    bool ok = true;
     double l1 = 0.0;
-    entries([&](int64_t f, float v) {
+    for (int64_t q = 0; q < e.n; ++q) {
+        const float v = e.v ? e.v[q] : 1.0f;
         const float iv = std::nearbyint(v);
         l1 += std::fabs(static_cast<double>(v));
-        if (iv != v || l1 > limit) {
-            ok = false;
-            return;
-        }
+        if (iv != v || l1 > limit) return false;
         const auto k = static_cast<int32_t>(iv);
-        const int32_t* tf = t + f * c_out;
+        const int32_t* tf = t + static_cast<int64_t>(e.f[q]) * c_out;
         if (k == 1) {
             for (int64_t o = 0; o < c_out; ++o) acc[o] += tf[o];
         } else {
             for (int64_t o = 0; o < c_out; ++o) acc[o] += k * tf[o];
         }
-    });
-    return ok;
+    }
+    return true;
 }
 
+// Runs the gather-add over all rows; entries_of(r, f_buf, v_buf) returns row r's entries
+// (dense rows are compacted into the per-thread buffers).
 template <class EntriesOf>
 bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t rows,
                         Elem elem, void* z, int num_threads, int64_t grain,
@@ -108,31 +114,31 @@ bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t 
     const std::vector<float> table = sign_table(w, c_out, f_in);
     const float* t = table.data();
     const Level level = active_level();
-    if (elem == Elem::F32) {
-        auto* zf = static_cast<float*>(z);
-        parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-                auto entries = [&](auto&& fn) { entries_of(r, fn); };
-#if BINGNN_X86
-                if (level == Level::Avx512) {
-                    gather_row_avx512(t, c_out, entries, zf + r * c_out);
-                    continue;
-                }
-#endif
-                gather_row_scalar(t, c_out, entries, zf + r * c_out);
-            }
-        });
-        return true;
+    std::vector<int32_t> ti;
+    if (elem != Elem::F32) {
+        ti.resize(table.size());
+        for (size_t q = 0; q < table.size(); ++q) ti[q] = static_cast<int32_t>(table[q]);
     }
-    std::vector<int32_t> ti(table.size());
-    for (size_t q = 0; q < table.size(); ++q) ti[q] = static_cast<int32_t>(table[q]);
     const double limit = elem == Elem::I8 ? 127.0 : elem == Elem::I16 ? 32767.0 : 2147483647.0;
     std::atomic<bool> ok{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
-        std::vector<int32_t> acc(static_cast<size_t>(c_out));
+        std::vector<int32_t> f_buf(static_cast<size_t>(f_in));
+        std::vector<float> v_buf(static_cast<size_t>(f_in));
+        std::vector<int32_t> acc(elem == Elem::F32 ? 0 : static_cast<size_t>(c_out));
         for (int64_t r = r0; r < r1; ++r) {
-            auto entries = [&](auto&& fn) { entries_of(r, fn); };
-            if (!gather_row_int(ti.data(), c_out, entries, acc.data(), limit)) {
+            const Entries e = entries_of(r, f_buf.data(), v_buf.data());
+            if (elem == Elem::F32) {
+                float* zr = static_cast<float*>(z) + r * c_out;
+#if BINGNN_X86
+                if (level == Level::Avx512) {
+                    gather_row_avx512(t, c_out, e, zr);
+                    continue;
+                }
+#endif
+                gather_row_scalar(t, c_out, e, zr);
+                continue;
+            }
+            if (!gather_row_int(ti.data(), c_out, e, acc.data(), limit)) {
                 ok = false;
                 return;
             }
@@ -147,6 +153,7 @@ bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t 
             }
         }
     });
+    (void)level;
     return ok;
 }
 
@@ -217,10 +224,10 @@ bool graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, cons
     const int64_t nnz = indptr[rows] - indptr[0];
     const int64_t grain = std::max<int64_t>(16, rows * 2048 / std::max<int64_t>(1, nnz * c_out));
     return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
-                              [&](int64_t r, auto&& fn) {
-                                  for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e)
-                                      fn(static_cast<int64_t>(indices[e]),
-                                         data ? data[e] : 1.0f);
+                              [&](int64_t r, int32_t*, float*) {
+                                  const int64_t b = indptr[r];
+                                  return Entries{indices + b, data ? data + b : nullptr,
+                                                 indptr[r + 1] - b};
                               });
 }
 
@@ -228,10 +235,15 @@ bool graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const
                                int64_t c_out, Elem out, void* z, int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, f_in));
     return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
-                              [&](int64_t r, auto&& fn) {
+                              [&](int64_t r, int32_t* f_buf, float* v_buf) {
                                   const float* xr = x + r * f_in;
+                                  int64_t n = 0;
                                   for (int64_t f = 0; f < f_in; ++f)
-                                      if (xr[f] != 0.0f) fn(f, xr[f]);
+                                      if (xr[f] != 0.0f) {
+                                          f_buf[n] = static_cast<int32_t>(f);
+                                          v_buf[n++] = xr[f];
+                                      }
+                                  return Entries{f_buf, v_buf, n};
                               });
 }
 

@@ -160,7 +160,7 @@ def test_missing_foreign_and_directory(tmp_path) -> None:
     foreign.write_bytes(save({"w": np.zeros(3, np.float32)}))
     with pytest.raises(ModelFileError, match="not a bingnn model"):
         bingnn.engine.load(foreign)
-    with pytest.raises(ModelFileError, match="directory"):
+    with pytest.raises(IsADirectoryError, match="is a folder"):
         bingnn.engine.load(tmp_path)
 
 
@@ -329,15 +329,17 @@ def test_bad_inputs(model_file, bad, err, match) -> None:
         em.predict(bad)
 
 
-def test_point_count_is_recorded_and_checked(model_file) -> None:
-    """Issue 11 finding 4: the training point count travels in the file; clouds of another
-    size get a warning (resampling them is the caller's or ``bingnn infer``'s job)."""
+def test_point_count_is_recorded_and_used(model_file) -> None:
+    """Issue 11 finding 4: the training point count travels in the file, and clouds of another
+    size are brought to it before the forward pass (``bingnn.data.resample``)."""
+    from bingnn.data.resample import to_model_input
+
     em = bingnn.engine.load(model_file)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        em.predict(points(1, 24))
-    with pytest.warns(UserWarning, match="trained on clouds of 24 points, these have 30"):
-        em.predict(points(1, 30))
+    assert em.num_points == em.input_points == 24
+    big = points(1, 30)
+    np.testing.assert_array_equal(em.logits(big),
+                                  em.logits(to_model_input(big, num_points=24, min_points=4,
+                                                           normalize=False)))
     with pytest.raises(TypeError, match="point-cloud model"):
         em.predict(points(1, 24), np.zeros((2, 0), np.int64))
 

@@ -22,12 +22,18 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import augment_point_cloud, first_points
+from .modelnet10 import download_modelnet10, load_modelnet10
 from .modelnet40 import default_data_root, download_modelnet40, load_modelnet40
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
 
 __all__ = ["DATASETS", "PointCloudDataset", "get_dataset"]
 
-DATASETS = ("synthetic", "modelnet40")
+DATASETS = ("synthetic", "modelnet40", "modelnet10")
+# The HDF5 releases: name -> (download into root, load a split from root).
+_RELEASES = {
+    "modelnet40": (download_modelnet40, load_modelnet40),
+    "modelnet10": (download_modelnet10, load_modelnet10),
+}
 # Default sizes of the synthetic splits: 200 train / 50 test clouds per class.
 _SYNTHETIC_SIZES = {"train": 200 * len(SYNTHETIC_CLASSES), "test": 50 * len(SYNTHETIC_CLASSES)}
 
@@ -132,11 +138,13 @@ def get_dataset(
 
     Args:
         name: ``"synthetic"`` (generated, no files; see :mod:`bingnn.data.synthetic`) or
-            ``"modelnet40"`` (HDF5 release under ``root``; see :mod:`bingnn.data.modelnet40`).
+            ``"modelnet40"`` / ``"modelnet10"`` (HDF5 layout under ``root``; see
+            :mod:`bingnn.data.modelnet40`, :mod:`bingnn.data.modelnet10`).
         split: ``"train"`` or ``"test"``.
         num_points: points per cloud (ModelNet40 keeps the first ``num_points`` of 2,048).
-        root: ModelNet40 folder or its parent; default :func:`default_data_root`.
-        download: fetch ModelNet40 first when it is not under ``root``.
+        root: the dataset's folder or its parent; default :func:`default_data_root`.
+        download: fetch the dataset first when it is not under ``root`` (ModelNet10: the
+            official meshes, sampled into an HDF5 cache).
         augment: default ``True`` for ``"train"``, ``False`` for ``"test"``.
         seed: synthetic generation seed and augmentation seed.
         num_samples: synthetic: clouds to generate (default 200 train / 50 test per class);
@@ -156,9 +164,10 @@ def get_dataset(
         names: list[str] = list(SYNTHETIC_CLASSES)
     else:
         root = Path(root).expanduser() if root is not None else default_data_root()
+        download_fn, load_fn = _RELEASES[name]
         if download:
-            download_modelnet40(root)
-        points, labels, names = load_modelnet40(root, split)
+            download_fn(root)
+        points, labels, names = load_fn(root, split)
         if num_samples is not None:
             points, labels = points[:num_samples], labels[:num_samples]
     return PointCloudDataset(points, labels, names, num_points, augment=augment, seed=seed)

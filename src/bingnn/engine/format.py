@@ -227,12 +227,13 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
 
     Raises:
         FileNotFoundError: no such file.
+        IsADirectoryError: ``path`` is a folder.
         ModelFileError: not a bingnn model file, truncated or corrupt (checksum mismatch), or
             written by a newer bingnn (newer major format version).
     """
     p = Path(path)
     if p.is_dir():
-        raise ModelFileError(f"{p} is a directory, not a model file")
+        raise IsADirectoryError(f"{p} is a folder, expected a model file (.bgnn)")
     if not p.is_file():
         raise FileNotFoundError(f"model file not found: {p}")
     return parse_model_bytes(p.read_bytes(), str(p))

@@ -30,7 +30,6 @@ rounding error of its threshold; the parity tests check that none does on Cora a
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -46,8 +45,9 @@ __all__ = ["EngineModel", "Graph", "load"]
 class EngineModel:
     """A binary GNN ready to run with numpy and the native kernels (no PyTorch).
 
-    Build it with :func:`load`. ``num_threads`` (``None`` = all hardware threads) is passed to
-    the native kernels; ``native=False`` runs the pure-numpy reference path instead.
+    Build it with :func:`load`. ``num_threads`` (``None`` = the default count, see
+    :mod:`bingnn.engine.kernels`) is passed to the native kernels; ``native=False`` runs the
+    pure-numpy reference path instead.
 
     Shapes (point clouds):
         ``points (B, N, 3)`` or ``(N, 3)`` float -> :meth:`logits` ``(B, classes)`` (or
@@ -95,33 +95,45 @@ class EngineModel:
 
     # ------------------------------------------------------------------ public API
 
-    def logits(self, x: Any, edge_index: Any = None, *, nodes: Any = None) -> np.ndarray:
+    def logits(self, x: Any, edge_index: Any = None, *, nodes: Any = None,
+               normalize: bool = False) -> np.ndarray:
         """Class scores, float32.
 
         Point clouds: ``logits(points)``: ``(B, N, 3)`` -> ``(B, classes)``; ``(N, 3)`` ->
-        ``(classes,)``. Nodes: ``logits(x, edge_index, nodes=None)`` -> ``(N, classes)``, or
-        one row per entry of ``nodes``.
+        ``(classes,)``; a list of ``B`` clouds ``(n_i, 3)`` of any sizes -> ``(B, classes)``.
+        Real inputs (see :meth:`_real_input`): clouds are brought to the model's training
+        point count when the file records it (farthest-point subsampling, or repetition for
+        smaller clouds; fewer than ``k`` points are refused); ``normalize=True`` centres each
+        cloud and scales it into the unit sphere as the training clouds were. Arrays of the
+        right size run exactly as given (``normalize=False``, the default).
+
+        Nodes: ``logits(x, edge_index, nodes=None)`` -> ``(N, classes)``, or one row per entry
+        of ``nodes``.
         """
         if self.is_point_model:
             self._no_graph_args(edge_index, nodes)
-            pts, single = self._check_points(x)
+            pts, single = self._check_points(self._real_input(x, normalize))
             out = self._runner.run_points(pts)
             return out[0] if single else out
+        if normalize:
+            raise TypeError("normalize applies to point clouds; node features are used as given")
         feats, graph, rows, order = self._check_nodes(x, edge_index, nodes)
         out = self._runner.run_nodes(feats, graph, rows)
         return out if order is None else out[order]
 
-    def predict_proba(self, x: Any, edge_index: Any = None, *, nodes: Any = None) -> np.ndarray:
+    def predict_proba(self, x: Any, edge_index: Any = None, *, nodes: Any = None,
+                      normalize: bool = False) -> np.ndarray:
         """Softmax of :meth:`logits` (float32, same shapes)."""
-        z = self.logits(x, edge_index, nodes=nodes).astype(np.float64)
+        z = self.logits(x, edge_index, nodes=nodes, normalize=normalize).astype(np.float64)
         z = np.exp(z - z.max(axis=-1, keepdims=True))
         return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
-    def predict(self, x: Any, edge_index: Any = None, *, nodes: Any = None) -> np.ndarray:
+    def predict(self, x: Any, edge_index: Any = None, *, nodes: Any = None,
+                normalize: bool = False) -> np.ndarray:
         """Predicted class indices (int64): ``(B,)`` (a 0-d array for one ``(N, 3)`` cloud), or
         one per node."""
-        return np.asarray(np.argmax(self.logits(x, edge_index, nodes=nodes), axis=-1),
-                          dtype=np.int64)
+        scores = self.logits(x, edge_index, nodes=nodes, normalize=normalize)
+        return np.asarray(np.argmax(scores, axis=-1), dtype=np.int64)
 
     def trace(self, x: Any, edge_index: Any = None, *, nodes: Any = None
               ) -> dict[str, np.ndarray]:
@@ -206,20 +218,24 @@ class EngineModel:
                 "points have coordinates too large for float32 (infinite after "
                 "conversion); normalise the clouds"
             )
-        x = np.ascontiguousarray(points, dtype=np.float32)
-        return self._match_point_count(x), single
+        return np.ascontiguousarray(points, dtype=np.float32), single
 
-    def _match_point_count(self, x: np.ndarray) -> np.ndarray:
-        """The clouds the model will see, ``x (B, N, 3)``. The model was trained on clouds of
-        :attr:`num_points` points; this is the one place where clouds of another size are
-        brought to it (today: a warning, since accuracy can collapse at another density)."""
-        n = x.shape[1]
-        if self.num_points is not None and n != self.num_points:
-            warnings.warn(
-                f"the model was trained on clouds of {self.num_points} points, these have {n}: "
-                f"predictions may be poor; resample the clouds to {self.num_points} points",
-                UserWarning, stacklevel=4)
-        return x
+    # ------------------------------------------------------------------ real inputs
+
+    @property
+    def input_points(self) -> int | None:
+        """The training point count ``N`` (point-cloud models) when known, else ``None``: the
+        model file's record (:attr:`num_points`), or the pretrained model's card."""
+        n = self.num_points or self.meta.get("num_points")
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    def _real_input(self, points: Any, normalize: bool) -> Any:
+        """Resampling/normalisation of user clouds, kept out of the exact forward pass: see
+        :func:`bingnn.data.resample.to_model_input` (numpy only)."""
+        from bingnn.data.resample import to_model_input
+
+        return to_model_input(points, num_points=self.input_points,
+                              min_points=self.program.min_points, normalize=normalize)
 
     def _check_nodes(self, x: Any, edge_index: Any, nodes: Any
                      ) -> tuple[Any, Graph, np.ndarray | None, np.ndarray | None]:
@@ -263,15 +279,24 @@ def _target_rows(nodes: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | No
 def load(
     path: str | os.PathLike, *, num_threads: int | None = None, native: bool = True
 ) -> EngineModel:
-    """Load a ``.bgnn`` model file written by :func:`bingnn.export.export`.
+    """Load a ``.bgnn`` model file written by :func:`bingnn.export.export`, or a pretrained
+    student by its registered name (``"modelnet10-bf2"``, ``"modelnet10-rf"``; see
+    :mod:`bingnn.pretrained`). An existing path wins over a name.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (nor a registered name), or a registered model whose
+            files are not installed.
         ModelFileError: corrupt, truncated, foreign or newer-version file, or a description or
             arrays that do not follow :mod:`bingnn.engine.layers`.
     """
+    from bingnn.pretrained import resolve_engine_model
+
+    path, card = resolve_engine_model(path)
     model, arrays = read_model_file(path)
-    return EngineModel(model, arrays, num_threads=num_threads, native=native, source=str(path))
+    em = EngineModel(model, arrays, num_threads=num_threads, native=native, source=str(path))
+    if card is not None and em.is_point_model and em.input_points is None:
+        em.meta["num_points"] = int(card["num_points"])  # the card records the training N
+    return em
 
 
 __all__ += ["ModelFileError"]
