@@ -8,6 +8,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bingnn_core.hpp"
 #include "graph_kernels.hpp"
@@ -40,15 +41,26 @@ void check_csr(const Arr<int64_t>& indptr, const Arr<int32_t>& indices, int64_t 
         need(q[e] >= 0 && q[e] < m, std::string(what) + ": an index is out of range");
 }
 
-// The element type of a node-value array (float32, int8, int16 or int32), C-contiguous.
+// The element type of a 2-D node-value array (float32, int8, int16 or int32) whose rows are
+// contiguous (a column slice of a wider array is fine: see row_stride).
 Elem elem_of(const py::array& a, const char* what) {
-    need(static_cast<bool>(a.flags() & py::array::c_style),
-         std::string(what) + " must be C-contiguous");
+    need(a.ndim() == 2, std::string(what) + " must be 2-D");
+    need(a.size() == 0 ||
+             ((a.shape(0) <= 1 || (a.strides(0) >= a.shape(1) * a.itemsize() &&
+                                   a.strides(0) % a.itemsize() == 0)) &&
+              (a.shape(1) <= 1 || a.strides(1) == a.itemsize())),
+         std::string(what) + " must have contiguous, non-overlapping rows");
     if (a.dtype().is(py::dtype::of<float>())) return Elem::F32;
     if (a.dtype().is(py::dtype::of<int8_t>())) return Elem::I8;
     if (a.dtype().is(py::dtype::of<int16_t>())) return Elem::I16;
     if (a.dtype().is(py::dtype::of<int32_t>())) return Elem::I32;
     throw std::invalid_argument(std::string(what) + " must be float32, int8, int16 or int32");
+}
+
+// Elements from one row to the next.
+int64_t row_stride(const py::array& a) {
+    if (a.size() == 0 || a.shape(0) <= 1) return a.shape(1);
+    return a.strides(0) / static_cast<int64_t>(a.itemsize());
 }
 
 Elem parse_elem(const std::string& name) {
@@ -136,33 +148,104 @@ void bind_graph(py::module_& m) {
         "graph_aggregate",
         [](const py::array& h, const Arr<int64_t>& indptr, const Arr<int32_t>& indices,
            const py::object& weights, bool mean, int num_threads, const py::object& row_scale,
-           const py::object& alpha, const py::object& bias, const py::object& slope) {
+           const py::object& alpha, const py::object& t0_bias, const py::object& t0_alpha,
+           const py::object& second, const py::object& bias, const py::object& slope,
+           bool keep_rows, const py::object& signs, const py::object& scale) -> py::object {
             need(h.ndim() == 2, "h must be (M, C)");
             AggSource src;
             src.elem = elem_of(h, "h");
             src.data = h.data();
+            src.ld = row_stride(h);
             check_csr(indptr, indices, h.shape(0), "graph_aggregate");
             const int64_t rows = indptr.shape(0) - 1, c = h.shape(1);
-            Arr<float> wk, rk, ak, bk, sk;
+            Arr<float> wk, rk, ak, b0k, a0k, bk, sk;
             const float* wp = optional_vector(weights, indices.shape(0), wk, "weights");
             src.row_scale = optional_vector(row_scale, h.shape(0), rk, "row_scale");
             src.alpha = optional_vector(alpha, c, ak, "alpha");
-            const float* bp = optional_vector(bias, c, bk, "bias");
-            const float* sp = optional_vector(slope, c, sk, "slope");
-            Arr<float> out({rows, c});
+            RowEpilogue ep;
+            ep.t0_bias = optional_vector(t0_bias, c, b0k, "t0_bias");
+            ep.t0_alpha = optional_vector(t0_alpha, c, a0k, "t0_alpha");
+            ep.bias = optional_vector(bias, c, bk, "bias");
+            ep.slope = optional_vector(slope, c, sk, "slope");
+            std::vector<py::object> keep;
+            if (!second.is_none()) {
+                auto tup = second.cast<py::tuple>();
+                need(tup.size() == 4, "second is (x, row_scale, bias, alpha)");
+                py::array x = py::array::ensure(tup[0]);
+                need(x && x.ndim() == 2 && x.shape(0) == rows && x.shape(1) == c,
+                     "second's x must have the output's shape (rows, C)");
+                ep.second.elem = elem_of(x, "second's x");
+                ep.second.x = x.data();
+                ep.second.ld = row_stride(x);
+                keep.push_back(x);
+                Arr<float> a, b, r2;
+                ep.second.row_scale = optional_vector(tup[1], rows, r2, "second's row_scale");
+                ep.second.bias = optional_vector(tup[2], c, b, "second's bias");
+                ep.second.alpha = optional_vector(tup[3], c, a, "second's alpha");
+                keep.push_back(r2);
+                keep.push_back(b);
+                keep.push_back(a);
+            }
+            // What to write: the float rows, their signs, their node scale.
+            RowOutput ro;
+            Arr<float> out, lo, hi, beta, bs, bt;
+            Arr<uint8_t> neg;
+            Arr<uint64_t> bits;
+            if (keep_rows) {
+                out = Arr<float>({rows, c});
+                ro.out = out.mutable_data();
+            }
+            if (!signs.is_none()) {
+                auto tup = signs.cast<py::tuple>();
+                const auto mode = tup[0].cast<std::string>();
+                if (mode == "threshold") {
+                    need(tup.size() == 4, "signs is ('threshold', lo, hi, negate)");
+                    ro.sign = SignMode::Threshold;
+                    ro.lo = optional_vector(tup[1], c, lo, "lo");
+                    ro.hi = optional_vector(tup[2], c, hi, "hi");
+                    neg = tup[3].cast<Arr<uint8_t>>();
+                    need(neg.ndim() == 1 && neg.shape(0) == c, "negate must have shape (C,)");
+                    need(ro.lo && ro.hi, "lo and hi are needed");
+                    ro.negate = neg.data();
+                } else if (mode == "mean" || mode == "none") {
+                    ro.sign = mode == "mean" ? SignMode::Mean : SignMode::None;
+                } else {
+                    throw std::invalid_argument("signs mode must be threshold, mean or none");
+                }
+                bits = Arr<uint64_t>({rows, n_words(c)});
+                ro.bits = bits.mutable_data();
+            }
+            if (!scale.is_none()) {
+                auto tup = scale.cast<py::tuple>();
+                need(tup.size() == 3, "scale is (centering, bn_scale, bn_shift)");
+                ro.scale = parse_centering(tup[0].cast<std::string>());
+                ro.bn_scale = optional_vector(tup[1], c, bs, "bn_scale");
+                ro.bn_shift = optional_vector(tup[2], c, bt, "bn_shift");
+                need((ro.scale == Centering::BatchNorm) ==
+                         (ro.bn_scale != nullptr && ro.bn_shift != nullptr),
+                     "bn_scale and bn_shift are needed exactly for batchnorm centring");
+                beta = Arr<float>({rows});
+                ro.beta = beta.mutable_data();
+            }
+            need(keep_rows || ro.bits || ro.beta, "nothing to write");
             const int64_t* pp = indptr.data();
             const int32_t* xp = indices.data();
-            float* op = out.mutable_data();
             {
                 py::gil_scoped_release nogil;
-                graph_aggregate(src, c, pp, xp, wp, rows, mean, bp, sp, op, num_threads);
+                graph_aggregate(src, c, pp, xp, wp, rows, mean, ep, ro, num_threads);
             }
-            return out;
+            if (signs.is_none() && scale.is_none()) return out;
+            return py::make_tuple(keep_rows ? py::object(out) : py::none(),
+                                  ro.bits ? py::object(bits) : py::none(),
+                                  ro.beta ? py::object(beta) : py::none());
         },
         py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("weights"),
         py::arg("mean"), py::arg("num_threads") = 0, py::arg("row_scale") = py::none(),
-        py::arg("alpha") = py::none(), py::arg("bias") = py::none(),
-        py::arg("slope") = py::none());
+        py::arg("alpha") = py::none(), py::arg("t0_bias") = py::none(),
+        py::arg("t0_alpha") = py::none(), py::arg("second") = py::none(),
+        py::arg("bias") = py::none(), py::arg("slope") = py::none(),
+        py::arg("keep_rows") = true, py::arg("signs") = py::none(),
+        py::arg("scale") = py::none());
 
     m.def(
         "graph_feature_stats",
@@ -307,6 +390,7 @@ void bind_graph(py::module_& m) {
                 need(x.shape(0) == rows && x.shape(1) == c, "terms must share their shape");
                 t[i].elem = elem_of(x, "a term's x");
                 t[i].x = x.data();
+                t[i].ld = row_stride(x);
                 keep.push_back(x);
                 Arr<float> rs, b, a;
                 t[i].row_scale = optional_vector(tup[1], rows, rs, "row_scale");

@@ -20,34 +20,45 @@
 
 #include "bingnn_core.hpp"
 #include "graph_kernels.hpp"
+#include "graph_rows.hpp"
 
 namespace bingnn {
 namespace {
 
 template <class T>
 inline const T* row_of(const AggSource& s, int64_t j, int64_t c) {
-    return static_cast<const T*>(s.data) + j * c;
+    return static_cast<const T*>(s.data) + j * (s.ld ? s.ld : c);
 }
 
-// The finished row: mean, bias, PReLU (scalar; a row is a few hundred floats).
-inline void finish_row(float* o, int64_t c, int64_t deg, bool mean, const float* bias,
-                       const float* slope) {
+// The finished row: mean, the epilogue, then its bits / node scale (graph_rows.hpp). `v` is
+// c floats of scratch.
+BINGNN_INLINE void finish_row(float* o, int64_t r, int64_t c, int64_t deg, bool mean,
+                              const RowEpilogue& ep, const RowOutput& ro, float* v) {
     if (mean) {
         const float d = static_cast<float>(std::max<int64_t>(1, deg));
         for (int64_t j = 0; j < c; ++j) o[j] = o[j] / d;
     }
-    if (bias)
-        for (int64_t j = 0; j < c; ++j) o[j] = o[j] + bias[j];
-    if (slope)
-        for (int64_t j = 0; j < c; ++j) o[j] = o[j] >= 0.0f ? o[j] : o[j] * slope[j];
+    rows::finish(o, r, c, ep, v);
+    rows::emit(o, r, c, ro, v);
 }
+
+// Per-thread scratch: the accumulated row when the float rows are not kept, and c floats for
+// the epilogue.
+struct Scratch {
+    std::vector<float> row, v;
+    Scratch(int64_t c) : row(static_cast<size_t>(c)), v(static_cast<size_t>(c)) {}
+    float* at(const RowOutput& ro, int64_t r, int64_t c) {
+        return ro.out ? ro.out + r * c : row.data();
+    }
+};
 
 template <class T>
 void rows_scalar(const AggSource& s, int64_t c, const int64_t* indptr, const int32_t* indices,
-                 const float* weights, int64_t r0, int64_t r1, bool mean, const float* bias,
-                 const float* slope, float* out) {
+                 const float* weights, int64_t r0, int64_t r1, bool mean, const RowEpilogue& ep,
+                 const RowOutput& ro) {
+    Scratch sc(c);
     for (int64_t r = r0; r < r1; ++r) {
-        float* o = out + r * c;
+        float* o = sc.at(ro, r, c);
         for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e) {
             const int64_t src = indices[e];
@@ -62,15 +73,25 @@ void rows_scalar(const AggSource& s, int64_t c, const int64_t* indptr, const int
                 o[j] = o[j] + v;
             }
         }
-        finish_row(o, c, indptr[r + 1] - indptr[r], mean, bias, slope);
+        finish_row(o, r, c, indptr[r + 1] - indptr[r], mean, ep, ro, sc.v.data());
     }
 }
 
 #if BINGNN_X86
 // Whole rows at a time: each neighbour row is read once, front to back, and added into the
-// output row, which stays in L1. The start of the next neighbours' rows is prefetched (they
-// are random accesses into h; the hardware prefetcher follows each row once it started).
-constexpr int64_t kAhead = 4;
+// output row, which stays in L1. The source rows kAhead entries ahead are prefetched, across
+// the boundaries between output rows (on a power-law graph most rows have a handful of
+// entries, so a prefetch within one row would rarely happen).
+constexpr int64_t kAhead = 8;
+
+template <class T>
+inline void prefetch_source(const AggSource& s, const int32_t* indices, int64_t e, int64_t c) {
+    const int64_t next = indices[e];
+    const char* p = reinterpret_cast<const char*>(row_of<T>(s, next, c));
+    const int64_t bytes = c * static_cast<int64_t>(sizeof(T));
+    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    if (s.row_scale) _mm_prefetch(reinterpret_cast<const char*>(s.row_scale + next), _MM_HINT_T0);
+}
 
 // 16 values from p as float32 (exact for the integer types); the last partial block of a row
 // goes through a zeroed buffer.
@@ -100,21 +121,20 @@ BINGNN_AVX512 inline __m512 load16(const T* p, int64_t n) {
 template <class T>
 BINGNN_AVX512 void rows_avx512(const AggSource& s, int64_t c, const int64_t* indptr,
                                const int32_t* indices, const float* weights, int64_t r0,
-                               int64_t r1, bool mean, const float* bias, const float* slope,
-                               float* out) {
+                               int64_t r1, bool mean, const RowEpilogue& ep, const RowOutput& ro) {
+    Scratch sc(c);
+    const int64_t e_stop = indptr[r1];
     const int64_t full = c / 16 * 16;
     const __mmask16 tail = static_cast<__mmask16>((1u << (c - full)) - 1u);
     alignas(64) float alpha_tail[16] = {};
     if (s.alpha && full < c)
         std::memcpy(alpha_tail, s.alpha + full, static_cast<size_t>(c - full) * sizeof(float));
     for (int64_t r = r0; r < r1; ++r) {
-        float* o = out + r * c;
+        float* o = sc.at(ro, r, c);
         for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         const int64_t b = indptr[r], e_end = indptr[r + 1];
         for (int64_t e = b; e < e_end; ++e) {
-            if (e + kAhead < e_end)
-                _mm_prefetch(reinterpret_cast<const char*>(
-                                 row_of<T>(s, indices[e + kAhead], c)), _MM_HINT_T0);
+            if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
             const int64_t src = indices[e];
             const T* x = row_of<T>(s, src, c);
             const __m512 rs = _mm512_set1_ps(s.row_scale ? s.row_scale[src] : 1.0f);
@@ -135,7 +155,7 @@ BINGNN_AVX512 void rows_avx512(const AggSource& s, int64_t c, const int64_t* ind
                 }
             }
         }
-        finish_row(o, c, e_end - b, mean, bias, slope);
+        finish_row(o, r, c, e_end - b, mean, ep, ro, sc.v.data());
     }
 }
 
@@ -157,16 +177,16 @@ BINGNN_AVX2 inline __m256 load8(const T* p) {
 template <class T>
 BINGNN_AVX2 void rows_avx2(const AggSource& s, int64_t c, const int64_t* indptr,
                            const int32_t* indices, const float* weights, int64_t r0, int64_t r1,
-                           bool mean, const float* bias, const float* slope, float* out) {
+                           bool mean, const RowEpilogue& ep, const RowOutput& ro) {
+    Scratch sc(c);
+    const int64_t e_stop = indptr[r1];
     const int64_t full = c / 8 * 8;
     for (int64_t r = r0; r < r1; ++r) {
-        float* o = out + r * c;
+        float* o = sc.at(ro, r, c);
         for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         const int64_t b = indptr[r], e_end = indptr[r + 1];
         for (int64_t e = b; e < e_end; ++e) {
-            if (e + kAhead < e_end)
-                _mm_prefetch(reinterpret_cast<const char*>(
-                                 row_of<T>(s, indices[e + kAhead], c)), _MM_HINT_T0);
+            if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
             const int64_t src = indices[e];
             const T* x = row_of<T>(s, src, c);
             const float rsf = s.row_scale ? s.row_scale[src] : 1.0f;
@@ -187,7 +207,7 @@ BINGNN_AVX2 void rows_avx2(const AggSource& s, int64_t c, const int64_t* indptr,
                 o[j] = o[j] + v;
             }
         }
-        finish_row(o, c, e_end - b, mean, bias, slope);
+        finish_row(o, r, c, e_end - b, mean, ep, ro, sc.v.data());
     }
 }
 #endif
@@ -195,45 +215,41 @@ BINGNN_AVX2 void rows_avx2(const AggSource& s, int64_t c, const int64_t* indptr,
 template <class T>
 void run_rows(Level level, const AggSource& s, int64_t c, const int64_t* indptr,
               const int32_t* indices, const float* weights, int64_t r0, int64_t r1, bool mean,
-              const float* bias, const float* slope, float* out) {
+              const RowEpilogue& ep, const RowOutput& ro) {
 #if BINGNN_X86
     if (level == Level::Avx512) {
-        rows_avx512<T>(s, c, indptr, indices, weights, r0, r1, mean, bias, slope, out);
+        rows_avx512<T>(s, c, indptr, indices, weights, r0, r1, mean, ep, ro);
         return;
     }
     if (level == Level::Avx2) {
-        rows_avx2<T>(s, c, indptr, indices, weights, r0, r1, mean, bias, slope, out);
+        rows_avx2<T>(s, c, indptr, indices, weights, r0, r1, mean, ep, ro);
         return;
     }
 #endif
     (void)level;
-    rows_scalar<T>(s, c, indptr, indices, weights, r0, r1, mean, bias, slope, out);
+    rows_scalar<T>(s, c, indptr, indices, weights, r0, r1, mean, ep, ro);
 }
 
 }  // namespace
 
 void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
                      const int32_t* indices, const float* weights, int64_t rows, bool mean,
-                     const float* bias, const float* slope, float* out, int num_threads) {
+                     const RowEpilogue& ep, const RowOutput& ro, int num_threads) {
     if (rows <= 0 || c == 0) return;
     const Level level = active_level();
     auto run = [&](int64_t r0, int64_t r1) {
         switch (src.elem) {
             case Elem::F32:
-                run_rows<float>(level, src, c, indptr, indices, weights, r0, r1, mean, bias,
-                                slope, out);
+                run_rows<float>(level, src, c, indptr, indices, weights, r0, r1, mean, ep, ro);
                 break;
             case Elem::I8:
-                run_rows<int8_t>(level, src, c, indptr, indices, weights, r0, r1, mean, bias,
-                                 slope, out);
+                run_rows<int8_t>(level, src, c, indptr, indices, weights, r0, r1, mean, ep, ro);
                 break;
             case Elem::I16:
-                run_rows<int16_t>(level, src, c, indptr, indices, weights, r0, r1, mean, bias,
-                                  slope, out);
+                run_rows<int16_t>(level, src, c, indptr, indices, weights, r0, r1, mean, ep, ro);
                 break;
             case Elem::I32:
-                run_rows<int32_t>(level, src, c, indptr, indices, weights, r0, r1, mean, bias,
-                                  slope, out);
+                run_rows<int32_t>(level, src, c, indptr, indices, weights, r0, r1, mean, ep, ro);
                 break;
         }
     };

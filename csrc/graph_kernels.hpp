@@ -38,22 +38,69 @@ void graph_gcn_csr(const int64_t* indptr, const int32_t* indices, int64_t n, flo
 // layer's +-1 sums of 0/1 features, binary GEMM results).
 enum class Elem : int { F32 = 0, I8 = 1, I16 = 2, I32 = 3 };
 
+// One term of the float32 epilogue: value = ((x * row_scale[r]) + bias[c]) * alpha[c], each
+// step rounded and skipped when its pointer is null; x (rows, c) of type `elem`.
+struct AffineTerm {
+    const void* x = nullptr;
+    Elem elem = Elem::F32;
+    int64_t ld = 0;  // elements from one row of x to the next (0: c)
+    const float* row_scale = nullptr;
+    const float* bias = nullptr;
+    const float* alpha = nullptr;
+};
+
+// What follows an aggregated row o (row r): o = (o + t0_bias) * t0_alpha, plus the row-r
+// value of `second` (when second.x is set), plus bias, then prelu(o, slope); each step rounded
+// and skipped when its pointer is null.
+struct RowEpilogue {
+    const float* t0_bias = nullptr;
+    const float* t0_alpha = nullptr;
+    AffineTerm second{};
+    const float* bias = nullptr;
+    const float* slope = nullptr;
+};
+
+// Centring modes of center_sign / node_scale.
+enum class Centering : int { None = 0, Mean = 1, BatchNorm = 2 };
+
+// How a row's signs are taken: a per-channel threshold predicate
+// negate_c XOR (v >= hi_c OR v <= lo_c), or v >= centre with the per-node centre (mean: ATen's
+// row sum / c; none: 0).
+enum class SignMode : int { Threshold = 0, Mean = 1, None = 2 };
+
+// Where a finished row goes: the float row (`out`, rows x c), and/or its packed signs (`bits`,
+// rows x ceil(c / 64)) and Bi-GCN's node scale of it (`beta`, rows). Without `out` the float
+// rows are never stored (a per-thread scratch row holds them).
+struct RowOutput {
+    float* out = nullptr;
+    uint64_t* bits = nullptr;
+    SignMode sign = SignMode::Threshold;
+    const float* lo = nullptr;
+    const float* hi = nullptr;
+    const uint8_t* negate = nullptr;
+    float* beta = nullptr;
+    Centering scale = Centering::None;
+    const float* bn_scale = nullptr;
+    const float* bn_shift = nullptr;
+};
+
 // A source of messages: h (m, c) of type `elem`; each value enters as
 // u = ((float(h) * row_scale[j]) * alpha[c]) (each step rounded, skipped when null).
 struct AggSource {
     const void* data = nullptr;
     Elem elem = Elem::F32;
+    int64_t ld = 0;  // elements from one row of h to the next (0: c)
     const float* row_scale = nullptr;  // (m) per source node
     const float* alpha = nullptr;      // (c) per channel
 };
 
-// out (rows, c): for each row r, the sum over its entries e, in order and from +0.0, of
+// Row r (of rows): the sum over its entries e, in order and from +0.0, of
 // (weights ? round(weights[e] * u[indices[e]]) : u[indices[e]]); with `mean`, divided by
-// max(1, entries of the row); then out = round(out + bias[c]) and out = prelu(out, slope)
-// when given. indices in [0, m).
+// max(1, entries of the row); then the epilogue `ep`; then written as `ro` says.
+// indices in [0, m).
 void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
                      const int32_t* indices, const float* weights, int64_t rows, bool mean,
-                     const float* bias, const float* slope, float* out, int num_threads);
+                     const RowEpilogue& ep, const RowOutput& ro, int num_threads);
 
 // Statistics of dense features x (rows, f) in one pass: whether every value is finite,
 // whether every value is an integer, and the largest row sum of |x| (inf if not finite).
@@ -86,8 +133,6 @@ void graph_threshold_pack(const float* v, int64_t rows, int64_t c, const float* 
 // ATen's sum of one row of c floats (vectorized_inner_sum with 8-float lanes).
 float aten_row_sum(const float* x, int64_t c);
 
-// Centring modes of center_sign / node_scale.
-enum class Centering : int { None = 0, Mean = 1, BatchNorm = 2 };
 
 // Packed signs of v - centre(v) per row: bit set where v >= centre (Mean: aten_row_sum / c;
 // None: 0).
@@ -99,16 +144,6 @@ void graph_center_sign(const float* v, int64_t rows, int64_t c, Centering mode, 
 void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
                       const float* bn_scale, const float* bn_shift, float* beta,
                       int num_threads);
-
-// One term of the float32 epilogue: value = ((x * row_scale[r]) + bias[c]) * alpha[c], each
-// step rounded and skipped when its pointer is null; x (rows, c) of type `elem`.
-struct AffineTerm {
-    const void* x = nullptr;
-    Elem elem = Elem::F32;
-    const float* row_scale = nullptr;
-    const float* bias = nullptr;
-    const float* alpha = nullptr;
-};
 
 // out (rows, c) = prelu(((term0 + term1) + bias), slope) with up to two terms (n_terms 1 or 2);
 // bias / slope null to skip; prelu(v) = v >= 0 ? v : round(v * slope).

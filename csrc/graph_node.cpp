@@ -18,6 +18,7 @@
 
 #include "bingnn_core.hpp"
 #include "graph_kernels.hpp"
+#include "graph_rows.hpp"
 
 namespace bingnn {
 namespace {
@@ -83,10 +84,13 @@ BINGNN_AVX512 void gather_row_avx512(const float* t, int64_t c_out, const Entrie
 }
 #endif
 
-// Integer version for exact-integer inputs: z += int(v) * s_f in int32 (exact). Returns false
-// when a value is not an integer or the row's sum of |v| exceeds `limit` (nothing is then cast).
-bool gather_row_int(const int32_t* t, int64_t c_out, const Entries& e, int32_t* acc,
-                    double limit) {
+// Integer version for exact-integer inputs: z += int(v) * s_f, exact in the accumulator type
+// (int16 when every row's sum of |v| is at most 32767, so no partial sum can overflow).
+// Returns false when a value is not an integer or the row's sum of |v| exceeds `limit`
+// (checked before the value is used).
+template <class Acc>
+BINGNN_INLINE bool gather_int_body(const Acc* __restrict t, int64_t c_out, const Entries& e,
+                                   Acc* __restrict acc, double limit) {
     for (int64_t o = 0; o < c_out; ++o) acc[o] = 0;
     double l1 = 0.0;
     for (int64_t q = 0; q < e.n; ++q) {
@@ -94,15 +98,94 @@ bool gather_row_int(const int32_t* t, int64_t c_out, const Entries& e, int32_t* 
         const float iv = std::nearbyint(v);
         l1 += std::fabs(static_cast<double>(v));
         if (iv != v || l1 > limit) return false;
-        const auto k = static_cast<int32_t>(iv);
-        const int32_t* tf = t + static_cast<int64_t>(e.f[q]) * c_out;
+        const auto k = static_cast<Acc>(iv);
+        const Acc* __restrict tf = t + static_cast<int64_t>(e.f[q]) * c_out;
         if (k == 1) {
-            for (int64_t o = 0; o < c_out; ++o) acc[o] += tf[o];
+            for (int64_t o = 0; o < c_out; ++o) acc[o] = static_cast<Acc>(acc[o] + tf[o]);
         } else {
-            for (int64_t o = 0; o < c_out; ++o) acc[o] += k * tf[o];
+            for (int64_t o = 0; o < c_out; ++o) acc[o] = static_cast<Acc>(acc[o] + k * tf[o]);
         }
     }
     return true;
+}
+
+template <class Acc>
+bool gather_int_scalar(const Acc* t, int64_t c_out, const Entries& e, Acc* acc, double limit) {
+    return gather_int_body(t, c_out, e, acc, limit);
+}
+
+#if BINGNN_X86
+template <class Acc>
+BINGNN_AVX2 bool gather_int_avx2(const Acc* t, int64_t c_out, const Entries& e, Acc* acc,
+                                 double limit) {
+    return gather_int_body(t, c_out, e, acc, limit);
+}
+
+template <class Acc>
+BINGNN_AVX512 bool gather_int_avx512(const Acc* t, int64_t c_out, const Entries& e, Acc* acc,
+                                     double limit) {
+    return gather_int_body(t, c_out, e, acc, limit);
+}
+
+// The non-zero entries of a dense row, 16 floats per compare-and-compress.
+BINGNN_AVX512 int64_t compact_avx512(const float* x, int64_t f_in, int32_t* f_buf,
+                                     float* v_buf) {
+    int64_t n = 0;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                           15);
+    int64_t f = 0;
+    for (; f + 16 <= f_in; f += 16) {
+        const __m512 v = _mm512_loadu_ps(x + f);
+        const __mmask16 nz = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        if (!nz) continue;
+        const __m512i ids = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(f)));
+        _mm512_mask_compressstoreu_epi32(f_buf + n, nz, ids);
+        _mm512_mask_compressstoreu_ps(v_buf + n, nz, v);
+        n += __builtin_popcount(nz);
+    }
+    for (; f < f_in; ++f)
+        if (x[f] != 0.0f) {
+            f_buf[n] = static_cast<int32_t>(f);
+            v_buf[n++] = x[f];
+        }
+    return n;
+}
+#endif
+
+int64_t compact_scalar(const float* x, int64_t f_in, int32_t* f_buf, float* v_buf) {
+    int64_t n = 0;
+    for (int64_t f = 0; f < f_in; ++f)
+        if (x[f] != 0.0f) {
+            f_buf[n] = static_cast<int32_t>(f);
+            v_buf[n++] = x[f];
+        }
+    return n;
+}
+
+template <class Acc>
+bool gather_int(Level level, const Acc* t, int64_t c_out, const Entries& e, Acc* acc,
+                double limit) {
+#if BINGNN_X86
+    if (level == Level::Avx512) return gather_int_avx512(t, c_out, e, acc, limit);
+    if (level == Level::Avx2) return gather_int_avx2(t, c_out, e, acc, limit);
+#endif
+    (void)level;
+    return gather_int_scalar(t, c_out, e, acc, limit);
+}
+
+// Narrow the accumulated row into the output type.
+template <class Acc>
+void store_row(const Acc* acc, int64_t c_out, Elem elem, void* z, int64_t r) {
+    if (elem == Elem::I8) {
+        auto* o = static_cast<int8_t*>(z) + r * c_out;
+        for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int8_t>(acc[q]);
+    } else if (elem == Elem::I16) {
+        auto* o = static_cast<int16_t*>(z) + r * c_out;
+        for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int16_t>(acc[q]);
+    } else {
+        auto* o = static_cast<int32_t*>(z) + r * c_out;
+        for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int32_t>(acc[q]);
+    }
 }
 
 // Runs the gather-add over all rows; entries_of(r, f_buf, v_buf) returns row r's entries
@@ -114,19 +197,20 @@ bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t 
     const std::vector<float> table = sign_table(w, c_out, f_in);
     const float* t = table.data();
     const Level level = active_level();
-    std::vector<int32_t> ti;
-    if (elem != Elem::F32) {
-        ti.resize(table.size());
-        for (size_t q = 0; q < table.size(); ++q) ti[q] = static_cast<int32_t>(table[q]);
-    }
+    const bool narrow = elem == Elem::I8 || elem == Elem::I16;
+    std::vector<int16_t> t16(narrow ? table.size() : 0);
+    std::vector<int32_t> t32(elem == Elem::I32 ? table.size() : 0);
+    for (size_t q = 0; q < t16.size(); ++q) t16[q] = static_cast<int16_t>(table[q]);
+    for (size_t q = 0; q < t32.size(); ++q) t32[q] = static_cast<int32_t>(table[q]);
     const double limit = elem == Elem::I8 ? 127.0 : elem == Elem::I16 ? 32767.0 : 2147483647.0;
     std::atomic<bool> ok{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
         std::vector<int32_t> f_buf(static_cast<size_t>(f_in));
         std::vector<float> v_buf(static_cast<size_t>(f_in));
-        std::vector<int32_t> acc(elem == Elem::F32 ? 0 : static_cast<size_t>(c_out));
+        std::vector<int16_t> a16(narrow ? static_cast<size_t>(c_out) : 0);
+        std::vector<int32_t> a32(elem == Elem::I32 ? static_cast<size_t>(c_out) : 0);
         for (int64_t r = r0; r < r1; ++r) {
-            const Entries e = entries_of(r, f_buf.data(), v_buf.data());
+            const Entries e = entries_of(r, level, f_buf.data(), v_buf.data());
             if (elem == Elem::F32) {
                 float* zr = static_cast<float*>(z) + r * c_out;
 #if BINGNN_X86
@@ -138,22 +222,19 @@ bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t 
                 gather_row_scalar(t, c_out, e, zr);
                 continue;
             }
-            if (!gather_row_int(ti.data(), c_out, e, acc.data(), limit)) {
+            const bool row_ok = narrow ? gather_int(level, t16.data(), c_out, e, a16.data(), limit)
+                                       : gather_int(level, t32.data(), c_out, e, a32.data(),
+                                                    limit);
+            if (!row_ok) {
                 ok = false;
                 return;
             }
-            if (elem == Elem::I8) {
-                auto* o = static_cast<int8_t*>(z) + r * c_out;
-                for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int8_t>(acc[q]);
-            } else if (elem == Elem::I16) {
-                auto* o = static_cast<int16_t*>(z) + r * c_out;
-                for (int64_t q = 0; q < c_out; ++q) o[q] = static_cast<int16_t>(acc[q]);
-            } else {
-                std::copy(acc.begin(), acc.end(), static_cast<int32_t*>(z) + r * c_out);
-            }
+            if (narrow)
+                store_row(a16.data(), c_out, elem, z, r);
+            else
+                store_row(a32.data(), c_out, elem, z, r);
         }
     });
-    (void)level;
     return ok;
 }
 
@@ -224,7 +305,7 @@ bool graph_signed_linear_csr(const int64_t* indptr, const int32_t* indices, cons
     const int64_t nnz = indptr[rows] - indptr[0];
     const int64_t grain = std::max<int64_t>(16, rows * 2048 / std::max<int64_t>(1, nnz * c_out));
     return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
-                              [&](int64_t r, int32_t*, float*) {
+                              [&](int64_t r, Level, int32_t*, float*) {
                                   const int64_t b = indptr[r];
                                   return Entries{indices + b, data ? data + b : nullptr,
                                                  indptr[r + 1] - b};
@@ -235,15 +316,16 @@ bool graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const
                                int64_t c_out, Elem out, void* z, int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, f_in));
     return signed_linear_rows(w, c_out, f_in, rows, out, z, num_threads, grain,
-                              [&](int64_t r, int32_t* f_buf, float* v_buf) {
+                              [&](int64_t r, Level level, int32_t* f_buf, float* v_buf) {
                                   const float* xr = x + r * f_in;
-                                  int64_t n = 0;
-                                  for (int64_t f = 0; f < f_in; ++f)
-                                      if (xr[f] != 0.0f) {
-                                          f_buf[n] = static_cast<int32_t>(f);
-                                          v_buf[n++] = xr[f];
-                                      }
-                                  return Entries{f_buf, v_buf, n};
+#if BINGNN_X86
+                                  if (level == Level::Avx512)
+                                      return Entries{f_buf, v_buf,
+                                                     compact_avx512(xr, f_in, f_buf, v_buf)};
+#endif
+                                  (void)level;
+                                  return Entries{f_buf, v_buf,
+                                                 compact_scalar(xr, f_in, f_buf, v_buf)};
                               });
 }
 
@@ -366,71 +448,98 @@ void graph_center_sign(const float* v, int64_t rows, int64_t c, Centering mode, 
     });
 }
 
+namespace {
+
+void node_scale_scalar(const float* v, int64_t r0, int64_t r1, int64_t c, Centering mode,
+                       const float* s, const float* t, float* beta, float* a) {
+    for (int64_t r = r0; r < r1; ++r) beta[r] = rows::node_scale_row(v + r * c, c, mode, s, t, a);
+}
+
+#if BINGNN_X86
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void node_scale_avx512(
+    const float* v, int64_t r0, int64_t r1, int64_t c, Centering mode, const float* s,
+    const float* t, float* beta, float* a) {
+    for (int64_t r = r0; r < r1; ++r) beta[r] = rows::node_scale_row(v + r * c, c, mode, s, t, a);
+}
+#endif
+
+}  // namespace
+
 void graph_node_scale(const float* v, int64_t rows, int64_t c, Centering mode,
                       const float* bn_scale, const float* bn_shift, float* beta,
                       int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 16384 / std::max<int64_t>(1, c));
+    const Level level = active_level();
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
         std::vector<float> a(static_cast<size_t>(c));
-        for (int64_t r = r0; r < r1; ++r) {
-            const float* x = v + r * c;
-            if (mode == Centering::BatchNorm) {
-                for (int64_t j = 0; j < c; ++j)
-                    a[static_cast<size_t>(j)] = std::fabs(std::fmaf(x[j], bn_scale[j],
-                                                                    bn_shift[j]));
-            } else {
-                const float m = mode == Centering::Mean
-                                    ? aten_row_sum(x, c) / static_cast<float>(c)
-                                    : 0.0f;
-                for (int64_t j = 0; j < c; ++j) {
-                    const float d = mode == Centering::Mean ? x[j] - m : x[j];
-                    a[static_cast<size_t>(j)] = std::fabs(d);
-                }
-            }
-            beta[r] = aten_row_sum(a.data(), c) / static_cast<float>(c);
+#if BINGNN_X86
+        if (level == Level::Avx512) {
+            node_scale_avx512(v, r0, r1, c, mode, bn_scale, bn_shift, beta, a.data());
+            return;
         }
+#endif
+        (void)level;
+        node_scale_scalar(v, r0, r1, c, mode, bn_scale, bn_shift, beta, a.data());
     });
 }
 
 namespace {
 
-inline float elem_at(const void* x, Elem e, int64_t i) {
-    switch (e) {
-        case Elem::I8:
-            return static_cast<float>(static_cast<const int8_t*>(x)[i]);
-        case Elem::I16:
-            return static_cast<float>(static_cast<const int16_t*>(x)[i]);
-        case Elem::I32:
-            return static_cast<float>(static_cast<const int32_t*>(x)[i]);
-        default:
-            return static_cast<const float*>(x)[i];
+BINGNN_INLINE void affine_body(const AffineTerm* terms, int n_terms, int64_t r0, int64_t r1,
+                               int64_t c, const float* bias, const float* slope, float* out,
+                               float* v) {
+    for (int64_t r = r0; r < r1; ++r) {
+        float* o = out + r * c;
+        rows::term_row(terms[0], r, c, o);
+        for (int t = 1; t < n_terms; ++t) {
+            rows::term_row(terms[t], r, c, v);
+            rows::add_into(o, v, c);
+        }
+        if (bias)
+            for (int64_t j = 0; j < c; ++j) o[j] = o[j] + bias[j];
+        if (slope) rows::prelu(o, c, slope);
     }
 }
+
+void affine_scalar(const AffineTerm* terms, int n_terms, int64_t r0, int64_t r1, int64_t c,
+                   const float* bias, const float* slope, float* out, float* v) {
+    affine_body(terms, n_terms, r0, r1, c, bias, slope, out, v);
+}
+
+#if BINGNN_X86
+BINGNN_AVX2 void affine_avx2(const AffineTerm* terms, int n_terms, int64_t r0, int64_t r1,
+                             int64_t c, const float* bias, const float* slope, float* out,
+                             float* v) {
+    affine_body(terms, n_terms, r0, r1, c, bias, slope, out, v);
+}
+
+BINGNN_AVX512 void affine_avx512(const AffineTerm* terms, int n_terms, int64_t r0, int64_t r1,
+                                 int64_t c, const float* bias, const float* slope, float* out,
+                                 float* v) {
+    affine_body(terms, n_terms, r0, r1, c, bias, slope, out, v);
+}
+#endif
 
 }  // namespace
 
 void graph_affine(const AffineTerm* terms, int n_terms, int64_t rows, int64_t c,
                   const float* bias, const float* slope, float* out, int num_threads) {
     const int64_t grain = std::max<int64_t>(16, 32768 / std::max<int64_t>(1, c));
+    const Level level = active_level();
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            float* o = out + r * c;
-            for (int t = 0; t < n_terms; ++t) {
-                const AffineTerm& a = terms[t];
-                const float rs = a.row_scale ? a.row_scale[r] : 1.0f;
-                for (int64_t j = 0; j < c; ++j) {
-                    float v = elem_at(a.x, a.elem, r * c + j);
-                    if (a.row_scale) v = v * rs;
-                    if (a.bias) v = v + a.bias[j];
-                    if (a.alpha) v = v * a.alpha[j];
-                    o[j] = t == 0 ? v : o[j] + v;
-                }
-            }
-            if (bias)
-                for (int64_t j = 0; j < c; ++j) o[j] = o[j] + bias[j];
-            if (slope)
-                for (int64_t j = 0; j < c; ++j) o[j] = o[j] >= 0.0f ? o[j] : o[j] * slope[j];
+        std::vector<float> v(static_cast<size_t>(c));
+#if BINGNN_X86
+        if (level == Level::Avx512) {
+            affine_avx512(terms, n_terms, r0, r1, c, bias, slope, out, v.data());
+            return;
         }
+        if (level == Level::Avx2) {
+            affine_avx2(terms, n_terms, r0, r1, c, bias, slope, out, v.data());
+            return;
+        }
+#endif
+        (void)level;
+        affine_scalar(terms, n_terms, r0, r1, c, bias, slope, out, v.data());
     });
 }
 

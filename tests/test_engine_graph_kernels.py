@@ -29,7 +29,10 @@ def at_every_level(fn):
     for level, out in zip(LEVELS[1:], outs[1:], strict=True):
         for a, b in zip(outs[0] if isinstance(outs[0], tuple) else (outs[0],),
                         out if isinstance(out, tuple) else (out,), strict=True):
-            np.testing.assert_array_equal(a, b, err_msg=f"{level} differs from scalar")
+            if a is None or b is None:
+                assert a is None and b is None
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{level} differs from scalar")
     return outs[0]
 
 
@@ -85,15 +88,49 @@ def test_gcn_csr(n: int, e: int, fill: float, seed: int) -> None:
 @SETTINGS
 @given(rows=st.integers(0, 30), m=st.integers(0, 30), c=st.integers(1, 150),
        max_deg=st.integers(0, 40), weighted=st.booleans(), mean=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_aggregate(rows, m, c, max_deg, weighted, mean, seed) -> None:
+       dtype=st.sampled_from(["float32", "int8", "int16", "int32"]),
+       flags=st.lists(st.booleans(), min_size=9, max_size=9),
+       out=st.sampled_from(["rows", "threshold", "mean", "none"]),
+       scale=st.sampled_from([None, "batchnorm", "mean", "none"]), seed=st.integers(0, 2**16))
+def test_aggregate(rows, m, c, max_deg, weighted, mean, dtype, flags, out, scale, seed) -> None:
+    """Messages of any element type, rescaled on the fly; the row epilogue (bias, rescale, a
+    second term, bias, PReLU); the rows, or their signs and node scale instead."""
     rng = np.random.default_rng(seed)
-    h = mixed(rng, (m, c))
+    h = (mixed(rng, (m, c)) if dtype == "float32"
+         else rng.integers(-100, 100, (m, c)).astype(dtype))
     indptr, indices = random_csr(rng, rows, m, max_deg if m else 0)
+    vec = lambda: rng.normal(size=c).astype(np.float32)  # noqa: E731
     w = rng.random(indices.size).astype(np.float32) if weighted else None
-    want = gref.aggregate(h, indptr, indices, w, mean)
-    got = at_every_level(lambda: _native.graph_aggregate(h, indptr, indices, w, mean, 0))
-    np.testing.assert_array_equal(got, want)
+    kw = {
+        "row_scale": rng.normal(size=m).astype(np.float32) if flags[0] else None,
+        "alpha": vec() if flags[1] else None,
+        "t0_bias": vec() if flags[2] else None,
+        "t0_alpha": vec() if flags[3] else None,
+        "second": ((rng.integers(-9, 9, (rows, c)).astype(np.int8) if flags[5]
+                    else mixed(rng, (rows, c))), None, vec() if flags[6] else None, vec())
+        if flags[4] else None,
+        "bias": vec() if flags[7] else None,
+        "slope": vec() if flags[8] else None,
+    }
+    if out != "rows" or scale is not None:
+        lo = rng.normal(size=c).astype(np.float32)
+        signs = (None if out == "rows" else ("threshold", lo, lo + 1, (rng.random(c) < 0.3)
+                                              .astype(np.uint8)) if out == "threshold"
+                 else (out,))
+        sc = None if scale is None else (scale, vec(), vec()) if scale == "batchnorm" else (
+            scale, None, None)
+        kw.update(keep_rows=bool(flags[0]), signs=signs, scale=sc)
+    want = gref.aggregate(h, indptr, indices, w, mean, **kw)
+    got = at_every_level(lambda: _tuple(_native.graph_aggregate(h, indptr, indices, w, mean, 0,
+                                                                **kw)))
+    for a, b in zip(got, _tuple(want), strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
 
 
 def test_aggregate_is_pyg_scatter_order() -> None:
@@ -139,6 +176,21 @@ def test_signed_linear(rows, f, c, density, binary, seed) -> None:
     if binary:  # 0/1 inputs: exact integers, equal to the +-1 matmul in any order
         s = np.where(np.unpackbits(w.view(np.uint8), axis=1, bitorder="little")[:, :f], 1, -1)
         np.testing.assert_array_equal(want, (x.astype(np.int64) @ s.T).astype(np.float32))
+    finite, integral, l1 = _native.graph_feature_stats(x, 0)
+    assert finite and integral == bool((x == np.rint(x)).all())
+    assert np.isclose(l1, np.abs(x.astype(np.float64)).sum(1).max() if rows else 0.0,
+                      rtol=1e-12)  # exact for integer features (the case that uses it)
+    for kind, limit in (("int8", 127), ("int16", 32767)):
+        if integral and l1 <= limit:
+            got = at_every_level(lambda k=kind: _native.graph_signed_linear_dense(x, w, 0, k))
+            assert got.dtype == np.dtype(kind)
+            np.testing.assert_array_equal(got, want.astype(kind))
+            got = at_every_level(lambda k=kind: _native.graph_signed_linear_csr(
+                indptr, indices, data, w, f, 0, k))
+            np.testing.assert_array_equal(got, want.astype(kind))
+        else:
+            with pytest.raises(ValueError, match="not integers small enough"):
+                _native.graph_signed_linear_dense(x, w, 0, kind)
 
 
 @SETTINGS
@@ -285,3 +337,29 @@ def test_fma32_rounds_once() -> None:
         with K.dispatch(level):
             beta = _native.graph_node_scale(x[None], "batchnorm", s, t, 1)
         assert beta[0] == np.float32(1 + 2**-23)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8", "int16", "int32"])
+def test_column_slices_are_read_in_place(dtype) -> None:
+    """Two first-layer results computed in one pass are column slices of one array: the
+    kernels read them through their row stride, with the results of contiguous copies."""
+    rng = np.random.default_rng(5)
+    wide = rng.integers(-50, 50, (40, 70)).astype(dtype)
+    left, right = wide[:, :33], wide[:, 33:66]
+    indptr, indices = random_csr(rng, 25, 40, 9)
+    alpha = rng.normal(size=33).astype(np.float32)
+    second = (right[:25], None, None, alpha)
+    for level in LEVELS:
+        with K.dispatch(level):
+            got = _native.graph_aggregate(left, indptr, indices, None, True, 0, second=second)
+            want = _native.graph_aggregate(np.ascontiguousarray(left), indptr, indices, None,
+                                           True, 0,
+                                           second=(np.ascontiguousarray(right[:25]), None, None,
+                                                   alpha))
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(
+                _native.graph_affine([(left, None, None, alpha)], None, None, 0),
+                _native.graph_affine([(np.ascontiguousarray(left), None, None, alpha)], None,
+                                     None, 0))
+    with pytest.raises(ValueError, match="contiguous"):
+        _native.graph_aggregate(wide[:, ::2], indptr, indices, None, True, 0)

@@ -125,6 +125,8 @@ def check(model: torch.nn.Module, em: EngineModel, x: np.ndarray, ei: np.ndarray
             np.testing.assert_array_equal(got, want, err_msg=key)
         else:  # float32 rounding of the first layer's real arithmetic
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6 * scale, err_msg=key)
+    # The fused pass (what predict runs) computes the very same numbers as the traced one.
+    np.testing.assert_array_equal(em.logits(x, ei), e["logits"])
     np.testing.assert_array_equal(em.predict(x, ei), t["logits"].argmax(-1))
 
 

@@ -26,6 +26,14 @@ __all__ = [
 _NODE_DTYPES = (np.dtype(np.float32), np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32))
 
 
+def _rows_contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when its rows are contiguous (a column slice of a wider array is fine for
+    the native kernels), else a contiguous copy."""
+    if a.ndim == 2 and a.strides[1] == a.itemsize and a.strides[0] >= a.shape[1] * a.itemsize:
+        return a
+    return np.ascontiguousarray(a)
+
+
 def _t(num_threads: int | None) -> int:
     return int(threads(num_threads) or 0)
 
@@ -52,16 +60,26 @@ def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
               weights: np.ndarray | None, mean: bool, native: bool, num_threads: int | None,
               row_scale: np.ndarray | None = None, alpha: np.ndarray | None = None,
-              bias: np.ndarray | None = None, slope: np.ndarray | None = None) -> np.ndarray:
-    """Messages ``u = (h * row_scale) * alpha`` summed (weighted) over in-edges, mean, bias,
-    PReLU: see :func:`bingnn.engine.graph_reference.aggregate`."""
+              t0_bias: np.ndarray | None = None, t0_alpha: np.ndarray | None = None,
+              second: tuple | None = None, bias: np.ndarray | None = None,
+              slope: np.ndarray | None = None, keep_rows: bool = True,
+              signs: tuple | None = None, scale: tuple | None = None) -> np.ndarray | tuple:
+    """Messages ``u = (h * row_scale) * alpha`` summed (weighted) over in-edges, mean, the row
+    epilogue, and optionally the rows' signs and node scale instead of (or beside) the rows:
+    see :func:`bingnn.engine.graph_reference.aggregate`."""
     if h.dtype not in _NODE_DTYPES:
         h = h.astype(np.float32)
-    h = np.ascontiguousarray(h)
+    h = _rows_contiguous(h)
+    if second is not None and second[0].dtype not in _NODE_DTYPES:
+        second = (second[0].astype(np.float32), *second[1:])
+    if second is not None:
+        second = (_rows_contiguous(second[0]), *second[1:])
     if native and has("graph_aggregate"):
         return _native.graph_aggregate(h, indptr, indices, weights, bool(mean), _t(num_threads),
-                                       row_scale, alpha, bias, slope)
-    return gref.aggregate(h, indptr, indices, weights, mean, row_scale, alpha, bias, slope)
+                                       row_scale, alpha, t0_bias, t0_alpha, second, bias, slope,
+                                       keep_rows, signs, scale)
+    return gref.aggregate(h, indptr, indices, weights, mean, row_scale, alpha, t0_bias,
+                          t0_alpha, second, bias, slope, keep_rows, signs, scale)
 
 
 def feature_stats(x: np.ndarray, native: bool = True) -> tuple[bool, bool, float]:
@@ -84,10 +102,16 @@ def _narrow_dtype(features) -> str:
     return "float32"
 
 
-def signed_linear(features, weight: np.ndarray, native: bool,
-                  num_threads: int | None) -> np.ndarray:
+def signed_linear(features, weight: np.ndarray | list[np.ndarray], native: bool,
+                  num_threads: int | None) -> np.ndarray | list[np.ndarray]:
     """``features @ sign(W)^T`` for :class:`bingnn.engine.graph.Features`: float32, or int8 /
-    int16 holding the same (exact integer) values for integer features."""
+    int16 holding the same (exact integer) values for integer features. A list of weight
+    matrices is computed in one pass over the features; the results are column slices of one
+    array."""
+    if isinstance(weight, list):
+        z = signed_linear(features, np.concatenate(weight, axis=0), native, num_threads)
+        bounds = np.cumsum([0] + [w.shape[0] for w in weight])
+        return [z[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     n_in = features.channels
     out = _narrow_dtype(features)
     if features.dense is not None:
@@ -140,17 +164,11 @@ def affine(terms: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None,
     float32 or int32 ``(..., C)``, ``row_scale`` ``(rows,)`` or ``None``."""
     if (native and len(terms) <= 2 and has("graph_affine") and terms[0][0].ndim == 2
             and all(t[0].dtype in _NODE_DTYPES for t in terms)):
-        return _native.graph_affine([(np.ascontiguousarray(t[0]), *t[1:]) for t in terms],
+        return _native.graph_affine([(_rows_contiguous(t[0]), *t[1:]) for t in terms],
                                     bias, slope, _t(num_threads))
     out = None
-    for x, row_scale, t_bias, alpha in terms:
-        v = x.astype(np.float32)
-        if row_scale is not None:
-            v = v * row_scale.reshape(-1, *([1] * (v.ndim - 1)))
-        if t_bias is not None:
-            v = v + t_bias
-        if alpha is not None:
-            v = v * alpha
+    for term in terms:
+        v = gref.affine_term(*term)
         out = v if out is None else out + v
     if bias is not None:
         out = out + bias

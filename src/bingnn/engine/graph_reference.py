@@ -22,6 +22,7 @@ import numpy as np
 from bingnn.engine.reference import pack_bits, unpack_bits
 
 __all__ = [
+    "affine_term",
     "aggregate",
     "aten_row_sum",
     "center_sign",
@@ -93,13 +94,22 @@ def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
               weights: np.ndarray | None, mean: bool, row_scale: np.ndarray | None = None,
-              alpha: np.ndarray | None = None, bias: np.ndarray | None = None,
-              slope: np.ndarray | None = None) -> np.ndarray:
+              alpha: np.ndarray | None = None, t0_bias: np.ndarray | None = None,
+              t0_alpha: np.ndarray | None = None, second: tuple | None = None,
+              bias: np.ndarray | None = None, slope: np.ndarray | None = None,
+              keep_rows: bool = True, signs: tuple | None = None,
+              scale: tuple | None = None) -> np.ndarray | tuple:
     """``out[i] = sum_e (w_e * u[indices[e]])`` over the entries ``e`` of row ``i`` in order,
     starting from zero (``w_e = 1`` when ``weights`` is ``None``), with the messages
     ``u = (float32(h) * row_scale) * alpha`` (each optional); with ``mean``, divided by
-    ``max(1, degree)``; then ``+ bias`` and ``PReLU(slope)`` (optional).
-    ``h (M, C)`` float32 or integer -> ``(rows, C)`` float32."""
+    ``max(1, degree)``. Then the epilogue, each step optional: ``(out + t0_bias) * t0_alpha``,
+    plus the row's value of ``second = (x, row_scale, bias, alpha)`` (an affine term, see
+    :func:`affine_term`), plus ``bias``, then ``PReLU(slope)``.
+    ``h (M, C)`` float32 or integer -> ``(rows, C)`` float32.
+
+    With ``signs`` (``("threshold", lo, hi, negate)``, ``("mean",)`` or ``("none",)``) and/or
+    ``scale`` (``(centering, bn_scale, bn_shift)``) the result is ``(rows or None, packed
+    signs or None, node scale or None)``, the float rows kept only with ``keep_rows``."""
     u = h.astype(np.float32)
     if row_scale is not None:
         u = u * row_scale[:, None]
@@ -118,11 +128,39 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
         out[has] = out[has] + msg
     if mean:
         out = out / np.maximum(deg, 1).astype(np.float32)[:, None]
+    if t0_bias is not None:
+        out = out + t0_bias
+    if t0_alpha is not None:
+        out = out * t0_alpha
+    if second is not None:
+        out = out + affine_term(*second)
     if bias is not None:
         out = out + bias
     if slope is not None:
         out = np.where(out >= 0, out, out * slope)
-    return out.astype(np.float32, copy=False)
+    out = out.astype(np.float32, copy=False)
+    if signs is None and scale is None:
+        return out
+    bits = None
+    if signs is not None:
+        bits = (threshold_pack(out, *signs[1:]) if signs[0] == "threshold"
+                else center_sign(out, signs[0]))
+    beta = node_scale(out, *scale) if scale is not None else None
+    return (out if keep_rows else None), bits, beta
+
+
+def affine_term(x: np.ndarray, row_scale: np.ndarray | None, bias: np.ndarray | None,
+                alpha: np.ndarray | None) -> np.ndarray:
+    """``((float32(x) * row_scale) + bias) * alpha`` in float32, each step optional;
+    ``x (rows, C)``, ``row_scale (rows,)``, ``bias``/``alpha (C,)``."""
+    v = x.astype(np.float32)
+    if row_scale is not None:
+        v = v * row_scale.reshape(-1, *([1] * (v.ndim - 1)))
+    if bias is not None:
+        v = v + bias
+    if alpha is not None:
+        v = v * alpha
+    return v
 
 
 def _signs(weight: np.ndarray, n_in: int) -> np.ndarray:

@@ -142,7 +142,8 @@ class EngineModel:
         BF, real for RF), ``pooled``, ``fc1_bits``, ``fc2_bits`` (packed), ``h2`` and
         ``logits``. Nodes: the values the file's layers write (``a{l}`` aggregates, ``b{l}_*``
         packed signs, ``h{l}`` hidden features, ..., ``logits``), each over the rows computed
-        (all nodes unless ``nodes`` is given)."""
+        (all nodes unless ``nodes`` is given); computed without fusing layers, so every value
+        exists (the fused pass of :meth:`logits` gives the same logits)."""
         tr: dict[str, np.ndarray] = {}
         if self.is_point_model:
             self._no_graph_args(edge_index, nodes)
@@ -150,7 +151,8 @@ class EngineModel:
             self._runner.run_points(pts, tr)
             return tr
         feats, graph, rows, order = self._check_nodes(x, edge_index, nodes)
-        self._runner.run_nodes(feats, graph, rows, tr)
+        Runner(self.program, self.native, self.num_threads, fuse=False).run_nodes(
+            feats, graph, rows, tr)
         return tr
 
     def run_from(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

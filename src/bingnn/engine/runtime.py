@@ -45,10 +45,11 @@ def _act(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray) -> np.ndarray:
 
 
 class Runner:
-    """Executes a program with a backend (``native``) and a thread count."""
+    """Executes a program with a backend (``native``) and a thread count. ``fuse=False`` keeps
+    every node value of the file (for tracing); fusing changes no result, only what is stored."""
 
     def __init__(self, program: Program, native: bool = True,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, fuse: bool = True) -> None:
         self.program = program
         self.native = bool(native)
         self.num_threads = num_threads
@@ -56,10 +57,12 @@ class Runner:
         self.timings: dict[str, list[float]] | None = None
         self._pool_fused = self._find_pool_fusions()
         self._agg_source: dict[str, tuple[str, str | None, np.ndarray | None]] = {}
-        self._agg_epilogue: dict[str, tuple[str, np.ndarray | None, np.ndarray | None]] = {}
+        self._agg_epilogue: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._agg_outputs: dict[str, dict[str, Any]] = {}
         self._node_fused: set[str] = set()
-        if program.task == "node_classification":
+        if program.task == "node_classification" and fuse:
             self._find_aggregate_fusions()
+            self._find_sign_fusions()
 
     def _find_pool_fusions(self) -> set[str]:
         """``binary_linear`` layers whose output only feeds one ``global_pool``: run together,
@@ -79,8 +82,9 @@ class Runner:
         """Around each ``aggregate``: a one-term ``affine`` that only rescales its input
         (``(x * row_scale) * alpha``) and feeds nothing else becomes the aggregate's message
         transform, so the narrow ``x`` (int8 first-layer sums, int32 binary GEMM results) is
-        streamed instead of a float32 copy; a one-term ``affine`` after it that only adds a
-        bias and applies PReLU becomes its epilogue. Same float32 operations, same order."""
+        streamed instead of a float32 copy; the ``affine`` that reads the aggregate (GCN's bias
+        and PReLU, GraphSAGE's rescale plus root term and PReLU) becomes its epilogue, applied
+        to each finished row. Same float32 operations, same order."""
         prog = self.program
         producer = {v: layer for layer in prog.layers for v in layer.outputs}
 
@@ -102,13 +106,59 @@ class Runner:
                                                     src.arrays.get("t0_alpha"))
                     self._node_fused.add(src.name)
             user = only_user(layer.outputs[0])
-            if (user is not None and user.op == "affine" and len(user.params["terms"]) == 1
-                    and user.params["terms"][0].get("row_scale") is None
-                    and "t0_alpha" not in user.arrays
-                    and not ("t0_bias" in user.arrays and "bias" in user.arrays)):
-                bias = user.arrays.get("t0_bias", user.arrays.get("bias"))
-                self._agg_epilogue[layer.name] = (user.outputs[0], bias, user.arrays.get("slope"))
-                self._node_fused.add(user.name)
+            if user is None or user.op != "affine":
+                continue
+            terms = user.params["terms"]
+            first = terms[0]
+            if (first["input"] != layer.outputs[0] or first.get("row_scale") is not None
+                    or len(terms) > 2 or layer.outputs[0] in [t["input"] for t in terms[1:]]):
+                continue
+            second = None
+            if len(terms) == 2:
+                t1 = terms[1]
+                feeds = [t1["input"]] + ([t1["row_scale"]] if t1.get("row_scale") else [])
+                if not all(only_user(v) is user for v in feeds):
+                    continue
+                second = (t1["input"], t1.get("row_scale"), user.arrays.get("t1_bias"),
+                          user.arrays.get("t1_alpha"))
+            a = user.arrays
+            self._agg_epilogue[layer.name] = (user.outputs[0], {
+                "t0_bias": a.get("t0_bias"), "t0_alpha": a.get("t0_alpha"), "second": second,
+                "bias": a.get("bias"), "slope": a.get("slope")})
+            self._node_fused.add(user.name)
+
+    def _find_sign_fusions(self) -> None:
+        """An aggregate (with its epilogue) whose rows are only read by a sign (``threshold``
+        or a mean / no ``center_sign``) and Bi-GCN's ``node_scale`` writes the packed signs and
+        the node scale directly, row by row, and never stores the float rows."""
+        prog = self.program
+        for layer in prog.layers:
+            if layer.op != "aggregate":
+                continue
+            value = self._agg_epilogue.get(layer.name, (layer.outputs[0],))[0]
+            if value == "logits":
+                continue
+            users = [prog.layers[i] for i in prog.consumers.get(value, [])]
+            signs = [u for u in users if u.op == "threshold" or (
+                u.op == "center_sign" and u.params["centering"] in ("mean", "none"))]
+            scales = [u for u in users if u.op == "node_scale"]
+            if not users or len(signs) > 1 or len(scales) > 1 or len(signs) + len(scales) != len(
+                    users):
+                continue
+            spec: dict[str, Any] = {"keep_rows": False, "signs": None, "scale": None,
+                                    "sign_out": None, "scale_out": None}
+            if signs:
+                u = signs[0]
+                spec["signs"] = (("threshold", u.arrays["lo"], u.arrays["hi"], u.arrays["negate"])
+                                 if u.op == "threshold" else (u.params["centering"],))
+                spec["sign_out"] = u.outputs[0]
+            if scales:
+                u = scales[0]
+                spec["scale"] = (u.params["centering"], u.arrays.get("bn_scale"),
+                                 u.arrays.get("bn_shift"))
+                spec["scale_out"] = u.outputs[0]
+            self._agg_outputs[layer.name] = spec
+            self._node_fused.update(u.name for u in users)
 
     def _timed(self, layer: Layer, t0: float) -> None:
         if self.timings is not None:
@@ -268,7 +318,10 @@ class Runner:
         graphs: dict[str, Any] = {"graph": graph}
         need = self._rows_needed(graph, rows)
         env: dict[str, _NodeValue] = {"x": _NodeValue(features, None)}
+        self._first_layer_together(features, env, need)
         for layer in self.program.layers:
+            if layer.outputs[0] in env:
+                continue  # computed together with a sibling
             t0 = time.perf_counter()
             if layer.op == "gcn_norm":
                 graphs[layer.outputs[0]] = graph.gcn(float(layer.params["fill"]))
@@ -280,11 +333,39 @@ class Runner:
             if out not in need:
                 continue  # nothing downstream reads it
             r = need[out]
-            env[out] = _NodeValue(self._node_op(layer, env, graphs, r), r)
+            result = self._node_op(layer, env, graphs, r)
+            spec = self._agg_outputs.get(layer.name)
+            if spec is None:
+                env[out] = _NodeValue(result, r)
+            else:
+                _, bits, beta = result
+                if spec["sign_out"] is not None:
+                    env[spec["sign_out"]] = _NodeValue(bits, r)
+                if spec["scale_out"] is not None:
+                    env[spec["scale_out"]] = _NodeValue(beta, r)
             self._timed(layer, t0)
         if trace is not None:
             trace.update({k: v.data for k, v in env.items() if k != "x"})
         return env["logits"].data
+
+    def _first_layer_together(self, features: Any, env: dict[str, _NodeValue],
+                              need: dict[str, np.ndarray | None]) -> None:
+        """The ``signed_linear`` layers that read the input features (GraphSAGE's two) in one
+        pass over them, when they are needed on the same rows."""
+        group = [layer for layer in self.program.layers
+                 if layer.op == "signed_linear" and layer.outputs[0] in need]
+        if len(group) < 2:
+            return
+        rows = [need[layer.outputs[0]] for layer in group]
+        if not (all(r is None for r in rows) or all(
+                r is not None and np.array_equal(r, rows[0]) for r in rows)):
+            return
+        t0 = time.perf_counter()
+        outs = G.signed_linear(features.rows(rows[0]), [layer.arrays["weight"] for layer in group],
+                               self.native, self.num_threads)
+        for layer, z in zip(group, outs, strict=True):
+            env[layer.outputs[0]] = _NodeValue(z, rows[0])
+        self._timed(group[0], t0)
 
     def _rows_needed(self, graph: Any, rows: np.ndarray | None) -> dict[str, np.ndarray | None]:
         """For every node value, the rows that must be computed (``None`` = all)."""
@@ -333,7 +414,11 @@ class Runner:
             rs_name, alpha = None, None
             if layer.name in self._agg_source:
                 h_name, rs_name, alpha = self._agg_source[layer.name]
-            bias, slope = self._agg_epilogue.get(layer.name, (None, None, None))[1:]
+            epilogue = dict(self._agg_epilogue.get(layer.name, (None, {}))[1])
+            if epilogue.get("second") is not None:
+                x_name, rs_name2, b1, a1 = epilogue["second"]
+                rs2 = env[rs_name2].data if rs_name2 is not None else None
+                epilogue["second"] = (env[x_name].data, rs2, b1, a1)
             h = env[h_name]
             row_scale = env[rs_name].data if rs_name is not None else None
             g = graphs[g_name]
@@ -347,9 +432,12 @@ class Runner:
                 weights = None if weights is None else weights[order]
             if h.rows is not None:
                 indices = np.searchsorted(h.rows, indices).astype(np.int32)
+            outputs = self._agg_outputs.get(layer.name)
+            if outputs is not None:
+                epilogue.update(keep_rows=False, signs=outputs["signs"], scale=outputs["scale"])
             return G.aggregate(h.data, indptr, indices, weights,
                                layer.params["reduce"] == "mean", self.native, t,
-                               row_scale=row_scale, alpha=alpha, bias=bias, slope=slope)
+                               row_scale=row_scale, alpha=alpha, **epilogue)
         ins = [self._take(env[v], rows) for v in layer.inputs]
         if layer.op == "center_sign":
             return G.center_sign(ins[0], layer.params["centering"], self.native, t)
