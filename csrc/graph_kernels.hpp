@@ -102,8 +102,9 @@ void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
                      const int32_t* indices, const float* weights, int64_t rows, bool mean,
                      const RowEpilogue& ep, const RowOutput& ro, int num_threads);
 
-// Statistics of dense features x (rows, f) in one pass: whether every value is finite,
-// whether every value is an integer, and the largest row sum of |x| (inf if not finite).
+// Statistics of dense features x (rows, f) in one pass: whether every value is finite, whether
+// every value is an integer, and the largest row sum of |x| when every value is an integer
+// below 2^23 in magnitude (exact), else HUGE_VAL (it only decides the narrow integer types).
 struct FeatureStats {
     bool finite = true;
     bool integral = true;

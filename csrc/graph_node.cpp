@@ -27,10 +27,12 @@ namespace {
 std::vector<float> sign_table(const uint64_t* w, int64_t c_out, int64_t f_in) {
     const int64_t words = n_words(f_in);
     std::vector<float> t(static_cast<size_t>(f_in * c_out));
-    for (int64_t o = 0; o < c_out; ++o)
-        for (int64_t f = 0; f < f_in; ++f)
-            t[static_cast<size_t>(f * c_out + o)] =
-                ((w[o * words + f / 64] >> (f % 64)) & 1u) ? 1.0f : -1.0f;
+    for (int64_t f = 0; f < f_in; ++f) {  // rows of the table written front to back
+        float* tf = t.data() + f * c_out;
+        const int64_t word = f / 64, bit = f % 64;
+        for (int64_t o = 0; o < c_out; ++o)
+            tf[o] = ((w[o * words + word] >> bit) & 1u) ? 1.0f : -1.0f;
+    }
     return t;
 }
 
@@ -139,8 +141,10 @@ BINGNN_AVX512 int64_t compact_avx512(const float* x, int64_t f_in, int32_t* f_bu
         const __mmask16 nz = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
         if (!nz) continue;
         const __m512i ids = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(f)));
-        _mm512_mask_compressstoreu_epi32(f_buf + n, nz, ids);
-        _mm512_mask_compressstoreu_ps(v_buf + n, nz, v);
+        // Compress in registers, then a full store (the buffers have 16 spare slots): the
+        // compress-to-memory form is microcoded and slow on some CPUs.
+        _mm512_storeu_si512(f_buf + n, _mm512_maskz_compress_epi32(nz, ids));
+        _mm512_storeu_ps(v_buf + n, _mm512_maskz_compress_ps(nz, v));
         n += __builtin_popcount(nz);
     }
     for (; f < f_in; ++f)
@@ -205,8 +209,8 @@ bool signed_linear_rows(const uint64_t* w, int64_t c_out, int64_t f_in, int64_t 
     const double limit = elem == Elem::I8 ? 127.0 : elem == Elem::I16 ? 32767.0 : 2147483647.0;
     std::atomic<bool> ok{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
-        std::vector<int32_t> f_buf(static_cast<size_t>(f_in));
-        std::vector<float> v_buf(static_cast<size_t>(f_in));
+        std::vector<int32_t> f_buf(static_cast<size_t>(f_in + 16));  // + 16: see compact_avx512
+        std::vector<float> v_buf(static_cast<size_t>(f_in + 16));
         std::vector<int16_t> a16(narrow ? static_cast<size_t>(c_out) : 0);
         std::vector<int32_t> a32(elem == Elem::I32 ? static_cast<size_t>(c_out) : 0);
         for (int64_t r = r0; r < r1; ++r) {
@@ -329,31 +333,74 @@ bool graph_signed_linear_dense(const float* x, int64_t rows, int64_t f_in, const
                               });
 }
 
+namespace {
+
+// Statistics of rows [r0, r1): finite, integral, and the largest row sum of |x| when every value
+// is an integer below 2^23 in magnitude (exact, in int64), else HUGE_VAL. Branch-free per value
+// so the compiler vectorises it.
+BINGNN_INLINE FeatureStats stats_body(const float* x, int64_t r0, int64_t r1, int64_t f) {
+    FeatureStats st;
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* __restrict xr = x + r * f;
+        int64_t l1 = 0;
+        int finite = 1, integral = 1, small = 1;
+        for (int64_t q = 0; q < f; ++q) {
+            const float v = xr[q];
+            const float a = std::fabs(v);
+            finite &= (v - v) == 0.0f;  // NaN and +-inf give NaN
+            const int fits = a < 8388608.0f;
+            small &= fits;
+            const float t = fits ? a : 0.0f;
+            const auto it = static_cast<int32_t>(t);
+            integral &= static_cast<float>(it) == t;
+            l1 += it;
+        }
+        st.finite &= finite != 0;
+        st.integral &= finite != 0 && integral != 0;
+        const double row = (finite && integral && small) ? static_cast<double>(l1) : HUGE_VAL;
+        st.max_l1 = std::max(st.max_l1, row);
+    }
+    return st;
+}
+
+FeatureStats stats_scalar(const float* x, int64_t r0, int64_t r1, int64_t f) {
+    return stats_body(x, r0, r1, f);
+}
+
+#if BINGNN_X86
+BINGNN_AVX512 FeatureStats stats_avx512(const float* x, int64_t r0, int64_t r1, int64_t f) {
+    return stats_body(x, r0, r1, f);
+}
+
+BINGNN_AVX2 FeatureStats stats_avx2(const float* x, int64_t r0, int64_t r1, int64_t f) {
+    return stats_body(x, r0, r1, f);
+}
+#endif
+
+}  // namespace
+
 FeatureStats graph_feature_stats(const float* x, int64_t rows, int64_t f, int num_threads) {
     const int threads = resolve_threads(num_threads);
     std::vector<FeatureStats> part(static_cast<size_t>(std::max(1, threads)));
     const int64_t chunk = (rows + threads - 1) / std::max(1, threads);
+    const Level level = active_level();
     parallel_for(threads, threads, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
-            FeatureStats st;
-            const int64_t r_end = std::min(rows, (t + 1) * chunk);
-            for (int64_t r = t * chunk; r < r_end; ++r) {
-                const float* xr = x + r * f;
-                double l1 = 0.0;
-                bool finite = true, integral = true;
-                for (int64_t q = 0; q < f; ++q) {
-                    const float v = xr[q];
-                    finite &= std::isfinite(v);
-                    integral &= v == std::nearbyint(v);
-                    l1 += std::fabs(static_cast<double>(v));
-                }
-                st.finite &= finite;
-                st.integral &= integral && finite;
-                st.max_l1 = std::max(st.max_l1, finite ? l1 : HUGE_VAL);
+            const int64_t r0 = std::min(rows, t * chunk), r1 = std::min(rows, (t + 1) * chunk);
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                part[static_cast<size_t>(t)] = stats_avx512(x, r0, r1, f);
+                continue;
             }
-            part[static_cast<size_t>(t)] = st;
+            if (level == Level::Avx2) {
+                part[static_cast<size_t>(t)] = stats_avx2(x, r0, r1, f);
+                continue;
+            }
+#endif
+            part[static_cast<size_t>(t)] = stats_scalar(x, r0, r1, f);
         }
     });
+    (void)level;
     FeatureStats all;
     for (const auto& p : part) {
         all.finite &= p.finite;

@@ -183,3 +183,27 @@ def test_export_to_a_directory_names_no_temp_file(exported, tmp_path, capsys) ->
     err = capsys.readouterr().err
     assert "is a directory" in err and ".tmp" not in err and len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_node_model_from_training_checkpoint(tmp_path, capsys) -> None:
+    """A checkpoint as train-node writes it (weights + model config) exports to a node model
+    that the engine runs with the PyTorch model's predictions."""
+    from bingnn.models import BinGCN
+    from bingnn.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = BinGCN(12, 16, 3).eval()
+    ck = tmp_path / "best.pt"
+    save_checkpoint(ck, {"model": model.state_dict(), "model_config": model.config})
+    out = tmp_path / "gcn.bgnn"
+    assert main(["export", str(ck), "-o", str(out)]) == 0
+    assert "bingcn features=12 classes=3" in capsys.readouterr().out
+    em = bingnn.engine.load(out)
+    rng = np.random.default_rng(0)
+    x = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    ei = rng.integers(0, 30, (2, 90))
+    with torch.no_grad():
+        want = model(torch.from_numpy(x), torch.from_numpy(ei)).argmax(-1).numpy()
+    np.testing.assert_array_equal(em.predict(x, ei), want)
+    assert main(["export", str(ck), "-o", str(tmp_path / "p.bgnn"), "--num-points", "9"]) == 2
+    assert "point-cloud models only" in capsys.readouterr().err

@@ -83,12 +83,16 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
 
 
 def feature_stats(x: np.ndarray, native: bool = True) -> tuple[bool, bool, float]:
-    """``(all finite, all integers, largest row sum of |x|)`` of dense float32 features."""
+    """``(all finite, all integers, largest row sum of |x|)`` of dense float32 features; the
+    sum is exact for integers below 2**23 in magnitude and ``inf`` otherwise (it only picks
+    the narrow integer types of the first layer)."""
     if native and has("graph_feature_stats"):
         return _native.graph_feature_stats(x, 0)
     finite = bool(np.isfinite(x).all())
     integral = finite and bool((x == np.rint(x)).all())
-    l1 = float(np.abs(x.astype(np.float64)).sum(axis=1).max(initial=0.0)) if finite else np.inf
+    small = finite and bool((np.abs(x) < 2**23).all())
+    l1 = (float(np.abs(x.astype(np.float64)).sum(axis=1).max(initial=0.0))
+          if integral and small else np.inf)
     return finite, integral, l1
 
 
