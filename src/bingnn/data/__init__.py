@@ -10,6 +10,7 @@ Training code::
 
     from bingnn.data import get_dataset, overall_accuracy, mean_class_accuracy
     train = get_dataset("synthetic", "train", num_points=1024)     # or "modelnet40"
+    val = get_dataset("synthetic", "val", num_points=1024)         # 10% of the training set
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ from .augment import (
 from .metrics import confusion_matrix, mean_class_accuracy, overall_accuracy
 from .modelnet40 import DEFAULT_URL, download_modelnet40, load_modelnet40
 from .point_files import read_point_clouds
+from .splits import stratified_split, stratified_subset
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
 
-_LAZY = {"PointCloudDataset": "datasets", "get_dataset": "datasets", "DATASETS": "datasets"}
+_LAZY = {
+    name: "datasets"
+    for name in ("PointCloudDataset", "get_dataset", "register_dataset", "DATASETS", "SPLITS")
+}
 
 __all__ = [
     "DATASETS",
     "DEFAULT_URL",
+    "SPLITS",
     "SYNTHETIC_CLASSES",
     "PointCloudDataset",
     "augment_point_cloud",
@@ -49,8 +55,11 @@ __all__ = [
     "random_scale",
     "random_shift",
     "read_point_clouds",
+    "register_dataset",
     "scale_and_shift",
     "shuffle_points",
+    "stratified_split",
+    "stratified_subset",
 ]
 
 
