@@ -230,8 +230,7 @@ def _lsp(s_hidden: list[Tensor], t_hidden: list[Tensor], edge_index: Tensor,
 
     if len(s_hidden) != len(t_hidden):
         raise ValueError("LSP needs teacher and student of the same depth")
-    centre_first = edge_index.flip(0)  # PyG: row 1 is the centre (target); LSP wants row 0
-    terms = [lsp_loss_edges(s, t, centre_first, cfg.lsp_kernel_s, cfg.lsp_kernel_t)
+    terms = [lsp_loss_edges(s, t, edge_index, cfg.lsp_kernel_s, cfg.lsp_kernel_t)
              for s, t in zip(s_hidden, t_hidden, strict=True)]
     return torch.stack(terms).mean()
 
