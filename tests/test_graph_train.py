@@ -258,6 +258,8 @@ def test_cli_train_node_and_distill_node(tmp_path, capsys, monkeypatch):
     used = load_checkpoint(paper / "seed0" / "bingcn" / "stage1" / "checkpoint.pt")["config"]
     assert (used["loss"]["kd_nodes"], used["loss"]["alpha"]) == ("train", 0.1)
     assert not (paper / "seed0" / "bingcn" / "stage2").exists()
+    assert main(["eval", str(out / "seed0" / "best.pt")]) == 2
+    assert "node classifier" in capsys.readouterr().err
     assert main(["train-node", *common, "--model", "nope"]) == 2
     assert main(["distill-node", *common, "--model", "bingcn", "--teacher",
                  str(tmp_path / "missing.pt")]) == 2

@@ -181,3 +181,20 @@ def test_bad_arguments():
     no_val.val_mask[:] = False
     with pytest.raises(ValueError, match="validation split is empty"):
         NodeTask(no_val, 3)
+
+
+def test_bf16_autocast_is_for_float_models_only():
+    """--bf16 covers the float parts (teacher, stage 0 and 1); binary students run in float32
+    so their signs are exact. (The autocast itself needs CUDA; this checks the choice.)"""
+    from bingnn.models import BinDGCNN
+    from bingnn.train.trainer import _is_float_model, _Teacher
+
+    small = dict(k=4, widths=[8, 8], emb_dims=16, mlp=[8, 8])
+    assert _is_float_model(DGCNN(**small))
+    assert _is_float_model(BinDGCNN(stage=1, **small))
+    assert not _is_float_model(BinDGCNN(stage=2, **small))
+    assert not _is_float_model(BinSAGE(8, 16, 3, stage=3))
+    task = NodeTask(sbm(), 3)
+    cpu = torch.device("cpu")
+    assert _Teacher(BinSAGE(8, 16, 3, stage=0), task, False, True, cpu).amp
+    assert not _Teacher(BinSAGE(8, 16, 3, stage=2), task, False, True, cpu).amp
