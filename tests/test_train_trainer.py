@@ -198,3 +198,11 @@ def test_bf16_autocast_is_for_float_models_only():
     cpu = torch.device("cpu")
     assert _Teacher(BinSAGE(8, 16, 3, stage=0), task, False, True, cpu).amp
     assert not _Teacher(BinSAGE(8, 16, 3, stage=2), task, False, True, cpu).amp
+
+
+def test_a_checkpoint_of_another_loop_is_refused(tmp_path):
+    from bingnn.train.checkpoint import CheckpointError, save_checkpoint
+
+    save_checkpoint(tmp_path / "checkpoint.pt", {"model": {}, "epoch": 3, "best_oa": 0.5})
+    with pytest.raises(CheckpointError, match="not written by this trainer"):
+        _node_run({"type": "constant"}, tmp_path, epochs=4, mode="full")

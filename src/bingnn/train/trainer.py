@@ -41,7 +41,13 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from bingnn.train.bn_recalibration import recalibrate_batchnorm
-from bingnn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bingnn.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bingnn.train.distributed import DistContext, sync_batchnorm
 from bingnn.train.metrics_log import MetricsLog
 from bingnn.train.model_files import cpu_state, save_model_file, write_json
@@ -305,6 +311,13 @@ def fit(
     last_val: dict[str, float] = {}
     if ck_path is not None and ck_path.exists():
         ck = load_checkpoint(ck_path)
+        missing = [k for k in ("model", "optimizer", "scheduler", "rng", "epoch", "best")
+                   if k not in ck]
+        if missing:
+            raise CheckpointError(
+                f"{ck_path} was not written by this trainer (no {', '.join(missing)}); it "
+                "cannot be resumed: use another output folder or delete this one"
+            )
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
