@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import augment_point_cloud, first_points
+from .modelnet10 import download_modelnet10, load_modelnet10
 from .modelnet40 import default_data_root, download_modelnet40, load_modelnet40
 from .splits import stratified_split, stratified_subset
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
@@ -134,16 +135,22 @@ def _load_synthetic(split, *, root, download, seed, num_samples, num_points):
     return points, labels, list(SYNTHETIC_CLASSES)
 
 
-def _load_modelnet40(split, *, root, download, seed, num_samples, num_points):
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    if download:
-        download_modelnet40(root)
-    return load_modelnet40(root, split)
+def _hdf5_release(download_fn: Callable, load_fn: Callable) -> DatasetLoader:
+    """The loader of an HDF5 release (ModelNet40's layout) under ``root``."""
+
+    def load(split, *, root, download, seed, num_samples, num_points):
+        root = Path(root).expanduser() if root is not None else default_data_root()
+        if download:
+            download_fn(root)
+        return load_fn(root, split)
+
+    return load
 
 
 _LOADERS: dict[str, DatasetLoader] = {
     "synthetic": _load_synthetic,
-    "modelnet40": _load_modelnet40,
+    "modelnet40": _hdf5_release(download_modelnet40, load_modelnet40),
+    "modelnet10": _hdf5_release(download_modelnet10, load_modelnet10),
 }
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 SPLITS = ("train", "val", "test")
@@ -179,11 +186,13 @@ def get_dataset(
 
     Args:
         name: ``"synthetic"`` (generated, no files; see :mod:`bingnn.data.synthetic`) or
-            ``"modelnet40"`` (HDF5 release under ``root``; see :mod:`bingnn.data.modelnet40`).
+            ``"modelnet40"`` / ``"modelnet10"`` (HDF5 layout under ``root``; see
+            :mod:`bingnn.data.modelnet40`, :mod:`bingnn.data.modelnet10`).
         split: ``"train"``, ``"val"`` or ``"test"``.
         num_points: points per cloud (ModelNet40 keeps the first ``num_points`` of 2,048).
-        root: ModelNet40 folder or its parent; default :func:`default_data_root`.
-        download: fetch ModelNet40 first when it is not under ``root``.
+        root: the dataset's folder or its parent; default :func:`default_data_root`.
+        download: fetch the dataset first when it is not under ``root`` (ModelNet10: the
+            official meshes, sampled into an HDF5 cache).
         augment: default ``True`` for ``"train"``, ``False`` otherwise.
         seed: synthetic generation seed and augmentation seed.
         num_samples: use ``num_samples`` clouds of the official split (``"train"`` and
