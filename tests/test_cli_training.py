@@ -265,3 +265,20 @@ def test_report_renders_the_docs_table(tmp_path, capsys):
     assert rows[4] == f"| 3 | {100 * m['3']:.2f} ± {100 * s['3']:.2f} (n=2) |"
     assert main(["report", str(tmp_path)]) == 2
     assert "no summary.csv or results.csv" in _err_line(capsys)
+
+
+def test_library_code_never_imports_the_command_line():
+    import ast
+
+    root = Path(SRC) / "bingnn"
+    offenders = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "cli" or rel.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "bingnn.cli" or n.startswith("bingnn.cli.") for n in names):
+                offenders.append(str(rel))
+    assert offenders == []
