@@ -177,6 +177,10 @@ def test_bad_arguments():
     nan.x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
         NodeTask(nan, 3)
+    with pytest.raises(ValueError, match="batch_size"):
+        NodeTask(sbm(), 3, mode="minibatch", batch_size=0)
+    with pytest.raises(ValueError, match="fan-outs"):
+        NodeTask(sbm(), 3, mode="minibatch", fanouts=[3, 0])
     no_val = sbm()
     no_val.val_mask[:] = False
     with pytest.raises(ValueError, match="validation split is empty"):
