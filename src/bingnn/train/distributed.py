@@ -16,7 +16,8 @@ global batch: every process walks the same sequence of global batches (same perm
 the run's seed and the epoch) and takes the rows ``rank::W`` of each; every loss term is a sum
 over the local rows divided by the *global* row count (:mod:`bingnn.train.objective`), times
 ``W`` because DDP averages gradients. BatchNorm layers normalise with the statistics of the
-whole global batch (:func:`sync_batchnorm`). Only rank 0 writes files.
+whole global batch (:func:`sync_batchnorm`; a task whose processes all run the same inputs, a
+full-batch graph, has them already). Only rank 0 writes files.
 
 :func:`spawn` starts ``W`` CPU processes with the gloo backend from Python (tests, notebooks).
 """
@@ -94,14 +95,6 @@ class DistContext:
             n = len(range(r, total, self.world))
             out[r :: self.world] = part[:n].to(out.device)
         return out
-
-    def broadcast_flag(self, flag: bool) -> bool:
-        """Rank 0's value of ``flag`` on every process (agreement on a decision)."""
-        if not self.distributed:
-            return flag
-        t = torch.tensor([1 if flag else 0], device=self.device)
-        dist.broadcast(t, src=0)
-        return bool(t.item())
 
 
 def launched_by_torchrun() -> bool:
