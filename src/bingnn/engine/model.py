@@ -158,8 +158,9 @@ def _act(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray) -> np.ndarray:
 class EngineModel:
     """A binary DGCNN ready to run with numpy and the native kernels (no PyTorch).
 
-    Build it with :func:`load`. ``num_threads`` (``None`` = all hardware threads) is passed to
-    the native kernels; ``native=False`` runs the pure-numpy reference path instead.
+    Build it with :func:`load`. ``num_threads`` (``None`` = the default count, see
+    :mod:`bingnn.engine.kernels`) is passed to the native kernels; ``native=False`` runs the
+    pure-numpy reference path instead.
 
     Shapes:
         ``points (B, N, 3)`` or ``(N, 3)`` float -> :meth:`logits` ``(B, classes)`` (or
