@@ -9,7 +9,7 @@ import torch
 
 from bingnn.cli.main import main
 from bingnn.models import BinDGCNN
-from bingnn.train.loop import save_model_file
+from bingnn.train.model_files import save_model_file
 
 SMALL = dict(k=4, widths=(16, 16, 32, 64), emb_dims=32, mlp=(24, 16))
 

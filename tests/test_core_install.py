@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from bingnn.data.resample import normalize_unit_sphere
 from bingnn.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
 from bingnn.engine import load
 from bingnn.export import export
@@ -75,17 +76,24 @@ def test_core_install_has_no_torch_and_infers(core_env, tmp_path: Path) -> None:
     bgnn = export(model, tmp_path / "model.bgnn", class_names=list(SYNTHETIC_CLASSES))
     clouds = make_synthetic_shapes(3, 64, seed=1, split="test")[0]
     np.save(tmp_path / "clouds.npy", clouds)
-    with torch.no_grad():
-        labels = model(torch.from_numpy(clouds)).argmax(-1).tolist()
-    assert load(bgnn).predict(clouds).tolist() == labels
-    want = [SYNTHETIC_CLASSES[i] for i in labels]
+    # `bingnn infer` centres and scales each cloud into the unit sphere unless --no-normalize;
+    # --points 64 keeps the clouds at their size (the default resamples to the model's points).
+    normed = np.stack([normalize_unit_sphere(c) for c in clouds]).astype(np.float32)
+    want = {}
+    for name, batch in (("raw", clouds), ("normed", normed)):
+        with torch.no_grad():
+            labels = model(torch.from_numpy(batch)).argmax(-1).tolist()
+        assert load(bgnn).predict(batch).tolist() == labels
+        want[name] = [SYNTHETIC_CLASSES[i] for i in labels]
 
     # ... classified by the core install's `bingnn infer`, the installed copy (not this tree).
-    res = _run([bindir / "bingnn", "infer", bgnn, tmp_path / "clouds.npy", "--json"], env,
-               tmp_path)
-    assert res.returncode == 0, res.stderr
-    rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r["label"] for r in rows] == want
+    for flags, expect in (([], want["normed"]), (["--no-normalize"], want["raw"])):
+        res = _run([bindir / "bingnn", "infer", bgnn, tmp_path / "clouds.npy", "--json",
+                    "--points", "64", *flags],
+                   env, tmp_path)
+        assert res.returncode == 0, res.stderr
+        rows = [json.loads(line) for line in res.stdout.splitlines()]
+        assert [r["label"] for r in rows] == expect, flags
     res = _run([py, "-c", "import bingnn, sys; print(bingnn.__file__, 'torch' in sys.modules)"],
                env, tmp_path)
     path, torch_loaded = res.stdout.split()
@@ -98,8 +106,11 @@ def test_core_install_has_no_torch_and_infers(core_env, tmp_path: Path) -> None:
         res.stderr)
     (tmp_path / "clouds.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     res = _run([bindir / "bingnn", "infer", bgnn, tmp_path / "clouds.h5"], env, tmp_path)
-    assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "pip install h5py" in res.stderr
+    # A file infer cannot read is reported on its own line and the run exits 1 (like any bad
+    # input file among several), followed by the count of files left unclassified.
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 2 and "pip install h5py" in lines[0] and "1 of 1 file" in lines[1]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -213,7 +213,9 @@ def test_get_dataset_modelnet10(tmp_path, mn10_zip, monkeypatch):
     z, _ = mn10_zip
     monkeypatch.setenv(URL_ENV, z.as_uri())
     ds = get_dataset("modelnet10", "train", num_points=16, root=tmp_path, download=True)
-    assert len(ds) == 9 and ds.class_names == sorted(SHAPES) and ds.num_points == 16
+    # 9 training shapes: 8 to train on, 1 held out for validation
+    assert len(ds) == 8 and ds.class_names == sorted(SHAPES) and ds.num_points == 16
+    assert len(get_dataset("modelnet10", "val", num_points=16, root=tmp_path)) == 1
     x, y = ds[0]
     assert tuple(x.shape) == (16, 3)
 

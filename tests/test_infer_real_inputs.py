@@ -19,7 +19,7 @@ from bingnn.data.point_files import read_point_clouds
 from bingnn.data.resample import farthest_point_sampling, prepare_clouds
 from bingnn.data.synthetic import SYNTHETIC_CLASSES
 from bingnn.models import BinDGCNN
-from bingnn.train.loop import save_model_file
+from bingnn.train.model_files import save_model_file
 
 SMALL = dict(k=4, widths=(16, 16, 32, 64), emb_dims=32, mlp=(24, 16))
 CUBE_V = np.array([[x, y, z] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for z in (-1.0, 1.0)])

@@ -21,10 +21,10 @@ from bingnn.pretrained import PRETRAINED_DIR_ENV, available
 from bingnn.pretrained.card import CardError, read_card, validate_card
 from bingnn.pretrained.package import PackagingError, package_run
 from bingnn.pretrained.package import main as package_main
-from bingnn.train.loop import load_model_file
+from bingnn.train.model_files import load_model_file
 
 TINY = ["--points", "64", "--k", "4", "--widths", "8,8,8,8", "--emb-dims", "16", "--mlp",
-        "16,8", "--epochs", "1", "--batch-size", "8", "--test-batch-size", "16", "--no-progress"]
+        "16,8", "--epochs", "1", "--batch-size", "8", "--eval-batch-size", "16", "--no-progress"]
 CMD = "bingnn train ... (a test fixture)"
 
 
@@ -89,9 +89,9 @@ def test_cards_hold_the_measured_accuracy(registry, capsys):
         assert info == cards[name]
         assert info["num_points"] == 64 and info["k"] == 4 and info["test_shapes"] == 30
         assert info["class_names"] == list(CLASS_NAMES)
-        # Float32 weights: the card's figures are `bingnn eval` of the run's final.pt, and the
+        # Float32 weights: the card's figures are `bingnn eval` of the run's best.pt, and the
         # engine agrees with PyTorch.
-        ev = eval_json(d / run / "final.pt", data, capsys)
+        ev = eval_json(d / run / "best.pt", data, capsys)
         assert info["test_accuracy"] == pytest.approx(ev["oa"])
         assert info["mean_class_accuracy"] == pytest.approx(ev["macc"])
         assert info["engine_test_accuracy"] == pytest.approx(ev["oa"])
@@ -109,7 +109,7 @@ def test_pytorch_models_by_name(registry):
     x = torch.from_numpy(make_synthetic_shapes(4, 64, seed=9)[0])
     student = bingnn.models.pretrained("modelnet10-bf2")
     assert not student.training
-    trained, _ = load_model_file(d / "bf2" / "final.pt")
+    trained, _ = load_model_file(d / "bf2" / "best.pt")
     for (k, a), b in zip(student.state_dict().items(), trained.state_dict().values(),
                          strict=True):
         assert torch.equal(a, b), k
@@ -117,7 +117,7 @@ def test_pytorch_models_by_name(registry):
         torch.testing.assert_close(student(x), trained(x))
     # The teacher ships in float16: its weights are the rounded ones, signs kept.
     teacher = bingnn.models.pretrained("modelnet10-dgcnn")
-    t_run, _ = load_model_file(d / "teacher" / "final.pt")
+    t_run, _ = load_model_file(d / "teacher" / "best.pt")
     for (k, a), b in zip(teacher.state_dict().items(), t_run.state_dict().values(),
                          strict=True):
         if a.is_floating_point():

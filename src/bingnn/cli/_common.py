@@ -77,9 +77,12 @@ def add_data(p: argparse.ArgumentParser, defaults: bool = True, train: bool = Fa
     )
     if train:
         g.add_argument(
-            "--train-samples", type=positive_int, default=None, help="limit the training clouds"
+            "--train-samples", type=positive_int, default=None,
+            help="use N clouds of the training set: a seeded, stratified subset, of which the "
+            "validation share is held out",
         )
-    g.add_argument("--test-samples", type=positive_int, default=None, help="limit the test clouds")
+    g.add_argument("--test-samples", type=positive_int, default=None,
+                   help="use N clouds of the test set (a seeded, stratified subset)")
 
 
 def check_output_folder(path: str | os.PathLike, option: str = "--out") -> None:

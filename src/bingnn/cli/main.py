@@ -25,7 +25,7 @@ from bingnn import __version__
 
 #: Subcommand modules, in ``--help`` order (``bingnn.cli.<name>``).
 COMMANDS: list[str] = [
-    "train_cmd", "distill_cmd", "eval_cmd", "export_cmd", "infer_cmd", "node_cmd",
+    "train_cmd", "distill_cmd", "eval_cmd", "export_cmd", "infer_cmd", "node_cmd", "report_cmd",
 ]
 
 #: The subcommands each module adds, for modules whose names differ (used to say what is

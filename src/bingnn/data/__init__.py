@@ -10,6 +10,7 @@ Training code::
 
     from bingnn.data import get_dataset, overall_accuracy, mean_class_accuracy
     train = get_dataset("synthetic", "train", num_points=1024)  # or "modelnet40", "modelnet10"
+    val = get_dataset("synthetic", "val", num_points=1024)      # 10% of the training set
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ from .modelnet10 import download_modelnet10, load_modelnet10
 from .modelnet40 import DEFAULT_URL, download_modelnet40, load_modelnet40
 from .point_files import PointFileError, read_geometry, read_point_clouds
 from .resample import farthest_point_sampling, normalize_unit_sphere, prepare_clouds
+from .splits import stratified_split, stratified_subset
 from .synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
 
-_LAZY = {"PointCloudDataset": "datasets", "get_dataset": "datasets", "DATASETS": "datasets"}
+_LAZY = {
+    name: "datasets"
+    for name in ("PointCloudDataset", "get_dataset", "register_dataset", "DATASETS", "SPLITS")
+}
 
 __all__ = [
     "DATASETS",
     "DEFAULT_URL",
+    "SPLITS",
     "SYNTHETIC_CLASSES",
     "PointCloudDataset",
     "PointFileError",
@@ -59,9 +65,12 @@ __all__ = [
     "random_shift",
     "read_geometry",
     "read_point_clouds",
+    "register_dataset",
     "sample_surface",
     "scale_and_shift",
     "shuffle_points",
+    "stratified_split",
+    "stratified_subset",
 ]
 
 

@@ -110,7 +110,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike,
     ``checkpoint.pt``) to ``path``. Class names default to the dataset's when known; the
     training point count of a point-cloud model to the one the checkpoint records."""
     from bingnn.models import BinDGCNN
-    from bingnn.train.loop import load_model_file
+    from bingnn.train.model_files import load_model_file
 
     model, ck = load_model_file(checkpoint)
     if class_names is None:

@@ -1,7 +1,8 @@
 """Package a finished training run as a pretrained model: weights, engine file and model card.
 
 Usage (from a run folder written by ``bingnn train`` or one stage of ``bingnn distill``, which
-holds ``final.pt``, ``config.json`` and ``done.json``)::
+holds ``best.pt`` -- the weights of the best validation epoch, the run's model --,
+``config.json`` and ``done.json``)::
 
     python -m bingnn.pretrained.package RUN_DIR --name modelnet10-bf2 \\
         --data-dir ../shared/data/modelnet10 \\
@@ -105,7 +106,7 @@ def package_run(
     command: str,
     data_dir: str | os.PathLike | None = None,
     dest: str | os.PathLike | None = None,
-    checkpoint: str = "final.pt",
+    checkpoint: str = "best.pt",
     weights_dtype: str = "float32",
     max_total_bytes: int = MAX_TOTAL_BYTES,
     batch_size: int = 32,
@@ -122,7 +123,7 @@ def package_run(
     from bingnn.data import get_dataset
     from bingnn.engine import EngineModel, read_model_file
     from bingnn.models import build_model
-    from bingnn.train.loop import load_model_file
+    from bingnn.train.model_files import load_model_file
 
     if name not in REGISTRY:
         raise PackagingError(f"unknown pretrained name {name!r}; registered: {', '.join(REGISTRY)}")
@@ -248,12 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a finished run as a registered pretrained model (weights, engine "
         "file, model card) after scoring it on the whole ModelNet10 test split.",
     )
-    p.add_argument("run", help="finished run folder (final.pt, config.json, done.json)")
+    p.add_argument("run", help="finished run folder (best.pt, config.json, done.json)")
     p.add_argument("--name", required=True, choices=sorted(REGISTRY))
     p.add_argument("--command", required=True, help="the command that trained the run")
     p.add_argument("--data-dir", default=None, help="ModelNet10 folder (default: the run's)")
     p.add_argument("--dest", default=None, help="model folder (default: the package's)")
-    p.add_argument("--checkpoint", default="final.pt", help="(default: final.pt)")
+    p.add_argument("--checkpoint", default="best.pt",
+                   help="model file of the run (default: best.pt, the best validation epoch)")
     p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--max-total-mb", type=float, default=MAX_TOTAL_BYTES / 1e6,
                    help="size budget of the model folder (default: 5)")
