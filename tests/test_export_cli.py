@@ -161,19 +161,55 @@ def test_export_never_destroys_the_checkpoint(exported, tmp_path, capsys) -> Non
     err = capsys.readouterr().err
     assert "is the input checkpoint" in err and len(err.splitlines()) == 1
     assert mine.read_bytes() == before
-    # Any existing file that is not a model file needs --force.
+    # --force does not make the input writable either.
+    assert main(["export", str(mine), "-o", str(mine), "--force"]) == 2
+    assert "is the input checkpoint" in capsys.readouterr().err
+    assert mine.read_bytes() == before
+    # Any existing file needs --force, a model file too.
     other = tmp_path / "notes.txt"
     other.write_text("keep me")
     assert main(["export", str(mine), "-o", str(other)]) == 2
-    assert "--force" in capsys.readouterr().err and other.read_text() == "keep me"
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.splitlines()) == 1 and other.read_text() == "keep me"
     assert main(["export", str(mine), "-o", str(other), "--force"]) == 0
     assert bingnn.engine.load(other).variant == "bf2"
-    # An existing model file is simply replaced; the training point count is recorded.
     dest = tmp_path / "m.bgnn"
-    dest.write_bytes(out.read_bytes())
-    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40"]) == 0
+    dest.write_bytes(b"an older model")
+    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40"]) == 2
+    assert "--force" in capsys.readouterr().err and dest.read_bytes() == b"an older model"
+    # With --force the model file is replaced; the training point count is recorded.
+    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40", "--force"]) == 0
     assert bingnn.engine.load(dest).num_points == 40
     assert "points=40" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.pt", "m.bgnn", "notes.txt"]
+
+
+def test_export_without_overwrite_is_atomic(exported, tmp_path, monkeypatch) -> None:
+    """A file that appears at the output while the model is folded is kept: the finished file
+    takes the name only if it is still free (no check-then-replace race)."""
+    import bingnn.export as bexport
+    from bingnn.export import ExportError, export_checkpoint
+
+    ck, _, _ = exported
+    dest = tmp_path / "m.bgnn"
+    real_fold = bexport.fold
+
+    def fold_then_race(*args, **kwargs):
+        result = real_fold(*args, **kwargs)
+        dest.write_bytes(b"written meanwhile")
+        return result
+
+    monkeypatch.setattr(bexport, "fold", fold_then_race)
+    with pytest.raises(ExportError, match="exists"):
+        export_checkpoint(ck, dest, overwrite=False)
+    assert dest.read_bytes() == b"written meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bgnn"]  # no temporary file left
+    # The library default overwrites, like torch.save.
+    monkeypatch.setattr(bexport, "fold", real_fold)
+    export_checkpoint(ck, dest)
+    assert bingnn.engine.load(dest).variant == "bf2"
+    with pytest.raises(ExportError, match="input checkpoint"):
+        export_checkpoint(ck, ck)
 
 
 def test_export_to_a_directory_names_no_temp_file(exported, tmp_path, capsys) -> None:

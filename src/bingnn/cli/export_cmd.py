@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--force", action="store_true",
-        help="overwrite an existing output file that is not a .bgnn model file",
+        help="overwrite an existing output file (never the input checkpoint)",
     )
     p.set_defaults(func=run)
 
@@ -62,39 +62,20 @@ def _read_names(path: str) -> list[str]:
     return names
 
 
-def _is_model_file(path: Path) -> bool:
-    """Whether ``path`` holds a bingnn model file (by name, or by its header's format tag)."""
-    import json
-
-    if path.suffix == ".bgnn":
-        return True
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= 100_000_000:
-                return False
-            header = json.loads(f.read(n))
-    except (OSError, ValueError):
-        return False
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
-    return isinstance(meta, dict) and meta.get("format") == "bingnn-model"
-
-
 def check_output(checkpoint: str, output: str, force: bool) -> Path:
-    """Refuse outputs that would destroy something: the input itself, a directory, or an
-    existing file that is not a model file (unless ``force``)."""
+    """Refuse outputs that would destroy something: the input itself (even with ``force``), a
+    directory, or any existing file unless ``force``. The write itself re-checks atomically
+    (:func:`bingnn.export.export` with ``overwrite=False``)."""
     out, src = Path(output), Path(checkpoint)
     if out.is_dir():
         raise ValueError(f"{out} is a directory; give the model file's name, e.g. "
                          f"{out / 'model.bgnn'}")
-    if out.exists() or out.is_symlink():
-        if src.exists() and os.path.samefile(src, out):
-            raise ValueError(f"the output {out} is the input checkpoint; writing it would "
-                             "destroy the checkpoint: choose another name, e.g. "
-                             f"{out.with_suffix('.bgnn')}")
-        if not force and not _is_model_file(out):
-            raise ValueError(f"{out} exists and is not a .bgnn model file; choose another "
-                             "name or pass --force to overwrite it")
+    if out.exists() and src.exists() and os.path.samefile(src, out):
+        raise ValueError(f"the output {out} is the input checkpoint; writing it would "
+                         "destroy the checkpoint: choose another name, e.g. "
+                         f"{out.with_suffix('.bgnn')}")
+    if not force and os.path.lexists(out):
+        raise ValueError(f"{out} exists; choose another name or pass --force to overwrite it")
     return out
 
 
@@ -104,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_output(args.checkpoint, args.output, args.force)
     names = _read_names(args.class_names) if args.class_names else None
-    out = export_checkpoint(args.checkpoint, out, class_names=names, num_points=args.num_points)
+    out = export_checkpoint(args.checkpoint, out, class_names=names, num_points=args.num_points,
+                            overwrite=args.force)
     model, _ = read_model_file(out)
     n_bytes = out.stat().st_size
     layers = model["layers"]

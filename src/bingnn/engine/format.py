@@ -112,12 +112,16 @@ def serialize_model(model: dict[str, Any], arrays: dict[str, np.ndarray]) -> byt
 
 
 def write_model_file(
-    path: str | os.PathLike, model: dict[str, Any], arrays: dict[str, np.ndarray]
+    path: str | os.PathLike, model: dict[str, Any], arrays: dict[str, np.ndarray],
+    overwrite: bool = True,
 ) -> None:
-    """Write ``arrays`` and the JSON description ``model`` to ``path`` atomically."""
+    """Write ``arrays`` and the JSON description ``model`` to ``path`` atomically.
+
+    ``overwrite=False``: raise ``FileExistsError`` (and leave the existing file alone) if
+    ``path`` exists when the finished file is moved into place."""
     from bingnn.utils.atomic import atomic_write_bytes
 
-    atomic_write_bytes(path, serialize_model(model, arrays))
+    atomic_write_bytes(path, serialize_model(model, arrays), overwrite=overwrite)
 
 
 def _first_line(e: BaseException) -> str:

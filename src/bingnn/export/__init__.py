@@ -58,23 +58,38 @@ def fold(model: nn.Module, class_names: Sequence[str] | None = None,
     return desc, arrays
 
 
+def _exists_message(dest: Path) -> str:
+    return f"{dest} exists; choose another name or allow overwriting it (--force)"
+
+
 def export(model: nn.Module, path: str | os.PathLike,
-           class_names: Sequence[str] | None = None, num_points: int | None = None) -> Path:
+           class_names: Sequence[str] | None = None, num_points: int | None = None,
+           overwrite: bool = True) -> Path:
     """Fold and pack a trained stage-3 ``BinDGCNN`` (variant ``rf``, ``bf1`` or ``bf2``),
     ``BinSAGE`` or ``BinGCN`` into one model file at ``path`` (written atomically). Returns the
     path.
 
+    ``overwrite=False`` refuses an existing ``path``, also one that appears while the model is
+    folded (the finished file is linked into place only if the name is still free).
+
     Raises:
         ExportError: the model is not supported by the engine (other architecture or variant,
             stage < 3, balance functions, per-point/per-neighbour rescaling, real-valued last
-            layer, ...).
+            layer, ...), or ``path`` is a directory, or it exists and ``overwrite`` is False.
     """
     dest = Path(path)
     if dest.is_dir():
         raise ExportError(f"{dest} is a directory; give the model file's name, e.g. "
                           f"{dest / 'model.bgnn'}")
+    if not overwrite and os.path.lexists(dest):
+        raise ExportError(_exists_message(dest))
     desc, arrays = fold(model, class_names, num_points)
-    write_model_file(dest, desc, arrays)
+    try:
+        write_model_file(dest, desc, arrays, overwrite=overwrite)
+    except FileExistsError:
+        if not os.path.lexists(dest):  # e.g. a file where a parent folder is needed
+            raise
+        raise ExportError(_exists_message(dest)) from None
     return dest
 
 
@@ -105,17 +120,22 @@ def _num_points_from(ck: dict[str, Any]) -> int | None:
 
 def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike,
                       class_names: Sequence[str] | None = None,
-                      num_points: int | None = None) -> Path:
+                      num_points: int | None = None, overwrite: bool = True) -> Path:
     """Export the model stored in a training checkpoint (``best.pt``, ``final.pt``,
-    ``checkpoint.pt``) to ``path``. Class names default to the dataset's when known; the
-    training point count of a point-cloud model to the one the checkpoint records."""
+    ``checkpoint.pt``) to ``path`` (see :func:`export`). Class names default to the dataset's
+    when known; the training point count of a point-cloud model to the one the checkpoint
+    records. The checkpoint itself is never overwritten."""
     from bingnn.models import BinDGCNN
     from bingnn.train.model_files import load_model_file
 
+    dest = Path(path)
+    if os.path.exists(dest) and os.path.exists(checkpoint) and os.path.samefile(checkpoint, dest):
+        raise ExportError(f"the output {dest} is the input checkpoint; writing it would destroy "
+                          f"the checkpoint: choose another name, e.g. {dest.with_suffix('.bgnn')}")
     model, ck = load_model_file(checkpoint)
     if class_names is None:
         class_names = _class_names_from(ck, int(getattr(model, "config", {}).get(
             "num_classes", 0)))
     if num_points is None and isinstance(model, BinDGCNN):
         num_points = _num_points_from(ck)
-    return export(model, path, class_names, num_points)
+    return export(model, dest, class_names, num_points, overwrite=overwrite)
