@@ -164,6 +164,51 @@ def test_per_node_centerings(arch: str, centering: str) -> None:
           exact_layer0=arch == "gcn")
 
 
+@pytest.mark.parametrize("arch,alive", [("sage", [2, 0, 0]), ("gcn", [1, 0, 0])])
+def test_a_pass_releases_values_no_later_layer_reads(monkeypatch, arch: str,
+                                                     alive: list[int]) -> None:
+    """Memory stays at the live values: when a later layer's aggregate runs, the first
+    layer's sums (read only by the first aggregate) are gone, and the logits are unchanged."""
+    import weakref
+
+    from bingnn.engine import _graph_ops
+
+    model = make(arch, 37, 70, 5, 3, seed=1)
+    em = EngineModel(*fold(model))
+    ei = random_graph(300, 1500, seed=2)
+    x = features(300, 37, seed=3, binary=True)
+    want = em.logits(x, ei)
+    made: list[weakref.ref] = []
+    seen: list[int] = []
+    real_linear, real_aggregate = _graph_ops.signed_linear, _graph_ops.aggregate
+
+    depth = [0]
+
+    def signed_linear(*args, **kwargs):
+        depth[0] += 1  # a list of weights recurses: record the outermost results only
+        try:
+            out = real_linear(*args, **kwargs)
+        finally:
+            depth[0] -= 1
+        if depth[0] == 0:
+            made.extend(weakref.ref(z) for z in (out if isinstance(out, list) else [out]))
+        return out
+
+    def aggregate(*args, **kwargs):
+        seen.append(sum(r() is not None for r in made))
+        return real_aggregate(*args, **kwargs)
+
+    monkeypatch.setattr(_graph_ops, "signed_linear", signed_linear)
+    monkeypatch.setattr(_graph_ops, "aggregate", aggregate)
+    got = em.logits(x, ei)
+    assert seen == alive
+    np.testing.assert_array_equal(got, want)
+    # Tracing keeps every value (nothing is released).
+    made.clear()
+    trace = em.trace(x, ei)
+    assert trace and made and all(r() is not None for r in made)
+
+
 def test_hub_node_with_thousands_of_neighbours() -> None:
     model = make("sage", 16, 64, 3, 2, seed=7)
     em = EngineModel(*fold(model))

@@ -60,6 +60,8 @@ class Runner:
         self._agg_epilogue: dict[str, tuple[str, dict[str, Any]]] = {}
         self._agg_outputs: dict[str, dict[str, Any]] = {}
         self._node_fused: set[str] = set()
+        #: fused layer name -> the aggregate that runs it (and so reads its inputs)
+        self._executor: dict[str, str] = {}
         if program.task == "node_classification" and fuse:
             self._find_aggregate_fusions()
             self._find_sign_fusions()
@@ -105,6 +107,7 @@ class Runner:
                     self._agg_source[layer.name] = (term["input"], term.get("row_scale"),
                                                     src.arrays.get("t0_alpha"))
                     self._node_fused.add(src.name)
+                    self._executor[src.name] = layer.name
             user = only_user(layer.outputs[0])
             if user is None or user.op != "affine":
                 continue
@@ -126,6 +129,7 @@ class Runner:
                 "t0_bias": a.get("t0_bias"), "t0_alpha": a.get("t0_alpha"), "second": second,
                 "bias": a.get("bias"), "slope": a.get("slope")})
             self._node_fused.add(user.name)
+            self._executor[user.name] = layer.name
 
     def _find_sign_fusions(self) -> None:
         """An aggregate (with its epilogue) whose rows are only read by a sign (``threshold``
@@ -159,6 +163,7 @@ class Runner:
                 spec["scale_out"] = u.outputs[0]
             self._agg_outputs[layer.name] = spec
             self._node_fused.update(u.name for u in users)
+            self._executor.update((u.name, layer.name) for u in users)
 
     def _timed(self, layer: Layer, t0: float) -> None:
         if self.timings is not None:
@@ -319,7 +324,11 @@ class Runner:
         need = self._rows_needed(graph, rows)
         env: dict[str, _NodeValue] = {"x": _NodeValue(features, None)}
         self._first_layer_together(features, env, need)
-        for layer in self.program.layers:
+        release = None if trace is not None else self._release_after()
+        for i, layer in enumerate(self.program.layers):
+            if release is not None:
+                for v in release.get(i - 1, ()):
+                    env.pop(v, None)  # no later layer reads it: its memory goes back now
             if layer.outputs[0] in env:
                 continue  # computed together with a sibling
             t0 = time.perf_counter()
@@ -347,6 +356,26 @@ class Runner:
         if trace is not None:
             trace.update({k: v.data for k, v in env.items() if k != "x"})
         return env["logits"].data
+
+    def _release_after(self) -> dict[int, list[str]]:
+        """Layer index -> the node values that no layer reads after it (fused layers read
+        their inputs when the aggregate that runs them does), so that a pass holds only the
+        live values: for GraphSAGE the first layer's sums are gone before the second layer's
+        rows are aggregated. The input ``x`` and the logits are never released."""
+        prog = self.program
+        index = {layer.name: i for i, layer in enumerate(prog.layers)}
+        last: dict[str, int] = {}
+        for i, layer in enumerate(prog.layers):
+            for v in layer.outputs:
+                last[v] = max(last.get(v, -1), i)
+            at = index[self._executor.get(layer.name, layer.name)]
+            for v in layer.inputs:
+                last[v] = max(last.get(v, -1), at, i)
+        out: dict[int, list[str]] = {}
+        for v, i in last.items():
+            if v not in ("x", "logits"):
+                out.setdefault(i, []).append(v)
+        return out
 
     def _first_layer_together(self, features: Any, env: dict[str, _NodeValue],
                               need: dict[str, np.ndarray | None]) -> None:
