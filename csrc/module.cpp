@@ -14,6 +14,7 @@ using namespace bingnn;
 
 namespace bingnn {
 void bind_engine_float(py::module_& m);  // bind_engine.cpp: the engine's real-valued kernels
+void bind_train_float(py::module_& m);   // bind_train.cpp: the training library's fast paths
 }
 
 namespace {
@@ -264,4 +265,5 @@ PYBIND11_MODULE(_native, m) {
     });
 
     bind_engine_float(m);
+    bind_train_float(m);
 }
