@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from bingnn import _flags
 from bingnn.nn.binary_block import BinaryBlock
+from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
 from bingnn.nn.edge_batchnorm import (
     bn_affine,
@@ -181,8 +182,11 @@ class BinPointEdgeConv(nn.Module):
         q = self.block.input_quantizer
         c = self.in_channels
         rel, node = self._edge_bn(gather_neighbors(x, idx) - x.unsqueeze(2), x)
-        y_rel = F.linear(q(rel), w[:, :c])
-        y_node = F.linear(q(node), w[:, c:])
+        if self.block.linear.binary_weights:  # +-1 signs times +-1 weights: packed products
+            y_rel = pm1_linear(q(rel), w[:, :c], q.is_binary)
+            y_node = pm1_linear(q(node), w[:, c:], q.is_binary)
+        else:
+            y_rel, y_node = F.linear(q(rel), w[:, :c]), F.linear(q(node), w[:, c:])
         return NeighborValues(y_node, rel=y_rel)
 
     def _linear_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:

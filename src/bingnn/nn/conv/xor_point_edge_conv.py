@@ -11,6 +11,7 @@ from bingnn import _flags
 from bingnn.nn import _kernels, quantizers
 from bingnn.nn.activations import ChannelPReLU
 from bingnn.nn.binary_linear import BinaryLinear
+from bingnn.nn.binary_matmul import XorEdgeLinear, is_pm1, packed_route, pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, get_centering
 from bingnn.nn.edge_batchnorm import (
     EdgeActStatsSelect,
@@ -160,9 +161,13 @@ class XorPointEdgeConv(nn.Module):
             u, v = linear_parts(x, w)
             values = NeighborValues(v, u=u, idx=idx)
         else:
-            # [x_j xor x_i] W_a^T = (x_j * x_i) (-W_a)^T: one product per edge, sign exact.
-            prod = gather_neighbors(x, idx) * x.unsqueeze(2)
-            values = NeighborValues(F.linear(x, w[:, c:]), rel=F.linear(prod, -w[:, :c]))
+            # [x_j xor x_i] W_a^T = (x_j * x_i) (-W_a)^T: one product per edge, sign exact;
+            # with +-1 inputs and weights, XOR and popcount on packed bits.
+            packed = lin.binary_weights and packed_route(x, w) and is_pm1(x)
+            values = NeighborValues(
+                pm1_linear(x, w[:, c:], packed) if lin.binary_weights else F.linear(x, w[:, c:]),
+                rel=XorEdgeLinear.apply(x, idx, w[:, :c], packed),
+            )
         alpha = self.rescale.channel_scale
         slope = self.act.weight if self.act is not None else None
 
