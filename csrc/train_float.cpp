@@ -444,4 +444,731 @@ void edge_act_stats_backward(const float* rel, const float* v, int64_t rows, int
                  });
 }
 
+void binary_gemm_f32(const uint64_t* a, int64_t m, const uint64_t* b, int64_t n, int64_t w,
+                     int64_t n_bits, float* out, int num_threads) {
+    if (m == 0 || n == 0) return;
+    constexpr int64_t kRows = 64;
+    const int64_t blocks = (m + kRows - 1) / kRows;
+    parallel_for(blocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<int32_t> tmp(static_cast<size_t>(kRows * n));
+        for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t r0 = blk * kRows, rows = std::min(kRows, m - r0);
+            binary_gemm(a + r0 * w, rows, b, n, w, n_bits, tmp.data(), 1);
+            float* o = out + r0 * n;
+            for (int64_t q = 0; q < rows * n; ++q) o[q] = static_cast<float>(tmp[q]);
+        }
+    });
+}
+
+void select_rank(const float* src, int64_t rows, int64_t k, int64_t c, const int64_t* rank,
+                 float* out, int num_threads) {
+    parallel_for(rows, num_threads, std::max<int64_t>(16, 65536 / std::max<int64_t>(1, c)),
+                 [&](int64_t p0, int64_t p1) {
+                     for (int64_t p = p0; p < p1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch)
+                             out[p * c + ch] = src[(p * k + rank[p * c + ch]) * c + ch];
+                 });
+}
+
+void scatter_rank(const float* g, int64_t rows, int64_t k, int64_t c, const int64_t* rank,
+                  float* out, int num_threads) {
+    parallel_for(rows, num_threads, std::max<int64_t>(16, 8192 / std::max<int64_t>(1, k * c)),
+                 [&](int64_t p0, int64_t p1) {
+                     std::memset(out + p0 * k * c, 0,
+                                 static_cast<size_t>((p1 - p0) * k * c) * sizeof(float));
+                     for (int64_t p = p0; p < p1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch)
+                             out[(p * k + rank[p * c + ch]) * c + ch] = g[p * c + ch];
+                 });
+}
+
+void xor_edge_features(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
+                       int64_t k, float* out, int num_threads) {
+    parallel_for(sets * n, num_threads, std::max<int64_t>(8, 8192 / std::max<int64_t>(1, k * c)),
+                 [&](int64_t p0, int64_t p1) {
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const float* xi = x + p * c;
+                         const float* xs = x + (p / n) * n * c;
+                         for (int64_t r = 0; r < k; ++r) {
+                             const float* xj = xs + idx[p * k + r] * c;
+                             float* o = out + (p * k + r) * c;
+                             for (int64_t ch = 0; ch < c; ++ch) o[ch] = xj[ch] * xi[ch];
+                         }
+                     }
+                 });
+}
+
+void xor_edge_features_backward(const float* g, const float* x, int64_t sets, int64_t n,
+                                int64_t c, const int64_t* idx, int64_t k, float* out,
+                                int num_threads) {
+    if (sets == 0 || n == 0 || c == 0) return;
+    std::memset(out, 0, static_cast<size_t>(sets * n * c) * sizeof(float));
+    constexpr int64_t kCh = 16;
+    const int64_t ncb = (c + kCh - 1) / kCh;
+    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t set = t / ncb, cb = (t % ncb) * kCh, ce = std::min(c, cb + kCh);
+            const float* xs = x + set * n * c;
+            float* os = out + set * n * c;
+            const float* gs = g + set * n * k * c;
+            const int64_t* is = idx + set * n * k;
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t r = 0; r < k; ++r) {
+                    const int64_t j = is[i * k + r];
+                    const float* gr = gs + (i * k + r) * c;
+                    for (int64_t ch = cb; ch < ce; ++ch) {
+                        os[i * c + ch] = os[i * c + ch] + gr[ch] * xs[j * c + ch];
+                        os[j * c + ch] = os[j * c + ch] + gr[ch] * xs[i * c + ch];
+                    }
+                }
+        }
+    });
+}
+
+namespace {
+
+inline float quant_value(float z, int mode) {
+    if (mode == 0) return z >= 0.0f ? 1.0f : -1.0f;
+    return std::tanh(z);
+}
+
+inline float quant_grad(float z, int mode, float clip) {
+    if (mode == 0) return (z <= clip && z >= -clip) ? 1.0f : 0.0f;
+    const float th = std::tanh(z);
+    return 1.0f - th * th;
+}
+
+// Sums over the edges of the points [p0, p1) of (d - shift) and (d - shift)^2, per channel:
+// float32 over the k neighbours of a point, float64 across points.
+void diff_stats_rows(const float* x, int64_t p0, int64_t p1, int64_t n, int64_t c,
+                     const int64_t* idx, int64_t k, const float* shift, double* s1, double* s2) {
+    std::vector<float> f1(static_cast<size_t>(c)), f2(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) s1[ch] = s2[ch] = 0.0;
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* xi = x + p * c;
+        const float* xs = x + (p / n) * n * c;
+        std::fill(f1.begin(), f1.end(), 0.0f);
+        std::fill(f2.begin(), f2.end(), 0.0f);
+        for (int64_t r = 0; r < k; ++r) {
+            const float* xj = xs + idx[p * k + r] * c;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const float d = (xj[ch] - xi[ch]) - shift[ch];
+                f1[ch] = f1[ch] + d;
+                f2[ch] = f2[ch] + d * d;
+            }
+        }
+        for (int64_t ch = 0; ch < c; ++ch) {
+            s1[ch] += static_cast<double>(f1[ch]);
+            s2[ch] += static_cast<double>(f2[ch]);
+        }
+    }
+}
+
+}  // namespace
+
+void edge_diff_stats(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
+                     int64_t k, double* mean, double* var, int num_threads) {
+    if (c == 0) return;
+    const int64_t rows = sets * n, m = rows * k;
+    if (m == 0) {
+        for (int64_t ch = 0; ch < c; ++ch) mean[ch] = var[ch] = 0.0;
+        return;
+    }
+    std::vector<float> shift(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) shift[ch] = x[idx[0] * c + ch] - x[ch];
+    std::vector<double> s1(static_cast<size_t>(c)), s2(static_cast<size_t>(c));
+    blocked_rows(rows, c, num_threads, s1.data(), s2.data(),
+                 [&](int64_t r0, int64_t r1, double* a, double* b) {
+                     diff_stats_rows(x, r0, r1, n, c, idx, k, shift.data(), a, b);
+                 });
+    for (int64_t ch = 0; ch < c; ++ch) {
+        const double d = s1[ch] / static_cast<double>(m);
+        mean[ch] = static_cast<double>(shift[ch]) + d;
+        var[ch] = std::max(0.0, s2[ch] / static_cast<double>(m) - d * d);
+    }
+}
+
+#if BINGNN_X86
+namespace {
+BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1, int64_t n,
+                                          int64_t c, const int64_t* idx, int64_t k,
+                                          const float* s, const float* t, float* out_f,
+                                          uint64_t* out_bits) {
+    const int64_t w = n_words(c);
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* xi = x + p * c;
+        const float* xs = x + (p / n) * n * c;
+        for (int64_t r = 0; r < k; ++r) {
+            const float* xj = xs + idx[p * k + r] * c;
+            const int64_t e = p * k + r;
+            uint64_t* bits = out_bits != nullptr ? out_bits + e * w : nullptr;
+            if (bits != nullptr)
+                for (int64_t q = 0; q < w; ++q) bits[q] = 0;
+            for (int64_t ch = 0; ch < c; ch += 16) {
+                const int64_t valid = std::min<int64_t>(16, c - ch);
+                const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+                const __m512 z = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xj + ch),
+                                                _mm512_maskz_loadu_ps(keep, xi + ch)),
+                                  _mm512_maskz_loadu_ps(keep, s + ch)),
+                    _mm512_maskz_loadu_ps(keep, t + ch));
+                const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
+                if (out_f != nullptr)
+                    _mm512_mask_storeu_ps(out_f + e * c + ch, keep,
+                                          _mm512_mask_blend_ps(pos, minus, one));
+                if (bits != nullptr)
+                    bits[ch / 64] |= static_cast<uint64_t>(pos & keep) << (ch % 64);
+            }
+        }
+    }
+}
+}  // namespace
+#endif
+
+void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
+                     int64_t k, const float* s, const float* t, int mode, float* out_f,
+                     uint64_t* out_bits, int num_threads) {
+    const int64_t w = n_words(c);
+    const bool vec = active_level() == Level::Avx512 && mode == 0;
+    parallel_for(sets * n, num_threads, std::max<int64_t>(8, 8192 / std::max<int64_t>(1, k * c)),
+                 [&](int64_t p0, int64_t p1) {
+#if BINGNN_X86
+                     if (vec) {
+                         diff_quant_rows_avx512(x, p0, p1, n, c, idx, k, s, t, out_f, out_bits);
+                         return;
+                     }
+#endif
+                     for (int64_t p = p0; p < p1; ++p) {
+                         const float* xi = x + p * c;
+                         const float* xs = x + (p / n) * n * c;
+                         for (int64_t r = 0; r < k; ++r) {
+                             const float* xj = xs + idx[p * k + r] * c;
+                             const int64_t e = p * k + r;
+                             uint64_t* bits = out_bits != nullptr ? out_bits + e * w : nullptr;
+                             if (bits != nullptr)
+                                 for (int64_t q = 0; q < w; ++q) bits[q] = 0;
+                             for (int64_t ch = 0; ch < c; ++ch) {
+                                 const float z = (xj[ch] - xi[ch]) * s[ch] + t[ch];
+                                 if (out_f != nullptr) out_f[e * c + ch] = quant_value(z, mode);
+                                 if (bits != nullptr && z >= 0.0f)
+                                     bits[ch / 64] |= uint64_t{1} << (ch % 64);
+                             }
+                         }
+                     }
+                 });
+}
+
+namespace {
+
+// Pass 1 of edge_diff_quant_backward over the points [r0, r1): per-channel sums of gz and
+// gz * xhat, float32 over a point's k edges, float64 across points.
+void dq_sums_scalar(const float* g, const float* x, int64_t r0, int64_t r1, int64_t n, int64_t c,
+                    const int64_t* idx, int64_t k, const float* s, const float* t,
+                    const float* mean, const float* invstd, int mode, float clip, double* a,
+                    double* b) {
+    std::vector<float> f1(static_cast<size_t>(c)), f2(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
+    for (int64_t p = r0; p < r1; ++p) {
+        const float* xi = x + p * c;
+        const float* xs = x + (p / n) * n * c;
+        std::fill(f1.begin(), f1.end(), 0.0f);
+        std::fill(f2.begin(), f2.end(), 0.0f);
+        for (int64_t r = 0; r < k; ++r) {
+            const float* xj = xs + idx[p * k + r] * c;
+            const float* gr = g + (p * k + r) * c;
+            for (int64_t ch = 0; ch < c; ++ch) {
+                const float d = xj[ch] - xi[ch];
+                const float z = d * s[ch] + t[ch];
+                const float gz = gr[ch] * quant_grad(z, mode, clip);
+                f1[ch] = f1[ch] + gz;
+                f2[ch] = f2[ch] + gz * ((d - mean[ch]) * invstd[ch]);
+            }
+        }
+        for (int64_t ch = 0; ch < c; ++ch) {
+            a[ch] += static_cast<double>(f1[ch]);
+            b[ch] += static_cast<double>(f2[ch]);
+        }
+    }
+}
+
+// Pass 2 for one (set, block of 16 channels): gx at the neighbour (+) and the centre (-).
+void dq_scatter_scalar(const float* g, const float* x, int64_t set, int64_t cb, int64_t n,
+                       int64_t c, const int64_t* idx, int64_t k, const float* s, const float* t,
+                       const float* mean, const float* invstd, int mode, float clip,
+                       const float* c1, const float* c2, float* gx) {
+    const int64_t ce = std::min<int64_t>(c, cb + 16);
+    const float* xs = x + set * n * c;
+    float* os = gx + set * n * c;
+    const float* gs = g + set * n * k * c;
+    const int64_t* is = idx + set * n * k;
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t r = 0; r < k; ++r) {
+            const int64_t j = is[i * k + r];
+            const float* gr = gs + (i * k + r) * c;
+            for (int64_t ch = cb; ch < ce; ++ch) {
+                const float d = xs[j * c + ch] - xs[i * c + ch];
+                const float z = d * s[ch] + t[ch];
+                const float gz = gr[ch] * quant_grad(z, mode, clip);
+                const float xhat = (d - mean[ch]) * invstd[ch];
+                const float gd = s[ch] * ((gz - c1[ch]) - xhat * c2[ch]);
+                os[j * c + ch] = os[j * c + ch] + gd;
+                os[i * c + ch] = os[i * c + ch] - gd;
+            }
+        }
+}
+
+#if BINGNN_X86
+// The sign quantizer's straight-through mask, |z| <= clip, on 16 lanes.
+BINGNN_AVX512 inline __mmask16 ste_mask16(__m512 z, __m512 clip) {
+    return _mm512_cmp_ps_mask(z, clip, _CMP_LE_OQ) &
+           _mm512_cmp_ps_mask(z, _mm512_sub_ps(_mm512_setzero_ps(), clip), _CMP_GE_OQ);
+}
+
+BINGNN_AVX512 void dq_sums_avx512(const float* g, const float* x, int64_t r0, int64_t r1,
+                                  int64_t n, int64_t c, const int64_t* idx, int64_t k,
+                                  const float* s, const float* t, const float* mean,
+                                  const float* invstd, float clip, double* a, double* b) {
+    for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
+    const __m512 vclip = _mm512_set1_ps(clip);
+    for (int64_t cb = 0; cb < c; cb += 16) {
+        const int64_t valid = std::min<int64_t>(16, c - cb);
+        const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+        const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
+        const __m512 vt = _mm512_maskz_loadu_ps(keep, t + cb);
+        const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
+        const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
+        for (int64_t p = r0; p < r1; ++p) {
+            const float* xs = x + (p / n) * n * c;
+            const __m512 xi = _mm512_maskz_loadu_ps(keep, x + p * c + cb);
+            __m512 f1 = _mm512_setzero_ps(), f2 = _mm512_setzero_ps();
+            for (int64_t r = 0; r < k; ++r) {
+                const __m512 xj = _mm512_maskz_loadu_ps(keep, xs + idx[p * k + r] * c + cb);
+                const __m512 d = _mm512_sub_ps(xj, xi);
+                const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
+                const __m512 gz = _mm512_maskz_mov_ps(
+                    ste_mask16(z, vclip), _mm512_maskz_loadu_ps(keep, g + (p * k + r) * c + cb));
+                f1 = _mm512_add_ps(f1, gz);
+                f2 = _mm512_add_ps(f2, _mm512_mul_ps(gz, _mm512_mul_ps(_mm512_sub_ps(d, vm), vi)));
+            }
+            add_to_double(a + cb, f1, keep);
+            add_to_double(b + cb, f2, keep);
+        }
+    }
+}
+
+BINGNN_AVX512 void dq_scatter_avx512(const float* g, const float* x, int64_t set, int64_t cb,
+                                     int64_t n, int64_t c, const int64_t* idx, int64_t k,
+                                     const float* s, const float* t, const float* mean,
+                                     const float* invstd, float clip, const float* c1,
+                                     const float* c2, float* gx) {
+    const int64_t valid = std::min<int64_t>(16, c - cb);
+    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+    const __m512 vclip = _mm512_set1_ps(clip);
+    const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
+    const __m512 vt = _mm512_maskz_loadu_ps(keep, t + cb);
+    const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
+    const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
+    const __m512 v1 = _mm512_maskz_loadu_ps(keep, c1 + cb);
+    const __m512 v2 = _mm512_maskz_loadu_ps(keep, c2 + cb);
+    const float* xs = x + set * n * c + cb;
+    float* os = gx + set * n * c + cb;
+    const float* gs = g + set * n * k * c + cb;
+    const int64_t* is = idx + set * n * k;
+    for (int64_t i = 0; i < n; ++i) {
+        const __m512 xi = _mm512_maskz_loadu_ps(keep, xs + i * c);
+        __m512 gi = _mm512_setzero_ps();
+        for (int64_t r = 0; r < k; ++r) {
+            const int64_t j = is[i * k + r];
+            const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xs + j * c), xi);
+            const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
+            const __m512 gz = _mm512_maskz_mov_ps(
+                ste_mask16(z, vclip), _mm512_maskz_loadu_ps(keep, gs + (i * k + r) * c));
+            const __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(d, vm), vi);
+            const __m512 gd = _mm512_mul_ps(
+                vs, _mm512_sub_ps(_mm512_sub_ps(gz, v1), _mm512_mul_ps(xhat, v2)));
+            float* oj = os + j * c;
+            _mm512_mask_storeu_ps(oj, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, oj), gd));
+            gi = _mm512_add_ps(gi, gd);
+            // The centre's own row may be a neighbour too: apply its share after the edges
+            // that precede it, in the same order as the scalar path.
+            if (j == i) {
+                float* oi = os + i * c;
+                _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+                gi = _mm512_setzero_ps();
+            }
+        }
+        float* oi = os + i * c;
+        _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+    }
+}
+#endif
+
+}  // namespace
+
+void edge_diff_quant_backward(const float* g, const float* x, int64_t sets, int64_t n,
+                              int64_t c, const int64_t* idx, int64_t k, const float* s,
+                              const float* t, const float* mean, const float* invstd, int mode,
+                              float clip, const float* c1, const float* c2, float* gx,
+                              double* sum_gz, double* sum_gzx, int num_threads) {
+    if (c == 0) return;
+    const int64_t rows = sets * n;
+    const Level level = active_level();
+    const bool vec = level == Level::Avx512 && mode == 0;
+    blocked_rows(rows, c, num_threads, sum_gz, sum_gzx,
+                 [&](int64_t r0, int64_t r1, double* a, double* b) {
+#if BINGNN_X86
+                     if (vec) {
+                         dq_sums_avx512(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, clip, a,
+                                        b);
+                         return;
+                     }
+#endif
+                     dq_sums_scalar(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, mode, clip,
+                                    a, b);
+                 });
+    if (gx == nullptr) return;
+    std::memset(gx, 0, static_cast<size_t>(rows * c) * sizeof(float));
+    const int64_t ncb = (c + 15) / 16;
+    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t task = t0; task < t1; ++task) {
+            const int64_t set = task / ncb, cb = (task % ncb) * 16;
+#if BINGNN_X86
+            if (vec) {
+                dq_scatter_avx512(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, clip, c1, c2,
+                                  gx);
+                continue;
+            }
+#endif
+            dq_scatter_scalar(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, c1,
+                              c2, gx);
+        }
+    });
+}
+
+namespace {
+
+#if BINGNN_X86
+// dst[0..c) += a * src[0..c) (mul then add, like the scalar loop).
+BINGNN_AVX512 inline void axpy16(float* dst, float a, const float* src, int64_t c) {
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t ch = 0; ch < c; ch += 16) {
+        const int64_t valid = std::min<int64_t>(16, c - ch);
+        const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+        _mm512_mask_storeu_ps(dst + ch, keep,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(keep, dst + ch),
+                                            _mm512_mul_ps(va, _mm512_maskz_loadu_ps(keep, src + ch))));
+    }
+}
+
+// Edge features of one point's k edges (modes 0 sign and 2 product) into q (k, c).
+BINGNN_AVX512 void edge_q_avx512(const float* xi, const float* xs, const int64_t* nbr, int64_t k,
+                                 int64_t c, const float* s, const float* t, int mode, float* q) {
+    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
+    for (int64_t r = 0; r < k; ++r) {
+        const float* xj = xs + nbr[r] * c;
+        for (int64_t ch = 0; ch < c; ch += 16) {
+            const int64_t valid = std::min<int64_t>(16, c - ch);
+            const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+            const __m512 a = _mm512_maskz_loadu_ps(keep, xj + ch);
+            const __m512 b = _mm512_maskz_loadu_ps(keep, xi + ch);
+            __m512 v;
+            if (mode == 2) {
+                v = _mm512_mul_ps(a, b);
+            } else {
+                const __m512 z = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_sub_ps(a, b), _mm512_maskz_loadu_ps(keep, s + ch)),
+                    _mm512_maskz_loadu_ps(keep, t + ch));
+                v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ),
+                                         minus, one);
+            }
+            _mm512_mask_storeu_ps(q + r * c + ch, keep, v);
+        }
+    }
+}
+#endif
+
+void edge_q_scalar(const float* xi, const float* xs, const int64_t* nbr, int64_t k, int64_t c,
+                   const float* s, const float* t, int mode, float* q) {
+    for (int64_t r = 0; r < k; ++r) {
+        const float* xj = xs + nbr[r] * c;
+        for (int64_t ch = 0; ch < c; ++ch) {
+            if (mode == 2) {
+                q[r * c + ch] = xj[ch] * xi[ch];
+            } else {
+                const float z = (xj[ch] - xi[ch]) * s[ch] + t[ch];
+                q[r * c + ch] = quant_value(z, mode);
+            }
+        }
+    }
+}
+
+inline void axpy_scalar(float* dst, float a, const float* src, int64_t c) {
+    for (int64_t ch = 0; ch < c; ++ch) dst[ch] = dst[ch] + a * src[ch];
+}
+
+}  // namespace
+
+void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
+                          const int64_t* idx, int64_t k, const float* s, const float* t,
+                          int mode, const float* gsel, const int64_t* rank, int64_t c_out,
+                          const float* w, float* g_q, float* g_w, int num_threads) {
+    const int64_t rows = sets * n;
+    if (rows == 0 || c_in == 0) return;
+    // Fixed row blocks, each with its own partial g_w, summed in block order: the result does
+    // not depend on the thread count.
+    constexpr int64_t kBlocks = 8;
+    const int64_t per = (rows + kBlocks - 1) / kBlocks;
+    std::vector<float> partial(
+        g_w != nullptr ? static_cast<size_t>(kBlocks * c_out * c_in) : size_t{0}, 0.0f);
+    const bool vec = active_level() == Level::Avx512 && mode != 1;
+    parallel_for(kBlocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<float> q(static_cast<size_t>(k * c_in));
+        for (int64_t blk = b0; blk < b1; ++blk) {
+            float* gw = g_w != nullptr ? partial.data() + blk * c_out * c_in : nullptr;
+            for (int64_t p = blk * per; p < std::min(rows, (blk + 1) * per); ++p) {
+                const float* xi = x + p * c_in;
+                const float* xs = x + (p / n) * n * c_in;
+#if BINGNN_X86
+                if (vec)
+                    edge_q_avx512(xi, xs, idx + p * k, k, c_in, s, t, mode, q.data());
+                else
+#endif
+                    edge_q_scalar(xi, xs, idx + p * k, k, c_in, s, t, mode, q.data());
+                float* gq = g_q != nullptr ? g_q + p * k * c_in : nullptr;
+                if (gq != nullptr) std::memset(gq, 0, static_cast<size_t>(k * c_in) * sizeof(float));
+                for (int64_t o = 0; o < c_out; ++o) {
+                    const float gs = gsel[p * c_out + o];
+                    if (gs == 0.0f) continue;  // adds nothing (and -0.0 + 0 keeps +0 stored)
+                    const int64_t r = rank[p * c_out + o];
+                    const float* wo = w + o * c_in;
+                    const float* qr = q.data() + r * c_in;
+#if BINGNN_X86
+                    if (vec) {
+                        if (gq != nullptr) axpy16(gq + r * c_in, gs, wo, c_in);
+                        if (gw != nullptr) axpy16(gw + o * c_in, gs, qr, c_in);
+                        continue;
+                    }
+#endif
+                    if (gq != nullptr) axpy_scalar(gq + r * c_in, gs, wo, c_in);
+                    if (gw != nullptr) axpy_scalar(gw + o * c_in, gs, qr, c_in);
+                }
+            }
+        }
+    });
+    if (g_w == nullptr) return;
+    std::memset(g_w, 0, static_cast<size_t>(c_out * c_in) * sizeof(float));
+    for (int64_t blk = 0; blk < kBlocks; ++blk)
+        for (int64_t q = 0; q < c_out * c_in; ++q) g_w[q] = g_w[q] + partial[blk * c_out * c_in + q];
+}
+
+namespace {
+
+#if BINGNN_X86
+BINGNN_AVX512 inline __mmask16 keep16(int64_t c, int64_t ch) {
+    const int64_t valid = std::min<int64_t>(16, c - ch);
+    return static_cast<__mmask16>((1u << valid) - 1u);
+}
+
+BINGNN_AVX512 void rp_rows_avx512(const float* x, int64_t r0, int64_t r1, int64_t c,
+                                  const float* alpha, const float* slope, float* y) {
+    for (int64_t p = r0; p < r1; ++p)
+        for (int64_t ch = 0; ch < c; ch += 16) {
+            const __mmask16 keep = keep16(c, ch);
+            const __m512 z = _mm512_mul_ps(_mm512_maskz_loadu_ps(keep, x + p * c + ch),
+                                           _mm512_maskz_loadu_ps(keep, alpha + ch));
+            __m512 out = z;
+            if (slope != nullptr) {
+                const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
+                out = _mm512_mask_blend_ps(
+                    pos, _mm512_mul_ps(z, _mm512_maskz_loadu_ps(keep, slope + ch)), z);
+            }
+            _mm512_mask_storeu_ps(y + p * c + ch, keep, out);
+        }
+}
+
+BINGNN_AVX512 void rp_bwd_avx512(const float* g, const float* x, int64_t r0, int64_t r1,
+                                 int64_t c, const float* alpha, const float* slope, float* gx,
+                                 double* ga, double* gs) {
+    for (int64_t ch = 0; ch < c; ++ch) ga[ch] = gs[ch] = 0.0;
+    for (int64_t ch = 0; ch < c; ch += 16) {
+        const __mmask16 keep = keep16(c, ch);
+        const __m512 va = _mm512_maskz_loadu_ps(keep, alpha + ch);
+        const __m512 vs = slope != nullptr ? _mm512_maskz_loadu_ps(keep, slope + ch)
+                                           : _mm512_set1_ps(1.0f);
+        __m512 fa = _mm512_setzero_ps(), fs = _mm512_setzero_ps();
+        int64_t since = 0;
+        for (int64_t p = r0; p < r1; ++p) {
+            const __m512 xv = _mm512_maskz_loadu_ps(keep, x + p * c + ch);
+            const __m512 gv = _mm512_maskz_loadu_ps(keep, g + p * c + ch);
+            const __m512 z = _mm512_mul_ps(xv, va);
+            __m512 gz = gv;
+            if (slope != nullptr) {
+                const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
+                gz = _mm512_mask_blend_ps(pos, _mm512_mul_ps(gv, vs), gv);
+                fs = _mm512_mask_add_ps(fs, static_cast<__mmask16>(~pos), fs,
+                                        _mm512_mul_ps(gv, z));
+            }
+            fa = _mm512_add_ps(fa, _mm512_mul_ps(gz, xv));
+            _mm512_mask_storeu_ps(gx + p * c + ch, keep, _mm512_mul_ps(gz, va));
+            if (++since == 16) {  // float32 partial sums over 16 rows, then float64
+                add_to_double(ga + ch, fa, keep);
+                add_to_double(gs + ch, fs, keep);
+                fa = fs = _mm512_setzero_ps();
+                since = 0;
+            }
+        }
+        add_to_double(ga + ch, fa, keep);
+        add_to_double(gs + ch, fs, keep);
+    }
+}
+#endif
+
+void rp_bwd_scalar(const float* g, const float* x, int64_t r0, int64_t r1, int64_t c,
+                   const float* alpha, const float* slope, float* gx, double* ga, double* gs) {
+    std::vector<float> fa(static_cast<size_t>(c), 0.0f), fs(static_cast<size_t>(c), 0.0f);
+    for (int64_t ch = 0; ch < c; ++ch) ga[ch] = gs[ch] = 0.0;
+    int64_t since = 0;
+    for (int64_t p = r0; p < r1; ++p) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const float xv = x[p * c + ch], gv = g[p * c + ch];
+            const float z = xv * alpha[ch];
+            float gz = gv;
+            if (slope != nullptr && !(z >= 0.0f)) {
+                gz = gv * slope[ch];
+                fs[ch] = fs[ch] + gv * z;
+            }
+            fa[ch] = fa[ch] + gz * xv;
+            gx[p * c + ch] = gz * alpha[ch];
+        }
+        if (++since == 16) {
+            for (int64_t ch = 0; ch < c; ++ch) {
+                ga[ch] += static_cast<double>(fa[ch]);
+                gs[ch] += static_cast<double>(fs[ch]);
+                fa[ch] = fs[ch] = 0.0f;
+            }
+            since = 0;
+        }
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+        ga[ch] += static_cast<double>(fa[ch]);
+        gs[ch] += static_cast<double>(fs[ch]);
+    }
+}
+
+}  // namespace
+
+void rows_rescale_prelu(const float* x, int64_t rows, int64_t c, const float* alpha,
+                        const float* slope, float* y, int num_threads) {
+    const bool vec = active_level() == Level::Avx512;
+    parallel_for(rows, num_threads, std::max<int64_t>(16, 65536 / std::max<int64_t>(1, c)),
+                 [&](int64_t r0, int64_t r1) {
+#if BINGNN_X86
+                     if (vec) {
+                         rp_rows_avx512(x, r0, r1, c, alpha, slope, y);
+                         return;
+                     }
+#endif
+                     for (int64_t p = r0; p < r1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch) {
+                             const float z = x[p * c + ch] * alpha[ch];
+                             y[p * c + ch] = (slope == nullptr || z >= 0.0f) ? z : z * slope[ch];
+                         }
+                 });
+}
+
+void rows_rescale_prelu_backward(const float* g, const float* x, int64_t rows, int64_t c,
+                                 const float* alpha, const float* slope, float* gx,
+                                 double* g_alpha, double* g_slope, int num_threads) {
+    const bool vec = active_level() == Level::Avx512;
+    blocked_rows(rows, c, num_threads, g_alpha, g_slope,
+                 [&](int64_t r0, int64_t r1, double* a, double* b) {
+#if BINGNN_X86
+                     if (vec) {
+                         rp_bwd_avx512(g, x, r0, r1, c, alpha, slope, gx, a, b);
+                         return;
+                     }
+#endif
+                     rp_bwd_scalar(g, x, r0, r1, c, alpha, slope, gx, a, b);
+                 });
+}
+
+void rows_stats(const float* x, int64_t rows, int64_t c, double* mean, double* var,
+                int num_threads) {
+    if (c == 0) return;
+    if (rows == 0) {
+        for (int64_t ch = 0; ch < c; ++ch) mean[ch] = var[ch] = 0.0;
+        return;
+    }
+    std::vector<double> s1(static_cast<size_t>(c)), s2(static_cast<size_t>(c));
+    blocked_rows(rows, c, num_threads, s1.data(), s2.data(),
+                 [&](int64_t r0, int64_t r1, double* a, double* b) {
+                     for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
+                     for (int64_t p = r0; p < r1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch) {
+                             const double d = static_cast<double>(x[p * c + ch]) - x[ch];
+                             a[ch] += d;
+                             b[ch] += d * d;
+                         }
+                 });
+    for (int64_t ch = 0; ch < c; ++ch) {
+        const double d = s1[ch] / static_cast<double>(rows);
+        mean[ch] = static_cast<double>(x[ch]) + d;
+        var[ch] = std::max(0.0, s2[ch] / static_cast<double>(rows) - d * d);
+    }
+}
+
+void rows_bn_forward(const float* x, int64_t rows, int64_t c, const float* mean,
+                     const float* invstd, const float* weight, const float* bias, float* y,
+                     int num_threads) {
+    parallel_for(rows, num_threads, std::max<int64_t>(16, 65536 / std::max<int64_t>(1, c)),
+                 [&](int64_t r0, int64_t r1) {
+                     for (int64_t p = r0; p < r1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch) {
+                             float v = (x[p * c + ch] - mean[ch]) * invstd[ch];
+                             if (weight != nullptr) v = v * weight[ch];
+                             if (bias != nullptr) v = v + bias[ch];
+                             y[p * c + ch] = v;
+                         }
+                 });
+}
+
+void rows_bn_backward(const float* g, const float* x, int64_t rows, int64_t c, const float* mean,
+                      const float* invstd, const float* weight, float* gx, double* sum_g,
+                      double* sum_gx, int num_threads) {
+    blocked_rows(rows, c, num_threads, sum_g, sum_gx,
+                 [&](int64_t r0, int64_t r1, double* a, double* b) {
+                     std::vector<float> f1(static_cast<size_t>(c), 0.0f),
+                         f2(static_cast<size_t>(c), 0.0f);
+                     for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
+                     for (int64_t p = r0; p < r1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch) {
+                             const float gv = g[p * c + ch];
+                             f1[ch] = f1[ch] + gv;
+                             f2[ch] = f2[ch] + gv * ((x[p * c + ch] - mean[ch]) * invstd[ch]);
+                         }
+                     for (int64_t ch = 0; ch < c; ++ch) {
+                         a[ch] = static_cast<double>(f1[ch]);
+                         b[ch] = static_cast<double>(f2[ch]);
+                     }
+                 });
+    if (gx == nullptr) return;
+    std::vector<float> c1(static_cast<size_t>(c)), c2(static_cast<size_t>(c)),
+        sc(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) {
+        c1[ch] = static_cast<float>(sum_g[ch] / static_cast<double>(rows));
+        c2[ch] = static_cast<float>(sum_gx[ch] / static_cast<double>(rows));
+        sc[ch] = weight != nullptr ? invstd[ch] * weight[ch] : invstd[ch];
+    }
+    parallel_for(rows, num_threads, std::max<int64_t>(16, 65536 / std::max<int64_t>(1, c)),
+                 [&](int64_t r0, int64_t r1) {
+                     for (int64_t p = r0; p < r1; ++p)
+                         for (int64_t ch = 0; ch < c; ++ch) {
+                             const float xhat = (x[p * c + ch] - mean[ch]) * invstd[ch];
+                             gx[p * c + ch] =
+                                 sc[ch] * ((g[p * c + ch] - c1[ch]) - xhat * c2[ch]);
+                         }
+                 });
+}
+
 }  // namespace bingnn

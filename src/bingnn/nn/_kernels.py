@@ -167,3 +167,53 @@ def edge_act_stats_backward(
                 dy.scatter_add_(1, sel_rank[sl].unsqueeze(1), sel_grad[sl].unsqueeze(1))
             grad_rel[sl] = dy
         return grad_rel, grad_v, g_alpha.to(rel.dtype), g_slope.to(rel.dtype)
+
+
+def select_rank(src: Tensor, rank: Tensor) -> Tensor:
+    """``src (R, k, C)``, ``rank (R, C)`` -> ``(R, C)``: ``src[p, rank[p, c], c]``."""
+    with torch.no_grad():
+        if use_native(src, rank) and hasattr(_native, "select_rank"):
+            out = torch.empty(rank.shape)
+            _native.select_rank(_np(src), _np(rank), out.numpy(), threads())
+            return out
+        return src.gather(1, rank.unsqueeze(1)).squeeze(1)
+
+
+def scatter_rank(g: Tensor, rank: Tensor, k: int) -> Tensor:
+    """Transpose of :func:`select_rank`: ``(R, C)`` -> ``(R, k, C)``, zero but at the ranks."""
+    with torch.no_grad():
+        rows, c = g.shape
+        if use_native(g, rank) and hasattr(_native, "scatter_rank"):
+            out = torch.empty(rows, k, c)
+            _native.scatter_rank(_np(g), _np(rank), out.numpy(), threads())
+            return out
+        out = torch.zeros(rows, k, c, dtype=g.dtype, device=g.device)
+        return out.scatter_(1, rank.unsqueeze(1), g.unsqueeze(1))
+
+
+def xor_edge_features(x: Tensor, idx: Tensor) -> Tensor:
+    """``x_j * x_i`` for every edge: ``x (B, N, C)``, ``idx (B, N, k)`` -> ``(B, N, k, C)``."""
+    with torch.no_grad():
+        if use_native(x, idx) and hasattr(_native, "xor_edge_features"):
+            out = torch.empty(*idx.shape, x.shape[-1])
+            _native.xor_edge_features(_np(x), _np(idx), out.numpy(), threads())
+            return out
+        from bingnn.nn.knn import gather_neighbors
+
+        return gather_neighbors(x, idx).mul_(x.unsqueeze(2))
+
+
+def xor_edge_features_backward(g: Tensor, x: Tensor, idx: Tensor) -> Tensor:
+    """Gradient of :func:`xor_edge_features` with respect to ``x`` for ``g (B, N, k, C)``."""
+    with torch.no_grad():
+        if use_native(g, x, idx) and hasattr(_native, "xor_edge_features_backward"):
+            out = torch.empty(x.shape)
+            _native.xor_edge_features_backward(_np(g), _np(x), _np(idx), out.numpy(), threads())
+            return out
+        from bingnn.nn.knn import gather_neighbors
+
+        b, n, c = x.shape
+        gx = (g * gather_neighbors(x, idx)).sum(2)
+        flat = (idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)).reshape(-1)
+        gx.view(b * n, c).index_add_(0, flat, (g * x.unsqueeze(2)).reshape(-1, c))
+        return gx

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bingnn.nn import _kernels
-from bingnn.nn.knn import gather_neighbors
 
 try:
     from bingnn import _native
@@ -49,11 +48,15 @@ def pack_rows(x: Tensor) -> Tensor:
 
 def packed_gemm(a: Tensor, b: Tensor, n_bits: int) -> Tensor:
     """``(M, W) x (N, W)`` packed int64 rows -> ``(M, N)`` float32 +-1 dot products."""
-    out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
-    _native.binary_gemm(a.contiguous().numpy().view(np.uint64),
-                        b.contiguous().numpy().view(np.uint64), int(n_bits),
-                        _kernels.threads(), out)
-    return torch.from_numpy(out).to(torch.float32)
+    a_u = a.contiguous().numpy().view(np.uint64)
+    b_u = b.contiguous().numpy().view(np.uint64)
+    if hasattr(_native, "binary_gemm_f32"):  # converted block by block, in cache
+        out = torch.empty(a.shape[0], b.shape[0])
+        _native.binary_gemm_f32(a_u, b_u, int(n_bits), out.numpy(), _kernels.threads())
+        return out
+    out_i = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    _native.binary_gemm(a_u, b_u, int(n_bits), _kernels.threads(), out_i)
+    return torch.from_numpy(out_i).to(torch.float32)
 
 
 class _PackedLinear(torch.autograd.Function):
@@ -106,24 +109,21 @@ class XorEdgeLinear(torch.autograd.Function):
             xor = px.index_select(0, flat).view(b * n, k, -1) ^ px.unsqueeze(1)
             y = packed_gemm(xor.reshape(b * n * k, -1), pack_rows(w_a), c)
             return y.view(b, n, k, -1)
-        prod = gather_neighbors(x, idx) * x.unsqueeze(2)
-        return F.linear(prod, -w_a)
+        return F.linear(_kernels.xor_edge_features(x, idx), -w_a)
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, idx, w_a = ctx.saved_tensors
         b, n, c = x.shape
         k = idx.shape[-1]
-        nbr = gather_neighbors(x, idx)
-        prod = nbr * x.unsqueeze(2)
         g2 = g.reshape(-1, g.shape[-1])
         gw = None
         if ctx.needs_input_grad[2]:
+            prod = _kernels.xor_edge_features(x, idx)
             gw = -(g2.t().matmul(prod.reshape(-1, c)))
+            del prod
         gx = None
         if ctx.needs_input_grad[0]:
             gprod = torch.matmul(g2, w_a).neg_().view(b, n, k, c)
-            gx = (gprod * nbr).sum(2)  # through x_i
-            flat = (idx + (torch.arange(b, device=idx.device) * n).view(b, 1, 1)).reshape(-1)
-            gx.view(b * n, c).index_add_(0, flat, gprod.mul_(x.unsqueeze(2)).view(-1, c))
+            gx = _kernels.xor_edge_features_backward(gprod, x, idx)
         return gx, None, gw, None

@@ -122,8 +122,9 @@ class EdgeActStatsSelect(torch.autograd.Function):
                 mean: Tensor, var: Tensor, rank: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ctx.save_for_backward(rel, v, alpha, slope, mean, rank)
         ctx.has_slope = slope is not None
-        sel = rel.gather(2, rank.unsqueeze(2)).squeeze(2)
-        return mean.clone(), var.clone(), sel
+        b, n, k, c = rel.shape
+        sel = _kernels.select_rank(rel.reshape(b * n, k, c), rank.reshape(b * n, c))
+        return mean.clone(), var.clone(), sel.view(b, n, c)
 
     @staticmethod
     def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None,  # type: ignore[override]

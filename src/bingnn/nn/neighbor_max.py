@@ -55,6 +55,26 @@ class NeighborSum(torch.autograd.Function):
         return _kernels.neighbor_scatter_sum(grad, idx), None, None
 
 
+class SelectRank(torch.autograd.Function):
+    """``rel (B, N, k, C)``, ``rank (B, N, C)`` -> ``rel[b, i, rank[b, i, c], c]``; the
+    backward writes the gradient at the selected ranks of a zero edge tensor in one pass."""
+
+    @staticmethod
+    def forward(ctx, rel: Tensor, rank: Tensor) -> Tensor:  # type: ignore[override]
+        b, n, k, c = rel.shape
+        ctx.save_for_backward(rank)
+        ctx.k = k
+        return _kernels.select_rank(rel.reshape(b * n, k, c), rank.reshape(b * n, c)).view(
+            b, n, c)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        (rank,) = ctx.saved_tensors
+        b, n, c = g.shape
+        out = _kernels.scatter_rank(g.reshape(b * n, c), rank.reshape(b * n, c), ctx.k)
+        return out.view(b, n, ctx.k, c), None
+
+
 class NeighborValues:
     r"""Edge values :math:`y_{ijc}` of a k-NN graph, factorized or as an edge tensor.
 
@@ -63,6 +83,9 @@ class NeighborValues:
         u: ``(B, N, C)`` per-neighbour term (factorized form), with ``idx``.
         idx: ``(B, N, k)`` neighbour indices (factorized form).
         rel: ``(B, N, k, C)`` per-edge term (edge form).
+        selector: with ``rel``, a function ``rank (B, N, C)`` -> differentiable
+            ``rel[b, i, rank, c]`` that replaces the gather (``rel`` then needs no gradient):
+            a fused backward that knows only one edge per channel is used.
     """
 
     def __init__(
@@ -72,10 +95,13 @@ class NeighborValues:
         u: Tensor | None = None,
         idx: Tensor | None = None,
         rel: Tensor | None = None,
+        selector: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if (rel is None) == (u is None) or (u is not None and idx is None):
             raise ValueError("give either u and idx (factorized) or rel (edge tensor)")
         self.v, self.u, self.idx, self.rel = v, u, idx, rel
+        # Optional differentiable selection of rel at given ranks (rel then holds values only).
+        self.selector = selector
         self.neighbor_sum: Tensor | None = None
 
     @property
@@ -99,13 +125,17 @@ class NeighborValues:
     def select(self, rank: Tensor) -> Tensor:
         """Differentiable :math:`y_{i, \\mathrm{rank}_{ic}, c}`: ``rank (B, N, C)`` ->
         ``(B, N, C)``."""
+        if self.selector is not None:
+            return self.selector(rank) + self.v
         if self.rel is not None:
-            return self.rel.gather(2, rank.unsqueeze(2)).squeeze(2) + self.v
+            return SelectRank.apply(self.rel, rank) + self.v
         j = self.idx.gather(2, rank)
         return self.u.gather(1, j) + self.v
 
     def edges(self, cols: Tensor) -> Tensor:
         """Differentiable ``(B, N, k, len(cols))`` edge values of the channels ``cols``."""
+        if self.selector is not None:
+            raise ValueError("edge values behind a selector carry no gradient")
         if self.rel is not None:
             return self.rel[..., cols] + self.v[..., cols].unsqueeze(2)
         return gather_neighbors(self.u[..., cols], self.idx) + self.v[..., cols].unsqueeze(2)

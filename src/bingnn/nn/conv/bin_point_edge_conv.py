@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bingnn import _flags
+from bingnn.nn import edge_diff_quant
+from bingnn.nn.activations import rescale_prelu
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
@@ -21,7 +23,7 @@ from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
 from bingnn.nn.knn import check_point_sets, gather_neighbors, knn_unchecked
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
-from bingnn.nn.quantizers import Identity, Quantizer
+from bingnn.nn.quantizers import Identity, Quantizer, SteSign, Tanh
 
 
 class BinPointEdgeConv(nn.Module):
@@ -138,6 +140,8 @@ class BinPointEdgeConv(nn.Module):
         slope = b.act.weight if b.act is not None else None
 
         def f(y: Tensor, cols: Tensor | None) -> Tensor:
+            if alpha is not None and cols is None:
+                return rescale_prelu(y, alpha, slope)
             if alpha is not None:
                 y = y * (alpha if cols is None else alpha[cols])
             if slope is not None:
@@ -181,6 +185,9 @@ class BinPointEdgeConv(nn.Module):
         node."""
         q = self.block.input_quantizer
         c = self.in_channels
+        fused = self._fused_values(x, idx, w)
+        if fused is not None:
+            return fused
         rel, node = self._edge_bn(gather_neighbors(x, idx) - x.unsqueeze(2), x)
         if self.block.linear.binary_weights:  # +-1 signs times +-1 weights: packed products
             y_rel = pm1_linear(q(rel), w[:, :c], q.is_binary)
@@ -188,6 +195,36 @@ class BinPointEdgeConv(nn.Module):
         else:
             y_rel, y_node = F.linear(q(rel), w[:, :c]), F.linear(q(node), w[:, c:])
         return NeighborValues(y_node, rel=y_rel)
+
+    def _fused_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues | None:
+        """Training with batch statistics on CPU float32: the relative half by the fused kernels
+        (:mod:`bingnn.nn.edge_diff_quant`), the centre half per node; ``None`` where they do
+        not apply."""
+        bn, q = self.block.center, self.block.input_quantizer
+        if not (isinstance(bn, ChannelBatchNorm) and uses_batch_stats(bn) and bn.affine
+                and isinstance(q, (SteSign, Tanh)) and edge_diff_quant.applies(x)):
+            return None
+        c = self.in_channels
+        count = idx.numel()
+        check_count(count, 2 * c)
+        binary = self.block.linear.binary_weights
+        mode = 0 if isinstance(q, SteSign) else 1
+        gamma, beta, w_a = bn.weight[:c], bn.bias[:c], w[:, :c]
+        vals = edge_diff_quant.edge_values(x, idx, gamma, beta, w_a, bn.eps, mode,
+                                           binary and mode == 0)
+        mean_r, var_r = vals["mean"], vals["var"]
+        clip = getattr(q, "clip", 1.0)
+
+        def selector(rank: Tensor) -> Tensor:
+            return edge_diff_quant.EdgeDiffSelect.apply(x, idx, gamma, beta, w_a, rank, vals,
+                                                        mode, clip)
+        # The centre half appears k times per point: its edge statistics are its point ones.
+        var_n, mean_n = torch.var_mean(x.reshape(-1, c), dim=0, correction=0)
+        update_running_stats(bn, torch.cat([mean_r, mean_n]), torch.cat([var_r, var_n]), count)
+        s = torch.rsqrt(var_n + bn.eps) * bn.weight[c:]
+        node = q(torch.addcmul(bn.bias[c:] - mean_n * s, x, s))
+        y_node = pm1_linear(node, w[:, c:], q.is_binary) if binary else F.linear(node, w[:, c:])
+        return NeighborValues(y_node, rel=vals["y"], selector=selector)
 
     def _linear_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:
         """No quantizer: the map is linear in the (batch-normalised) edge feature, computed per

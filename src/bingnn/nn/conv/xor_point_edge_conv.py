@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bingnn import _flags
-from bingnn.nn import _kernels, quantizers
-from bingnn.nn.activations import ChannelPReLU
+from bingnn.nn import _kernels, edge_diff_quant, quantizers
+from bingnn.nn.activations import ChannelPReLU, rescale_prelu
 from bingnn.nn.binary_linear import BinaryLinear
 from bingnn.nn.binary_matmul import XorEdgeLinear, is_pm1, packed_route, pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, get_centering
@@ -164,15 +164,27 @@ class XorPointEdgeConv(nn.Module):
             # [x_j xor x_i] W_a^T = (x_j * x_i) (-W_a)^T: one product per edge, sign exact;
             # with +-1 inputs and weights, XOR and popcount on packed bits.
             packed = lin.binary_weights and packed_route(x, w) and is_pm1(x)
-            values = NeighborValues(
-                pm1_linear(x, w[:, c:], packed) if lin.binary_weights else F.linear(x, w[:, c:]),
-                rel=XorEdgeLinear.apply(x, idx, w[:, :c], packed),
-            )
+            y_self = pm1_linear(x, w[:, c:], packed) if lin.binary_weights else F.linear(
+                x, w[:, c:])
+            w_a = w[:, :c]
+            if self.version == 1 and torch.is_grad_enabled() and edge_diff_quant.applies(x):
+                # Only the max over neighbours reads the edge values: a backward at 1/k cost.
+                with torch.no_grad():
+                    y_rel = XorEdgeLinear.apply(x, idx, w_a, packed)
+
+                def selector(rank: Tensor) -> Tensor:
+                    return edge_diff_quant.XorEdgeSelect.apply(x, idx, w_a, rank, y_rel)
+
+                values = NeighborValues(y_self, rel=y_rel, selector=selector)
+            else:
+                values = NeighborValues(y_self, rel=XorEdgeLinear.apply(x, idx, w_a, packed))
         alpha = self.rescale.channel_scale
         slope = self.act.weight if self.act is not None else None
 
         def act(y: Tensor, cols: Tensor | None) -> Tensor:
-            y = y * (alpha if cols is None else alpha[cols])
+            if cols is None:
+                return rescale_prelu(y, alpha, slope)
+            y = y * alpha[cols]
             if slope is not None:
                 y = torch.where(y >= 0, y, y * (slope if cols is None else slope[cols]))
             return y
