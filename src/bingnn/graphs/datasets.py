@@ -1,4 +1,10 @@
-"""One loader for every node dataset the commands know, and per-dataset default recipes."""
+"""One loader for every node dataset the commands know.
+
+The training recipes of these data sets are TOML files like the point-cloud ones
+(``src/bingnn/distill/recipes/planetoid.toml``, ``ogbn-*.toml``; :mod:`bingnn.distill.recipe`).
+Data live under ``root``, by default the data root ``$BINGNN_DATA`` or ``~/.cache/bingnn``
+(never the current folder).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from bingnn.graphs.names import NODE_DATASETS
 from bingnn.graphs.ogb import OGB_NODE, load_ogb
 from bingnn.graphs.planetoid import PLANETOID, load_planetoid
 
-__all__ = ["NODE_DATASETS", "NodeDataset", "RECIPES", "load_node_dataset", "recipe"]
+__all__ = ["NODE_DATASETS", "NodeDataset", "load_node_dataset"]
 
 
 
@@ -25,12 +31,17 @@ class NodeDataset:
     evaluator: Any = None
 
 
-def load_node_dataset(name: str, root: str | os.PathLike, raw_dir: str | None = None,
-                      download: bool = False, normalize_features: bool | None = None
-                      ) -> NodeDataset:
+def load_node_dataset(name: str, root: str | os.PathLike | None = None,
+                      raw_dir: str | None = None, download: bool = False,
+                      normalize_features: bool | None = None) -> NodeDataset:
     """Load ``name`` (``cora``, ``citeseer``, ``pubmed``, ``ogbn-arxiv``, ``ogbn-products``,
-    ``ogbn-proteins``). ``normalize_features`` (default: on for Planetoid, off for OGB) divides
+    ``ogbn-proteins``) from ``root`` (default: the data root, ``$BINGNN_DATA`` or
+    ``~/.cache/bingnn``). ``normalize_features`` (default: on for Planetoid, off for OGB) divides
     each node's features by their sum, as in Kipf & Welling's GCN setup."""
+    if root is None:
+        from bingnn.data.modelnet40 import default_data_root
+
+        root = default_data_root()
     key = name.lower()
     if key in PLANETOID:
         data = load_planetoid(key, root, raw_dir=raw_dir, download=download)
@@ -46,34 +57,3 @@ def load_node_dataset(name: str, root: str | os.PathLike, raw_dir: str | None = 
         x = ds.data.x
         ds.data.x = x / x.abs().sum(dim=1, keepdim=True).clamp(min=1e-12)
     return ds
-
-
-#: Default hyper-parameters per dataset (model, training, distillation); command-line flags
-#: override. Full-batch recipes distil with KD over every node (``kd_nodes="all"``, weight
-#: 0.9), which measured far better than the paper's KD on the labelled nodes only (0.1) on
-#: Planetoid (docs/results.md). ogbn-products keeps the paper's setting: over all nodes each
-#: mini-batch epoch would sample 12x more seeds.
-RECIPES: dict[str, dict[str, Any]] = {
-    "planetoid": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.5,
-                  "lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "mode": "full",
-                  "scheduler": "none", "centering": "mean", "eval_mode": "full",
-                  "kd_alpha": 0.9, "kd_nodes": "all"},
-    "ogbn-arxiv": {"layers": 3, "hidden": 256, "dropout": 0.5, "input_dropout": 0.0,
-                   "lr": 0.01, "weight_decay": 0.0, "epochs": 500, "mode": "full",
-                   "scheduler": "none", "centering": "batchnorm", "eval_mode": "full",
-                   "kd_alpha": 0.9, "kd_nodes": "all"},
-    "ogbn-products": {"layers": 3, "hidden": 256, "dropout": 0.5, "input_dropout": 0.0,
-                      "lr": 3e-3, "weight_decay": 0.0, "epochs": 20, "mode": "minibatch",
-                      "fanouts": [15, 10, 5], "batch_size": 1024, "scheduler": "plateau",
-                      "centering": "batchnorm", "eval_mode": "layerwise",
-                      "kd_alpha": 0.1, "kd_nodes": "train"},
-    "ogbn-proteins": {"layers": 3, "hidden": 256, "dropout": 0.0, "input_dropout": 0.0,
-                      "lr": 0.01, "weight_decay": 0.0, "epochs": 1000, "mode": "full",
-                      "scheduler": "none", "centering": "batchnorm", "eval_mode": "full",
-                      "kd_alpha": 0.9, "kd_nodes": "all"},
-}
-
-
-def recipe(name: str) -> dict[str, Any]:
-    key = name.lower()
-    return dict(RECIPES["planetoid" if key in PLANETOID else key])
