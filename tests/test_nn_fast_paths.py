@@ -7,6 +7,7 @@ rescale factors, PReLU slopes and BatchNorm scales (the min-instead-of-max and p
 from __future__ import annotations
 
 import copy
+import types
 from collections.abc import Callable
 
 import pytest
@@ -251,3 +252,31 @@ def test_peaked_channels_are_computed_edge_by_edge() -> None:
     for train in (True, False):
         fast, plain = run_both(conv, x, train)
         check_equal(fast, plain, 1e-9)
+
+
+@pytest.mark.parametrize("name,factory,binary", CASES, ids=[c[0] for c in CASES])
+def test_replaced_batchnorm_forward_is_honoured(name, factory, binary) -> None:
+    """A BatchNorm whose forward was replaced on the instance (as the data-parallel trainer does
+    to normalise over every process's batch) is called in training: the fast convolutions, which
+    compute edge statistics themselves, fall back to the plain formulation for that layer."""
+    torch.manual_seed(3)
+    conv = factory(in_channels(name), 5).double()
+    perturb(conv, 3)
+    x = points(2, 17, in_channels(name), 3, torch.float64, binary)
+    bns = [m for m in conv.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bns
+    calls = []
+
+    def shifted(self, t):  # a different normalisation than the layer's own statistics
+        calls.append(1)
+        return type(self).forward(self, t) + 0.25
+
+    for bn in bns:
+        bn.forward = types.MethodType(shifted, bn)  # a bound method: deepcopy rebinds it
+    fast, plain = run_both(conv, x, train=True)
+    assert calls
+    check_equal(fast, plain, 1e-10)
+    calls.clear()
+    conv.eval()
+    with torch.no_grad():
+        conv(x)  # eval mode: running statistics, no replaced forward needed by the fast path

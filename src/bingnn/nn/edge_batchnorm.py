@@ -32,6 +32,14 @@ def uses_batch_stats(bn: nn.BatchNorm1d) -> bool:
     return bn.training or (bn.running_mean is None and bn.running_var is None)
 
 
+def forward_replaced(bn: nn.Module) -> bool:
+    """Whether ``bn`` normalises with batch statistics through a ``forward`` replaced on the
+    instance (e.g. the data-parallel trainer's BatchNorm over every process's batch,
+    :func:`bingnn.train.distributed.sync_batchnorm`). The fast convolutions compute the
+    statistics themselves, so they then run the plain formulation, which calls that forward."""
+    return uses_batch_stats(bn) and "forward" in vars(bn)
+
+
 def check_count(count: int, channels: int) -> None:
     if count <= 1:
         raise ValueError(

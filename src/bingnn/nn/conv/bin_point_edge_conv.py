@@ -16,6 +16,7 @@ from bingnn.nn.centering import ChannelBatchNorm, NoCenter
 from bingnn.nn.edge_batchnorm import (
     bn_affine,
     check_count,
+    forward_replaced,
     update_running_stats,
     uses_batch_stats,
 )
@@ -114,12 +115,14 @@ class BinPointEdgeConv(nn.Module):
 
     def has_fast_path(self) -> bool:
         """Whether :meth:`forward_fast` applies (BatchNorm or no centering, channel rescaling
-        only)."""
+        only, no BatchNorm forward replaced on the instance: see
+        :func:`bingnn.nn.edge_batchnorm.forward_replaced`)."""
         b = self.block
         plain_rescale = b.rescale is None or (
             b.rescale.point_scale is None and b.rescale.neighbor_scale is None
         )
-        return plain_rescale and isinstance(b.center, (ChannelBatchNorm, NoCenter))
+        return (plain_rescale and isinstance(b.center, (ChannelBatchNorm, NoCenter))
+                and not forward_replaced(b.center))
 
     def forward_reference(self, x: Tensor, idx: Tensor) -> Tensor:
         """The plain formulation: the binary block on every ``(B, N, k, 2C)`` edge feature."""

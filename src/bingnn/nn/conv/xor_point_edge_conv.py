@@ -17,6 +17,7 @@ from bingnn.nn.edge_batchnorm import (
     EdgeActStatsSelect,
     bn_affine,
     check_count,
+    forward_replaced,
     update_running_stats,
     uses_batch_stats,
 )
@@ -132,10 +133,11 @@ class XorPointEdgeConv(nn.Module):
         return (out, idx) if return_graph else out
 
     def has_fast_path(self) -> bool:
-        """Whether :meth:`forward_fast` applies (channel rescaling only, known edge op)."""
+        """Whether :meth:`forward_fast` applies (channel rescaling only, known edge op, no
+        BatchNorm forward replaced on the instance)."""
         r = self.rescale
-        return r.point_scale is None and r.neighbor_scale is None and self.edge_op in (
-            "sub", "xor")
+        return (r.point_scale is None and r.neighbor_scale is None
+                and self.edge_op in ("sub", "xor") and not forward_replaced(self.bn))
 
     def forward_reference(self, x: Tensor, idx: Tensor) -> Tensor:
         """The plain formulation up to the balance: linear map, rescale, PReLU (and BN2d) on
