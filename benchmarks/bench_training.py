@@ -10,11 +10,16 @@ process's peak resident set during one step, from ``/proc/self/status`` after re
 ``/proc/self/clear_refs``; Linux only, else blank). ``--smoke`` runs 64 points, k = 8, batch 2,
 once.
 
-Run: ``python benchmarks/run.py --only training --threads 1,all --out training.json``.
+Run: ``python benchmarks/run.py --only training --threads 1,all --out training.json``, or on
+its own with other sizes (e.g. the batch of 4 that issue 8 measured):
+``python benchmarks/bench_training.py --batch 4 --threads 1 --repeats 5``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,8 +89,14 @@ def time_step(step: Callable[[], None], repeats: int) -> tuple[float, float]:
     return 1e3 * median(wall), 1e3 * median(cpu)
 
 
-def run(smoke: bool, threads: list[int], models: list[str] | None = None) -> list[dict[str, Any]]:
-    n, k, batch, reps = (64, 8, 2, 1) if smoke else (1024, 20, 16, 3)
+def run(smoke: bool, threads: list[int], models: list[str] | None = None,
+        batch: int | None = None, repeats: int | None = None,
+        points: int | None = None, k: int | None = None) -> list[dict[str, Any]]:
+    """Rows for ``models`` (all by default) at each thread count; ``batch``, ``repeats``,
+    ``points`` and ``k`` override the defaults (16, 3, 1024, 20; smoke 2, 1, 64, 8)."""
+    n0, k0, batch0, reps0 = (64, 8, 2, 1) if smoke else (1024, 20, 16, 3)
+    n, k = points or n0, k or k0
+    batch, reps = batch or batch0, repeats or reps0
     shape = f"B={batch} N={n} k={k}"
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, n, 3, generator=gen)
@@ -109,3 +120,44 @@ def run(smoke: bool, threads: list[int], models: list[str] | None = None) -> lis
                 ))
                 del model, step
     return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from run import add_ratios, environment, format_table, parse_threads
+
+    ap = argparse.ArgumentParser(description="plain vs fast training steps of the point-cloud "
+                                 "models (forward + backward), same process")
+    ap.add_argument("--batch", type=int, default=16, help="clouds per step (default 16)")
+    ap.add_argument("--points", type=int, default=1024, help="points per cloud (default 1024)")
+    ap.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per row (median)")
+    ap.add_argument("--threads", type=parse_threads, default=parse_threads("1"),
+                    help="comma-separated thread counts, 'all' = every core (default 1)")
+    ap.add_argument("--models", default=None,
+                    help=f"comma-separated subset of: {', '.join(MODELS)}")
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = ap.parse_args(argv)
+    models = None if args.models is None else [m.strip() for m in args.models.split(",")]
+    unknown = sorted(set(models or []) - set(MODELS))
+    if unknown:
+        ap.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    for name, value in (("batch", args.batch), ("points", args.points), ("k", args.k),
+                        ("repeats", args.repeats)):
+        if value < 1:
+            ap.error(f"--{name} must be >= 1, got {value}")
+    rows = run(False, args.threads, models, batch=args.batch, repeats=args.repeats,
+               points=args.points, k=args.k)
+    add_ratios(rows)
+    print(format_table(rows))
+    if args.out is not None:
+        from bingnn.utils.atomic import atomic_write_text
+
+        payload = {"args": vars(args) | {"out": str(args.out)}, "environment": environment(),
+                   "rows": rows}
+        atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    raise SystemExit(main())
