@@ -23,6 +23,7 @@ using namespace bingnn::bind;
 namespace bingnn {
 void bind_engine_float(py::module_& m);  // bind_engine.cpp: the engine's real-valued kernels
 void bind_graph(py::module_& m);         // bind_graph.cpp: the graph models' kernels
+void bind_train_float(py::module_& m);   // bind_train.cpp: the training library's fast paths
 }
 
 namespace {
@@ -381,4 +382,5 @@ PYBIND11_MODULE(_native, m) {
 
     bind_engine_float(m);
     bind_graph(m);
+    bind_train_float(m);
 }
