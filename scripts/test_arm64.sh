@@ -87,17 +87,23 @@ find "$WORK/stage" \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {
 SO=$WORK/stage/bingnn/_native.cpython-311-aarch64-linux-gnu.so
 aarch64-linux-gnu-g++ -shared -o "$SO" "$WORK"/obj/*.o
 
-# -ffp-contract=off: the compiler fuses no a * b + c by itself. The only fused multiply-adds in
-# the real-valued kernels are the explicit std::fma calls, which AArch64 compiles to fmadd; the
-# same file built without the flag contracts more (the squared norm, the distance), so the
-# count below is a real check of the flag.
+# -ffp-contract=off: the compiler fuses no a * b + c by itself. A probe with an obvious
+# contraction opportunity shows that the flags reach the compiler and stop it (GCC's default
+# contracts it into fmadd on AArch64); the engine's float kernels built with the flags may keep
+# only their explicit std::fma calls (BatchNorm), one fmadd each after inlining at most.
 count_fmadd() { aarch64-linux-gnu-objdump -d "$1" | grep -cE '\sfn?m(add|sub)\s' || true; }
-aarch64-linux-gnu-g++ -O3 -std=c++17 -fPIC -Icsrc -c csrc/engine_float.cpp -o "$WORK/contract.o"
-WITH=$(count_fmadd "$WORK/obj/engine_float.o")
-WITHOUT=$(count_fmadd "$WORK/contract.o")
-say "engine_float.o: $WITH fused multiply-adds with $FLAGS, $WITHOUT with GCC's default contraction"
-if ! [ "$WITH" -lt "$WITHOUT" ]; then
-    echo "FAIL: -ffp-contract=off did not reduce the fused multiply-adds" >&2
+printf 'float probe(const float* a, const float* b, int n) {\n  float s = 0.f;\n  for (int i = 0; i < n; ++i) s += a[i] * b[i];\n  return s;\n}\n' > "$WORK/probe.cpp"
+# shellcheck disable=SC2086
+aarch64-linux-gnu-g++ $FLAGS -c "$WORK/probe.cpp" -o "$WORK/probe_off.o"
+aarch64-linux-gnu-g++ -O3 -std=c++17 -c "$WORK/probe.cpp" -o "$WORK/probe_default.o"
+WITH=$(count_fmadd "$WORK/probe_off.o")
+WITHOUT=$(count_fmadd "$WORK/probe_default.o")
+EXPLICIT=$(grep -cE 'std::fma\(' csrc/engine_float.cpp || true)
+ENGINE=$(count_fmadd "$WORK/obj/engine_float.o")
+say "probe: $WITH fused multiply-adds with $FLAGS, $WITHOUT with GCC's default contraction;" \
+    "engine_float.o: $ENGINE (explicit std::fma calls in the source: $EXPLICIT)"
+if ! [ "$WITH" -eq 0 ] || ! [ "$WITHOUT" -gt 0 ]; then
+    echo "FAIL: -ffp-contract=off did not stop the compiler's contraction in the probe" >&2
     exit 1
 fi
 
