@@ -42,15 +42,15 @@ def _assert_same(a: dict, b: dict, atol: float) -> None:
 def test_ddp_matches_single_process(tmp_path):
     """One pair of gloo processes runs both cases (process start-up dominates the cost)."""
     data = _graph()
-    full_config = GraphSAGE(6, 16, 3, num_layers=2, dropout=0.3, centering="batchnorm").config
+    full_config = GraphSAGE(6, 16, 2, 3, dropout=0.3, centering="batchnorm").config
     full_cfg = TrainConfig(epochs=6, lr=0.01, weight_decay=0.0, seed=3)
-    mb_config = BinSAGE(6, 16, 3, num_layers=2, dropout=0.0, stage=1, centering="mean").config
+    mb_config = BinSAGE(6, 16, 2, 3, dropout=0.0, stage=1, centering="mean").config
     mb_cfg = TrainConfig(epochs=3, lr=0.01, weight_decay=0.0, seed=1, mode="minibatch",
                          fanouts=[-1, -1], batch_size=10)
     # distillation, KD over every node (unlabelled ones included), in both modes
     torch.manual_seed(5)
-    teacher = GraphSAGE(6, 16, 3, num_layers=2, dropout=0.0, centering="mean")
-    kd_config = BinSAGE(6, 16, 3, num_layers=2, dropout=0.0, stage=3, centering="mean").config
+    teacher = GraphSAGE(6, 16, 2, 3, dropout=0.0, centering="mean")
+    kd_config = BinSAGE(6, 16, 2, 3, dropout=0.0, stage=3, centering="mean").config
     kd_full_cfg = TrainConfig(epochs=4, lr=0.01, weight_decay=0.0, seed=2, kd_alpha=0.7,
                               kd_nodes="all")
     kd_mb_cfg = TrainConfig(epochs=2, lr=0.01, weight_decay=0.0, seed=4, mode="minibatch",

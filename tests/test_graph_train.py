@@ -38,8 +38,8 @@ def _sbm(n: int = 90, classes: int = 3, feats: int = 8, seed: int = 0) -> Data:
 
 
 @pytest.mark.parametrize("make", [
-    lambda: BinSAGE(8, 32, 3, num_layers=2, dropout=0.2, centering="mean"),
-    lambda: BinGCN(8, 32, 3, num_layers=2, dropout=0.2, centering="mean"),
+    lambda: BinSAGE(8, 32, 2, 3, dropout=0.2, centering="mean"),
+    lambda: BinGCN(8, 32, 2, 3, dropout=0.2, centering="mean"),
 ])
 def test_full_batch_binary_training_beats_features_alone(make):
     data = _sbm()
@@ -54,7 +54,7 @@ def test_minibatch_training_with_sampler_and_layerwise_eval():
     cfg = TrainConfig(epochs=25, lr=0.02, weight_decay=0.0, mode="minibatch", fanouts=[5, 5],
                       batch_size=8, eval_mode="layerwise", eval_batch_size=16,
                       sampler_backend="csr")
-    res = fit(BinSAGE(8, 32, 3, num_layers=2, dropout=0.0, centering="mean"), data, cfg)
+    res = fit(BinSAGE(8, 32, 2, 3, dropout=0.0, centering="mean"), data, cfg)
     assert res.test > 0.65
 
 
@@ -65,7 +65,7 @@ def test_resume_continues_exactly(tmp_path):
 
     def model():
         torch.manual_seed(0)
-        return BinSAGE(8, 16, 3, num_layers=2, dropout=0.3)
+        return BinSAGE(8, 16, 2, 3, dropout=0.3)
 
     straight = fit(model(), data, cfg, out_dir=tmp_path / "a")
     fit(model(), data, TrainConfig(**{**cfg.__dict__, "epochs": 3}), out_dir=tmp_path / "b")
@@ -82,8 +82,8 @@ def test_resume_continues_exactly(tmp_path):
 def test_kd_objective_is_zero_for_identical_teacher():
     data = _sbm()
     torch.manual_seed(0)
-    student = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+    student = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
     teacher.load_state_dict(student.state_dict())
     cfg = TrainConfig(kd_alpha=1.0, kd_temperature=2.0)
     rows = torch.arange(30)
@@ -97,8 +97,8 @@ def test_kd_objective_is_zero_for_identical_teacher():
 def test_kd_over_all_nodes_matches_a_plain_computation():
     data = _sbm()
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
-    student = BinSAGE(8, 16, 3, num_layers=2, dropout=0.0, stage=3)
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
+    student = BinSAGE(8, 16, 2, 3, dropout=0.0, stage=3)
     train, every = torch.arange(30), torch.arange(data.num_nodes)
     cfg = TrainConfig(kd_alpha=0.7, kd_temperature=3.0, kd_nodes="all")
     loss = Objective(cfg, teacher)(student, data.x, data.edge_index, data.y, train,
@@ -125,7 +125,7 @@ def test_kd_over_all_nodes_transfers_the_teacher_beyond_the_labels(mode):
     few[data.train_mask.nonzero().view(-1)[:3]] = True
     data.train_mask = few
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
     with torch.no_grad():  # a confident, non-trivial teacher
         for p in teacher.parameters():
             p.mul_(3.0)
@@ -134,7 +134,7 @@ def test_kd_over_all_nodes_transfers_the_teacher_beyond_the_labels(mode):
     agree = {}
     for nodes in ("train", "all"):
         torch.manual_seed(1)
-        student = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+        student = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
         cfg = TrainConfig(epochs=60, lr=0.02, weight_decay=0.0, kd_alpha=1.0, kd_nodes=nodes,
                           mode=mode, fanouts=[-1, -1], batch_size=32, sampler_backend="csr")
         fit(student, data, cfg, teacher=teacher)
@@ -154,8 +154,8 @@ def test_train_config_rejects_unknown_kd_nodes():
 def test_lsp_on_graph_edges_enters_the_loss():
     data = _sbm()
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=3, dropout=0.0)
-    student = BinSAGE(8, 16, 3, num_layers=3, dropout=0.0, stage=2)
+    teacher = GraphSAGE(8, 16, 3, 3, dropout=0.0)
+    student = BinSAGE(8, 16, 3, 3, dropout=0.0, stage=2)
     rows = torch.arange(30)
     base = Objective(TrainConfig(lsp_weight=0.0), teacher)(student, data.x, data.edge_index,
                                                            data.y, rows)
@@ -172,15 +172,15 @@ def test_lsp_on_graph_edges_enters_the_loss():
 
 def test_match_binary_scale_folds_mean_abs_weight():
     torch.manual_seed(0)
-    teacher = BinGCN(6, 8, 3, stage=2)
-    student = BinGCN(6, 8, 3, stage=3)
+    teacher = BinGCN(6, 8, 2, 3, stage=2)
+    student = BinGCN(6, 8, 2, 3, stage=3)
     student.load_state_dict(teacher.state_dict())
     w = student.convs[0].block.linear.weight.detach().clamp(-1, 1)
     assert match_binary_scale(student, teacher) == 2
     torch.testing.assert_close(student.convs[0].block.rescale.channel_scale.detach(),
                                w.abs().mean(1))
     # same weight kind on both sides: nothing to fold
-    assert match_binary_scale(BinGCN(6, 8, 3, stage=3), BinGCN(6, 8, 3, stage=3)) == 0
+    assert match_binary_scale(BinGCN(6, 8, 2, 3, stage=3), BinGCN(6, 8, 2, 3, stage=3)) == 0
 
 
 def test_cascade_students_start_from_teachers(tmp_path):
@@ -192,7 +192,7 @@ def test_cascade_students_start_from_teachers(tmp_path):
 
     def make(stage):
         torch.manual_seed(100 + stage)  # a student's own init must be overwritten
-        m = BinSAGE(8, 16, 3, num_layers=2, stage=stage, centering="mean")
+        m = BinSAGE(8, 16, 2, 3, stage=stage, centering="mean")
         seen.append(m)
         return m
 
@@ -209,9 +209,9 @@ def test_cascade_students_start_from_teachers(tmp_path):
 
 def test_cascade_rejects_mismatched_layouts():
     data = _sbm()
-    teacher = GraphSAGE(8, 16, 3, num_layers=2)
+    teacher = GraphSAGE(8, 16, 2, 3)
     with pytest.raises(ValueError, match="layout"):
-        run_cascade(lambda s: BinSAGE(8, 32, 3, num_layers=2, stage=s), data,
+        run_cascade(lambda s: BinSAGE(8, 32, 2, 3, stage=s), data,
                     default_stage_configs(TrainConfig(epochs=1)), teacher=teacher)
 
 
@@ -220,12 +220,12 @@ def test_fit_rejects_bad_data():
     bad = data.clone()
     bad.x[0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or inf"):
-        fit(BinSAGE(8, 8, 3), bad, TrainConfig(epochs=1))
+        fit(BinSAGE(8, 8, 3, 3), bad, TrainConfig(epochs=1))
     nosplit = Data(x=data.x, y=data.y, edge_index=data.edge_index)
     with pytest.raises(ValueError, match="train_mask"):
-        fit(BinSAGE(8, 8, 3), nosplit, TrainConfig(epochs=1))
+        fit(BinSAGE(8, 8, 3, 3), nosplit, TrainConfig(epochs=1))
     with pytest.raises(ValueError, match="mode"):
-        fit(BinSAGE(8, 8, 3), data, TrainConfig(epochs=1, mode="sampled"))
+        fit(BinSAGE(8, 8, 3, 3), data, TrainConfig(epochs=1, mode="sampled"))
 
 
 needs_planetoid = pytest.mark.skipif(

@@ -138,7 +138,7 @@ def build_node_model(kind: str, in_channels: int, out_channels: int, opts: dict[
     from bingnn.models.gcn import GCN, BinGCN
     from bingnn.models.graphsage import BinSAGE, GraphSAGE
 
-    common = dict(num_layers=opts["layers"], dropout=opts["dropout"],
+    common = dict(dropout=opts["dropout"],
                   input_dropout=opts["input_dropout"], centering=opts["centering"],
                   binary_last=not opts.get("real_last", False))
     if kind in ("sage", "binsage"):
@@ -151,7 +151,8 @@ def build_node_model(kind: str, in_channels: int, out_channels: int, opts: dict[
         raise ValueError(f"unknown model {kind!r}; choose one of {MODELS}")
     if stage is None:
         stage = 0 if kind in ("sage", "gcn") else 3
-    return cls(in_channels, opts["hidden"], out_channels, stage=stage, **common)
+    # PyG's argument order: (in_channels, hidden_channels, num_layers, out_channels)
+    return cls(in_channels, opts["hidden"], opts["layers"], out_channels, stage=stage, **common)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,10 +26,10 @@ def check_stage(stage: int) -> tuple[str, str]:
     return NODE_STAGES[stage]
 
 
-def check_arch(in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
+def check_arch(in_channels: int, hidden_channels: int, num_layers: int, out_channels: int,
                dropout: float, input_dropout: float) -> None:
     for name, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                    ("out_channels", out_channels), ("num_layers", num_layers)):
+                    ("num_layers", num_layers), ("out_channels", out_channels)):
         if not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     for name, p in (("dropout", dropout), ("input_dropout", input_dropout)):

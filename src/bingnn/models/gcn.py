@@ -16,9 +16,13 @@ class BinGCN(NodeModel):
     dropout between them. The first layer keeps real inputs (Planetoid bag-of-words features
     are already 0/1) with the stage's weights; later layers centre and quantize.
 
+    The arguments follow PyTorch Geometric's ``GCN``: ``BinGCN(in_channels, hidden_channels,
+    num_layers, out_channels)``; everything after ``out_channels`` is keyword-only.
+
     Args:
-        in_channels, hidden_channels, out_channels: feature sizes.
-        num_layers: depth, default 2.
+        in_channels, hidden_channels: input and hidden feature sizes.
+        num_layers: number of convolutions (depth).
+        out_channels: output size (number of classes).
         dropout, input_dropout: dropout between layers / on the input features.
         stage: 0 float, 1 float weights + ``tanh``, 2 binary activations, 3 fully binary.
         centering: centering of hidden layers (``"batchnorm"`` default).
@@ -36,8 +40,9 @@ class BinGCN(NodeModel):
         self,
         in_channels: int,
         hidden_channels: int,
+        num_layers: int,
         out_channels: int,
-        num_layers: int = 2,
+        *,
         dropout: float = 0.5,
         input_dropout: float = 0.0,
         stage: int = 3,
@@ -47,7 +52,7 @@ class BinGCN(NodeModel):
         cached: bool = False,
     ) -> None:
         super().__init__()
-        check_arch(in_channels, hidden_channels, out_channels, num_layers, dropout, input_dropout)
+        check_arch(in_channels, hidden_channels, num_layers, out_channels, dropout, input_dropout)
         act_q, w_q = check_stage(stage)
         self.config = {
             "arch": self.arch, "in_channels": in_channels, "hidden_channels": hidden_channels,

@@ -17,9 +17,14 @@ class BinSAGE(NodeModel):
     (no centering, no activation quantizer) with the stage's weights; the later layers centre
     (``centering``) and quantize their inputs.
 
+    The arguments follow PyTorch Geometric's ``GraphSAGE``: ``BinSAGE(in_channels,
+    hidden_channels, num_layers, out_channels)``; everything after ``out_channels`` is
+    keyword-only.
+
     Args:
-        in_channels, hidden_channels, out_channels: feature sizes.
-        num_layers: number of convolutions (depth), default 3.
+        in_channels, hidden_channels: input and hidden feature sizes.
+        num_layers: number of convolutions (depth).
+        out_channels: output size (number of classes).
         dropout: dropout between layers; ``input_dropout``: on the input features.
         stage: quantization stage: 0 float, 1 float weights + ``tanh``, 2 binary activations
             and float weights, 3 fully binary (default).
@@ -39,8 +44,9 @@ class BinSAGE(NodeModel):
         self,
         in_channels: int,
         hidden_channels: int,
+        num_layers: int,
         out_channels: int,
-        num_layers: int = 3,
+        *,
         dropout: float = 0.5,
         input_dropout: float = 0.0,
         stage: int = 3,
@@ -49,7 +55,7 @@ class BinSAGE(NodeModel):
         aggr: str = "mean",
     ) -> None:
         super().__init__()
-        check_arch(in_channels, hidden_channels, out_channels, num_layers, dropout, input_dropout)
+        check_arch(in_channels, hidden_channels, num_layers, out_channels, dropout, input_dropout)
         act_q, w_q = check_stage(stage)
         self.config = {
             "arch": self.arch, "in_channels": in_channels, "hidden_channels": hidden_channels,
