@@ -144,7 +144,12 @@ def _check_data(data: Data) -> None:
         raise ValueError("the graph needs node features x and labels y")
     if data.num_nodes == 0:
         raise ValueError("the graph has no nodes")
-    if not torch.isfinite(data.x).all():
+    x = data.x
+    if x.layout == torch.sparse_coo:
+        x = x.coalesce().values()
+    elif x.layout == torch.sparse_csr:  # sparse bag-of-words features: check what is stored
+        x = x.values()
+    if not torch.isfinite(x).all():
         raise ValueError("node features contain NaN or inf")
 
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from bingnn.models._node import NodeModel, batches, check_arch, check_stage
+from bingnn.models._node import NodeModel, batches, check_arch, check_stage, is_sparse
 from bingnn.nn.conv.bin_gcn_conv import BinGCNConv
 
 
@@ -31,7 +31,9 @@ class BinGCN(NodeModel):
         cached: cache the normalised adjacency (transductive full-batch training).
 
     Shapes:
-        ``x (N, in_channels)``, ``edge_index (2, E)`` -> logits ``(N, out_channels)``.
+        ``x (N, in_channels)`` (dense, or sparse CSR/COO: the first transform is then a
+        sparse-dense product), ``edge_index (2, E)`` (PyG's orientation: row 0 source, row 1
+        target) -> logits ``(N, out_channels)``.
     """
 
     arch = "bingcn"
@@ -89,9 +91,12 @@ class BinGCN(NodeModel):
     def _layerwise_layer(self, i: int, x: Tensor, targets: Tensor, csr, state: dict) -> Tensor:
         conv: BinGCNConv = self.convs[i]
         if "h" not in state or state["h_layer"] != i:  # node-wise transform, in batches
-            state["h"] = torch.cat(
-                [conv.transform(x[b]) for b in batches(x.size(0), 65536)], dim=0
-            ) if x.size(0) else x.new_zeros(0, conv.out_channels)
+            if is_sparse(x):  # one sparse-dense product (sparse rows cannot be sliced)
+                state["h"] = conv.transform(x)
+            else:
+                state["h"] = torch.cat(
+                    [conv.transform(x[b]) for b in batches(x.size(0), 65536)], dim=0
+                ) if x.size(0) else x.new_zeros(0, conv.out_channels)
             state["h_layer"] = i
         src, dst_local, w = state["csr"].in_edges(targets)
         ei = torch.stack([src, dst_local])
