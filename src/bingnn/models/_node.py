@@ -9,6 +9,7 @@ activation quantizer), so it runs as a sparse-dense product.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -44,6 +45,21 @@ def check_arch(in_channels: int, hidden_channels: int, num_layers: int, out_chan
             raise ValueError(f"{name} must be in [0, 1), got {p}")
 
 
+def sparse_csr(crow: Tensor, col: Tensor, values: Tensor, shape) -> Tensor:
+    """``torch.sparse_csr_tensor`` without invariant checks (callers build valid CSR) and
+    without torch's "CSR support is in beta" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def to_sparse_csr(x: Tensor) -> Tensor:
+    """``x.to_sparse_csr()`` without torch's beta warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return x.to_sparse_csr()
+
+
 def is_sparse(x: Tensor) -> bool:
     """True for sparse COO/CSR feature matrices."""
     return x.layout in (torch.sparse_coo, torch.sparse_csr)
@@ -55,9 +71,8 @@ def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     if not training or p == 0.0:
         return x
     if x.layout == torch.sparse_csr:
-        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
-                                       F.dropout(x.values(), p, True), x.shape,
-                                       check_invariants=False)
+        return sparse_csr(x.crow_indices(), x.col_indices(), F.dropout(x.values(), p, True),
+                          x.shape)
     x = x.coalesce()
     return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, True), x.shape,
                                    is_coalesced=True, check_invariants=False)

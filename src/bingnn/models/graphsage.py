@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bingnn.models._node import NodeModel, check_arch, check_stage, is_sparse
+from bingnn.models._node import NodeModel, check_arch, check_stage, is_sparse, sparse_csr
 from bingnn.nn.conv.bin_sage_conv import BinSAGEConv
 
 
@@ -14,8 +14,7 @@ def _append_empty_row(x: Tensor) -> Tensor:
     n, f = x.shape
     if x.layout == torch.sparse_csr:
         crow = x.crow_indices()
-        return torch.sparse_csr_tensor(torch.cat([crow, crow[-1:]]), x.col_indices(),
-                                       x.values(), (n + 1, f), check_invariants=False)
+        return sparse_csr(torch.cat([crow, crow[-1:]]), x.col_indices(), x.values(), (n + 1, f))
     x = x.coalesce()
     return torch.sparse_coo_tensor(x.indices(), x.values(), (n + 1, f), is_coalesced=True,
                                    check_invariants=False)
