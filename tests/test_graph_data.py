@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _shared_data import shared_data
 
-from bingnn.graphs.datasets import load_node_dataset, recipe
+from bingnn.graphs.datasets import NODE_DATASETS, load_node_dataset, recipe
 from bingnn.graphs.node_trainer import evaluate
 from bingnn.graphs.ogb import load_ogb
 from bingnn.graphs.planetoid import RAW_SUFFIXES, load_planetoid
 
-PLANETOID_RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "planetoid"
+PLANETOID_RAW = shared_data("planetoid") or Path("/nonexistent")
 needs_planetoid = pytest.mark.skipif(
     not (PLANETOID_RAW / "ind.cora.x").is_file(), reason="Planetoid raw files not available"
 )
@@ -177,7 +178,7 @@ def test_ogb_missing_dataset_is_clear(tmp_path):
 
 
 def test_recipes_cover_every_dataset():
-    for name in ("cora", "citeseer", "pubmed", "ogbn-arxiv", "ogbn-products", "ogbn-proteins"):
+    for name in NODE_DATASETS:
         r = recipe(name)
         assert {"layers", "hidden", "lr", "epochs", "mode"} <= set(r)
     assert recipe("ogbn-products")["fanouts"] == [15, 10, 5]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from _shared_data import shared_data
 
+from bingnn.graphs.datasets import load_node_dataset
 from bingnn.graphs.musae import (
     MUSAE,
     download_musae,
@@ -101,6 +102,21 @@ def test_facebook_split_sizes_stratification_and_determinism(facebook):
                for a, m in zip(again, masks, strict=True))
     other = stratified_split(d.y.numpy(), 1)
     assert not np.array_equal(other[0], again[0])
+
+
+@needs_facebook
+def test_facebook_node_dataset_splits_per_seed_and_normalisation(facebook):
+    root, d = facebook
+    ds = load_node_dataset("facebook", root)
+    assert ds.num_classes == 4 and ds.metric == "acc" and ds.data.x.layout == torch.sparse_csr
+    for seed in (0, 3):
+        ref = stratified_split(d.y.numpy(), seed)
+        got = ds.for_seed(seed)
+        assert np.array_equal(got.test_mask.nonzero().view(-1).numpy(), ref[2])
+        assert got.x is ds.data.x  # a shallow copy: the features are shared
+    norm = load_node_dataset("facebook", root, normalize_features=True).data.x
+    sums = norm.to_dense().sum(1)
+    torch.testing.assert_close(sums[sums > 0], torch.ones(int((sums > 0).sum())))
 
 
 @needs_facebook

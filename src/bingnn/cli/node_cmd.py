@@ -1,7 +1,11 @@
-"""``bingnn train-node`` and ``bingnn distill-node``: node classification on Planetoid and OGB.
+"""``bingnn train-node`` and ``bingnn distill-node``: node classification on Planetoid,
+Facebook Page-Page, Actor and OGB.
 
 Both run ``--seeds`` independent runs and report mean and standard deviation (OGB's
-leaderboard protocol: test score at the best validation epoch). Layout of ``--out``::
+leaderboard protocol: test score at the best validation epoch). Run seed ``s`` seeds the model
+and, where a data set has no single fixed split, picks the split: Facebook's stratified split
+with split seed ``s``, Actor's standard split ``s`` (``bingnn.graphs.datasets``). Layout of
+``--out``::
 
     seed<k>/metrics.csv, checkpoint.pt, best.pt, result.json      (train-node)
     seed<k>/stage<s>/metrics.csv, checkpoint.pt, best.pt           (distill-node)
@@ -55,10 +59,13 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
     d.add_argument("--dataset", required=True, choices=NODE_DATASETS)
     d.add_argument("--root", default="data", help="dataset cache folder (default: data)")
     d.add_argument("--raw-dir", default=None,
-                   help="Planetoid: folder with the original ind.<name>.* files (offline)")
+                   help="folder with the original release files, copied into --root "
+                   "(offline): Planetoid's ind.<name>.*, Facebook's *_edges.csv, "
+                   "*_target.csv, *_features.json, Actor's out1_*.txt and split files")
     d.add_argument("--download", action="store_true", help="download the dataset if missing")
     d.add_argument("--normalize-features", action=argparse.BooleanOptionalAction, default=None,
-                   help="row-normalise node features (default: on for Planetoid, off for OGB)")
+                   help="row-normalise node features (default: on for Planetoid, off for "
+                   "Facebook, Actor and OGB)")
     m = p.add_argument_group("model (defaults: the dataset's recipe)")
     if distill:
         m.add_argument("--model", required=True, choices=("binsage", "bingcn"),
@@ -101,8 +108,8 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-node", help="train a (binary) GraphSAGE/GCN node classifier",
-        description="Train float or binary GraphSAGE/GCN on Planetoid or OGB node property "
-        "prediction, over several seeds (mean +- std).",
+        description="Train float or binary GraphSAGE/GCN on Planetoid, Facebook Page-Page, "
+        "Actor or OGB node property prediction, over several seeds (mean +- std).",
     )
     _add_common(p, distill=False)
     p.set_defaults(func=run_train)
@@ -242,6 +249,8 @@ def _setup(args: argparse.Namespace, cmd: str):
     device = resolve_device(args.device)
     ds = load_node_dataset(args.dataset, args.root, raw_dir=args.raw_dir,
                            download=args.download, normalize_features=args.normalize_features)
+    for seed in range(args.seed, args.seed + args.seeds):
+        ds.for_seed(seed)  # a seed without a split (Actor has 10) fails before any training
     out = Path(args.out or f"runs/{cmd}/{args.dataset}-{args.model}")
     out.mkdir(parents=True, exist_ok=True)
     return ds, device, out
@@ -259,6 +268,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     ds, device, out = _setup(args, "train-node")
     opts = _options(args)
+    if opts["mode"] == "minibatch":
+        ds.densify_features()  # the samplers slice rows of x
     rows, histories = [], {}
     for seed in range(args.seed, args.seed + args.seeds):
         sdir = out / f"seed{seed}"
@@ -274,7 +285,8 @@ def run_train(args: argparse.Namespace) -> int:
                                      stage=args.stage)
             cfg = _train_config(opts, args, ds, seed)
             t0 = time.time()
-            r: FitResult = fit(model, ds.data, cfg, evaluator=ds.evaluator, out_dir=sdir,
+            r: FitResult = fit(model, ds.for_seed(seed), cfg, evaluator=ds.evaluator,
+                               out_dir=sdir,
                                resume=not args.fresh, progress=not args.no_progress,
                                device=device)
             save_checkpoint(sdir / "best.pt", {"model": r.state_dict,
@@ -325,6 +337,8 @@ def run_distill(args: argparse.Namespace) -> int:
 
     ds, device, out = _setup(args, "distill-node")
     opts = _options(args)
+    if opts["mode"] == "minibatch":
+        ds.densify_features()  # the samplers slice rows of x
     teacher = None
     if args.teacher:
         st = load_checkpoint(args.teacher)
@@ -345,7 +359,7 @@ def run_distill(args: argparse.Namespace) -> int:
             return build_node_model(args.model, ds.data.num_features, ds.num_classes, opts,
                                     stage=stage)
 
-        res = run_cascade(make, ds.data, configs,
+        res = run_cascade(make, ds.for_seed(seed), configs,
                           teacher=None if teacher is None else _clone(teacher),
                           evaluator=ds.evaluator, out_dir=out / f"seed{seed}",
                           resume=not args.fresh, progress=not args.no_progress,

@@ -213,13 +213,15 @@ def main(argv: list[str] | None = None) -> int:
                                download=args.download and rank == 0,
                                normalize_features=args.normalize_features)
         opts = node_cmd._options(args)
+        if opts["mode"] == "minibatch":
+            ds.densify_features()  # the sampler slices rows of x
         tests = []
         for seed in range(args.seed, args.seed + args.seeds):
             torch.manual_seed(seed)
             model = node_cmd.build_node_model(args.model, ds.data.num_features, ds.num_classes,
                                               opts, stage=args.stage)
             cfg = node_cmd._train_config(opts, args, ds, seed)
-            r = fit_ddp(model, ds.data, cfg, evaluator=ds.evaluator, device=device)
+            r = fit_ddp(model, ds.for_seed(seed), cfg, evaluator=ds.evaluator, device=device)
             tests.append(r.test)
             if rank == 0:
                 print(f"seed {seed}: best epoch {r.best_epoch}, val {100 * r.val:.2f}, "
