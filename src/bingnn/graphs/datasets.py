@@ -158,12 +158,16 @@ RECIPES: dict[str, dict[str, Any]] = {
                   "lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "mode": "full",
                   "scheduler": "none", "centering": "mean", "eval_mode": "full",
                   "kd_alpha": 0.9, "kd_nodes": "all"},
+    # Facebook: validation accuracy plateaus by epoch ~50 (float GCN, seed 0: 94.53 after 100
+    # epochs, 94.57 after 200); row-normalised features cost a point (93.55).
     "facebook": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.0,
-                 "lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "mode": "full",
+                 "lr": 0.01, "weight_decay": 5e-4, "epochs": 100, "mode": "full",
                  "scheduler": "none", "centering": "mean", "eval_mode": "full",
                  "kd_alpha": 0.9, "kd_nodes": "all"},
+    # Actor: weight decay 5e-3 chosen on validation (GraphSAGE, splits 0-2: 37.12 vs 35.76 at
+    # 5e-4); GCN validates best with row-normalised features and 5e-4 (31.15 vs 30.63).
     "actor": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.0,
-              "lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "mode": "full",
+              "lr": 0.01, "weight_decay": 5e-3, "epochs": 200, "mode": "full",
               "scheduler": "none", "centering": "mean", "eval_mode": "full",
               "kd_alpha": 0.9, "kd_nodes": "all"},
     "ogbn-arxiv": {"layers": 3, "hidden": 256, "dropout": 0.5, "input_dropout": 0.0,
