@@ -2,30 +2,42 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <climits>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "bind_checks.hpp"
 #include "bingnn_core.hpp"
 #include "engine_float.hpp"
 
 namespace py = pybind11;
 
 namespace bingnn {
+
+using namespace bind;
+
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
+// Squared distances of coordinates up to this size stay finite in float32 (12 * 1e36 < 3.4e38).
+constexpr float kMaxCoordinate = 1e18f;
 
-void need(bool ok, const std::string& msg) {
-    if (!ok) throw std::invalid_argument(msg);
+void check_points(const Arr<float>& x, const char* fn) {
+    require(x.ndim() == 3 && x.shape(2) == 3, std::string(fn) + " expects (B, N, 3) float32");
+    check_aligned({{&x, "x"}});
+    require(x.shape(1) <= INT32_MAX, std::string(fn) + ": N must fit int32 neighbour indices");
+    const float* p = x.data();
+    bool ok = true;
+    for (int64_t q = 0; q < x.size(); ++q) ok &= std::fabs(p[q]) <= kMaxCoordinate;  // NaN: false
+    require(ok, std::string(fn) +
+                    ": x must hold finite coordinates with |x| <= 1e18 (NaN, infinities and "
+                    "larger values make squared distances NaN or infinite)");
 }
 
-void check_idx(const Arr<int32_t>& idx, int64_t sets, int64_t n) {
-    need(idx.ndim() == 3 && idx.shape(0) == sets && idx.shape(1) == n && idx.shape(2) >= 1,
-         "idx must have shape (B, N, k) with k >= 1");
-    const int32_t* p = idx.data();
-    for (int64_t q = 0; q < idx.size(); ++q)
-        need(p[q] >= 0 && p[q] < n, "idx holds a neighbour index outside [0, N)");
+// Both BatchNorm vectors or neither.
+void bn_pair(const py::object& scale, const py::object& shift) {
+    require(scale.is_none() == shift.is_none(),
+            "bn_scale and bn_shift must be given together (or both None)");
 }
 
 }  // namespace
@@ -34,9 +46,10 @@ void bind_engine_float(py::module_& m) {
     m.def(
         "l2_knn3",
         [](const Arr<float>& x, int64_t k, int num_threads) {
-            need(x.ndim() == 3 && x.shape(2) == 3, "l2_knn3 expects (B, N, 3) float32");
+            check_points(x, "l2_knn3");
             const int64_t sets = x.shape(0), n = x.shape(1);
-            need(k >= 1 && k <= n, "l2_knn3 needs 1 <= k <= N");
+            require(k >= 1 && k <= n, "l2_knn3 needs 1 <= k <= N");
+            threads_arg(num_threads);
             Arr<int32_t> idx({sets, n, k});
             const float* xp = x.data();
             int32_t* ip = idx.mutable_data();
@@ -51,9 +64,15 @@ void bind_engine_float(py::module_& m) {
     m.def(
         "select_k_rows",
         [](const Arr<float>& d, int64_t k, int num_threads) {
-            need(d.ndim() == 2, "select_k_rows expects (rows, M) float32");
+            require(d.ndim() == 2, "select_k_rows expects (rows, M) float32");
+            check_aligned({{&d, "d"}});
             const int64_t rows = d.shape(0), m = d.shape(1);
-            need(k >= 1 && k <= m, "select_k_rows needs 1 <= k <= M");
+            require(k >= 1 && k <= m, "select_k_rows needs 1 <= k <= M");
+            require(m <= INT32_MAX, "select_k_rows: M must fit int32 indices");
+            // NaN has no place in the (value, index) order; the selection also needs finite
+            // values (+inf is its 'empty' marker).
+            check_finite(d.data(), d.size(), "d");
+            threads_arg(num_threads);
             Arr<int32_t> idx({rows, k});
             const float* dp = d.data();
             int32_t* ip = idx.mutable_data();
@@ -69,22 +88,19 @@ void bind_engine_float(py::module_& m) {
         "edge_conv0_minmax",
         [](const Arr<float>& x, const Arr<int32_t>& idx, const Arr<float>& weight,
            const py::object& bn_scale, const py::object& bn_shift, int num_threads) {
-            need(x.ndim() == 3 && x.shape(2) == 3, "edge_conv0_minmax expects x (B, N, 3)");
+            require(x.ndim() == 3 && x.shape(2) == 3, "edge_conv0_minmax expects x (B, N, 3)");
+            check_aligned({{&x, "x"}, {&idx, "idx"}, {&weight, "weight"}});
+            check_finite(x.data(), x.size(), "x");
             const int64_t sets = x.shape(0), n = x.shape(1);
             check_idx(idx, sets, n);
-            need(weight.ndim() == 2 && weight.shape(1) == 6, "weight must be (C, 6)");
+            require(weight.ndim() == 2 && weight.shape(1) == 6, "weight must be (C, 6)");
+            check_finite(weight.data(), weight.size(), "weight");
+            threads_arg(num_threads);
             const int64_t k = idx.shape(2), c = weight.shape(0);
+            bn_pair(bn_scale, bn_shift);
             Arr<float> scale, shift;
-            const float *sp = nullptr, *tp = nullptr;
-            if (!bn_scale.is_none()) {
-                scale = bn_scale.cast<Arr<float>>();
-                shift = bn_shift.cast<Arr<float>>();
-                need(scale.ndim() == 1 && scale.shape(0) == 6 && shift.ndim() == 1 &&
-                         shift.shape(0) == 6,
-                     "bn_scale and bn_shift must have shape (6,)");
-                sp = scale.data();
-                tp = shift.data();
-            }
+            const float* sp = optional_vector(bn_scale, scale, 6, "bn_scale");
+            const float* tp = optional_vector(bn_shift, shift, 6, "bn_shift");
             Arr<float> ymax({sets, n, c}), ymin({sets, n, c});
             const float *xp = x.data(), *wp = weight.data();
             const int32_t* ip = idx.data();
@@ -103,19 +119,31 @@ void bind_engine_float(py::module_& m) {
         [](const Arr<float>& h, const Arr<int32_t>& idx, const Arr<float>& lo,
            const Arr<float>& hi, const Arr<uint8_t>& negate, const Arr<uint64_t>& self_bits,
            const Arr<uint64_t>& w_rel, const Arr<uint64_t>& w_self, int num_threads) {
-            need(h.ndim() == 3, "rf_edge_minmax expects h (B, N, C) float32");
+            require(h.ndim() == 3, "rf_edge_minmax expects h (B, N, C) float32");
+            check_aligned({{&h, "h"}, {&idx, "idx"}, {&lo, "lo"}, {&hi, "hi"},
+                           {&self_bits, "self_bits"}, {&w_rel, "w_rel"}, {&w_self, "w_self"}});
             const int64_t sets = h.shape(0), n = h.shape(1), c = h.shape(2);
+            require(c < (int64_t{1} << 30), "rf_edge_minmax: C must be < 2**30");
             const int64_t w = n_words(c);
+            check_finite(h.data(), h.size(), "h");
             check_idx(idx, sets, n);
-            need(lo.ndim() == 1 && lo.shape(0) == c && hi.ndim() == 1 && hi.shape(0) == c &&
-                     negate.ndim() == 1 && negate.shape(0) == c,
-                 "lo, hi and negate must have shape (C,)");
-            need(self_bits.ndim() == 2 && self_bits.shape(0) == sets * n &&
-                     self_bits.shape(1) == w,
-                 "self_bits must have shape (B * N, ceil(C / 64))");
-            need(w_rel.ndim() == 2 && w_self.ndim() == 2 && w_rel.shape(1) == w &&
-                     w_self.shape(1) == w && w_rel.shape(0) == w_self.shape(0),
-                 "w_rel and w_self must have shape (C_out, ceil(C / 64))");
+            require(lo.ndim() == 1 && lo.shape(0) == c && hi.ndim() == 1 && hi.shape(0) == c &&
+                        negate.ndim() == 1 && negate.shape(0) == c,
+                    "lo, hi and negate must have shape (C,)");
+            bool thresholds_ok = true;  // +-inf disables a side; NaN means nothing
+            for (int64_t q = 0; q < c; ++q)
+                thresholds_ok &= !std::isnan(lo.data()[q]) && !std::isnan(hi.data()[q]);
+            require(thresholds_ok, "lo and hi must not contain NaN");
+            require(self_bits.ndim() == 2 && self_bits.shape(0) == sets * n &&
+                        self_bits.shape(1) == w,
+                    "self_bits must have shape (B * N, ceil(C / 64))");
+            require(w_rel.ndim() == 2 && w_self.ndim() == 2 && w_rel.shape(1) == w &&
+                        w_self.shape(1) == w && w_rel.shape(0) == w_self.shape(0),
+                    "w_rel and w_self must have shape (C_out, ceil(C / 64))");
+            check_padding(self_bits.data(), self_bits.shape(0), w, c, "self_bits");
+            check_padding(w_rel.data(), w_rel.shape(0), w, c, "w_rel");
+            check_padding(w_self.data(), w_self.shape(0), w, c, "w_self");
+            threads_arg(num_threads);
             const int64_t k = idx.shape(2), c_out = w_rel.shape(0);
             Arr<int32_t> ymax({sets, n, c_out}), ymin({sets, n, c_out});
             const float *hp = h.data(), *lp = lo.data(), *up = hi.data();
@@ -137,22 +165,21 @@ void bind_engine_float(py::module_& m) {
         "embed_pool",
         [](const Arr<int32_t>& y, const Arr<float>& alpha, const Arr<float>& slope,
            const py::object& bn_scale, const py::object& bn_shift, int num_threads) {
-            need(y.ndim() == 3, "embed_pool expects y (B, N, C) int32");
+            require(y.ndim() == 3, "embed_pool expects y (B, N, C) int32");
+            check_aligned({{&y, "y"}, {&alpha, "alpha"}, {&slope, "slope"}});
             const int64_t sets = y.shape(0), n = y.shape(1), c = y.shape(2);
-            need(alpha.ndim() == 1 && alpha.shape(0) == c && slope.ndim() == 1 &&
-                     slope.shape(0) == c,
-                 "alpha and slope must have shape (C,)");
+            require(n >= 1, "embed_pool needs at least one point per set (the mean of none is "
+                            "undefined)");
+            require(alpha.ndim() == 1 && alpha.shape(0) == c && slope.ndim() == 1 &&
+                        slope.shape(0) == c,
+                    "alpha and slope must have shape (C,)");
+            check_finite(alpha.data(), c, "alpha");
+            check_finite(slope.data(), c, "slope");
+            threads_arg(num_threads);
+            bn_pair(bn_scale, bn_shift);
             Arr<float> scale, shift;
-            const float *sp = nullptr, *tp = nullptr;
-            if (!bn_scale.is_none()) {
-                scale = bn_scale.cast<Arr<float>>();
-                shift = bn_shift.cast<Arr<float>>();
-                need(scale.ndim() == 1 && scale.shape(0) == c && shift.ndim() == 1 &&
-                         shift.shape(0) == c,
-                     "bn_scale and bn_shift must have shape (C,)");
-                sp = scale.data();
-                tp = shift.data();
-            }
+            const float* sp = optional_vector(bn_scale, scale, c, "bn_scale");
+            const float* tp = optional_vector(bn_shift, shift, c, "bn_shift");
             Arr<float> out({sets, 2 * c});
             const int32_t* yp = y.data();
             const float *ap = alpha.data(), *lp = slope.data();

@@ -10,18 +10,28 @@
 //
 // Dispatch: every kernel has a portable scalar reference implementation and, on x86-64, AVX2 and
 // AVX-512 (F/BW/VL + VPOPCNTDQ) implementations compiled with per-function target attributes,
-// so one build for baseline x86-64 runs on any x86-64 CPU; the level is picked at run time.
+// so one build for baseline x86-64 runs on any x86-64 CPU; on AArch64, a NEON (Advanced SIMD,
+// part of the base ISA) implementation. The level is picked at run time.
+//
+// Floating point: the extension is compiled with -ffp-contract=off (setup.py), so a * b + c is
+// never fused behind the code's back (AArch64, -march=native, and every BINGNN_AVX512 function,
+// whose target implies FMA, would otherwise do it, intrinsics included); every fused
+// multiply-add of the engine is an explicit std::fma or FMA intrinsic.
+//
+// A lambda does not inherit its enclosing function's target attribute: one that calls
+// AVX2/AVX-512 intrinsics needs the attribute itself ([&](...) BINGNN_AVX512 { ... }), or GCC
+// fails with "inlining failed ... target specific option mismatch" (with -ffp-contract=off the
+// early inliner no longer rescues it).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
-#include <exception>
-#include <mutex>
-#include <thread>
 #include <vector>
 
-// BINGNN_PORTABLE_ONLY builds the scalar path alone on x86-64 too (how the non-x86 build is
-// checked on an x86 machine).
+#include "parallel.hpp"
+
+// BINGNN_PORTABLE_ONLY builds the scalar path alone (how a build without SIMD is checked on any
+// machine; setup.py defines it when the environment has BINGNN_PORTABLE_ONLY=1).
 #if (defined(__x86_64__) || defined(_M_X64)) && !defined(BINGNN_PORTABLE_ONLY)
 #define BINGNN_X86 1
 #include <immintrin.h>
@@ -32,64 +42,35 @@
 #define BINGNN_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(BINGNN_PORTABLE_ONLY)
+#define BINGNN_NEON 1
+#include <arm_neon.h>
+#else
+#define BINGNN_NEON 0
+#endif
+
 namespace bingnn {
 
-enum class Level : int { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+enum class Level : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
+constexpr int kNumLevels = 4;
 
 // Dispatch state (dispatch.cpp).
-bool level_supported(Level level);
+bool level_compiled(Level level);   // this build has the level's code
+bool level_supported(Level level);  // ... and this CPU can run it
 Level best_level();
+// The level a kernel call runs at. Each call counts one use of the level (dispatch_calls), so a
+// test run can report which levels it exercised; queries that run no kernel use current_level.
 Level active_level();
+Level current_level();
 void set_level(Level level);
 const char* level_name(Level level);
+// Kernel calls per level since the process started (for the test summary).
+int64_t dispatch_calls(Level level);
 
 inline int64_t n_words(int64_t n_bits) { return (n_bits + 63) / 64; }
 
 // Largest distance the k-NN kernels store (uint16 distances): C <= 65535 bits.
 constexpr int64_t kMaxKnnBits = 65535;
-
-// Resolve a thread count: <= 0 means all hardware threads.
-inline int resolve_threads(int num_threads) {
-    if (num_threads > 0) return num_threads;
-    const unsigned hw = std::thread::hardware_concurrency();
-    return hw == 0 ? 1 : static_cast<int>(hw);
-}
-
-// Run f(begin, end) over [0, n) in contiguous chunks on up to num_threads threads, with at least
-// `grain` items per thread (spawning a thread costs tens of microseconds). The calling thread
-// takes the first chunk. An exception thrown by any chunk is re-thrown here.
-template <class F>
-void parallel_for(int64_t n, int num_threads, int64_t grain, F&& f) {
-    if (n <= 0) return;
-    grain = std::max<int64_t>(1, grain);
-    const int64_t by_grain = std::max<int64_t>(1, n / grain);
-    const int64_t t = std::min<int64_t>({static_cast<int64_t>(resolve_threads(num_threads)),
-                                         by_grain, n});
-    if (t <= 1) {
-        f(int64_t{0}, n);
-        return;
-    }
-    const int64_t chunk = (n + t - 1) / t;
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto guarded = [&](int64_t b, int64_t e) {
-        try {
-            f(b, e);
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-        }
-    };
-    std::vector<std::thread> threads;
-    threads.reserve(static_cast<size_t>(t - 1));
-    for (int64_t q = 1; q < t; ++q) {
-        const int64_t b = q * chunk, e = std::min(n, (q + 1) * chunk);
-        if (b < e) threads.emplace_back(guarded, b, e);
-    }
-    guarded(0, std::min(n, chunk));
-    for (auto& th : threads) th.join();
-    if (error) std::rethrow_exception(error);
-}
 
 // Transpose rows (n, w) into blocks of 8 rows, word-major inside a block:
 //   out[(blk * w + word) * 8 + lane] = rows[(blk * 8 + lane) * w + word]   (0 past row n).

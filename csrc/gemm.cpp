@@ -25,16 +25,20 @@ void binary_gemm(const uint64_t* a, int64_t m, const uint64_t* b, int64_t n, int
         });
         return;
     }
-#if BINGNN_X86
+#if BINGNN_X86 || BINGNN_NEON
     const std::vector<uint64_t> bt = blocks8(b, n, w);
     const auto base = static_cast<int32_t>(n_bits);
     parallel_for(m, num_threads, grain, [&](int64_t r0, int64_t r1) {
         over_row_tiles(r0, r1, [&](auto rows, int64_t r) {
             constexpr int R = decltype(rows)::value;
+#if BINGNN_X86
             if (level == Level::Avx512)
                 tile_avx512<R, int32_t>(a + r * w, w, bt.data(), n, w, base, -2, out + r * n, n);
             else
                 tile_avx2<R, int32_t>(a + r * w, w, bt.data(), n, w, base, -2, out + r * n, n);
+#else
+            tile_neon<R, int32_t>(a + r * w, w, bt.data(), n, w, base, -2, out + r * n, n);
+#endif
         });
     });
 #endif

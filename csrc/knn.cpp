@@ -193,16 +193,20 @@ KnnWorker::KnnWorker(int64_t n, int64_t w, int64_t k, Level level)
 void KnnWorker::rows(const uint64_t* x, const uint64_t* bt, int64_t r, int cnt, int32_t* idx,
                      int32_t* dist) {
     uint16_t* d = d_.data();
-#if BINGNN_X86
+#if BINGNN_X86 || BINGNN_NEON
     if (level_ != Level::Scalar) {
         const uint64_t* a = x + r * w_;
         // Vector tiles write whole blocks of 8; distances of padding rows are overwritten below.
         auto tile = [&](auto rows_c) {
             constexpr int R = decltype(rows_c)::value;
+#if BINGNN_X86
             if (level_ == Level::Avx512)
                 tile_avx512<R, uint16_t>(a, w_, bt, n_, w_, 0, 1, d, ld_);
             else
                 tile_avx2<R, uint16_t>(a, w_, bt, n_, w_, 0, 1, d, ld_);
+#else
+            tile_neon<R, uint16_t>(a, w_, bt, n_, w_, 0, 1, d, ld_);
+#endif
         };
         switch (cnt) {
             case 4: tile(std::integral_constant<int, 4>{}); break;

@@ -129,6 +129,74 @@ BINGNN_AVX512 void unpack_rows_avx512(const uint64_t* p, int64_t r0, int64_t r1,
 }
 #endif
 
+#if BINGNN_NEON
+// ---- NEON: 16 floats -> 16 bits (compare, narrow the lane masks to bytes, weight each byte
+// with its bit and add across the two halves); bytes of +-1 from each byte of bits.
+inline uint32_t bits16_neon(const float* p, uint32x4_t& bad) {
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    const uint32x4_t exp_mask = vdupq_n_u32(0x7f800000u);
+    uint32x4_t ge[4];
+    for (int q = 0; q < 4; ++q) {
+        const float32x4_t v = vld1q_f32(p + 4 * q);
+        ge[q] = vcgeq_f32(v, zero);  // false for NaN, like the scalar >= 0
+        // A float is NaN or infinite exactly when its exponent bits are all ones.
+        bad = vorrq_u32(bad, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(v), exp_mask), exp_mask));
+    }
+    const uint8x16_t bytes = vcombine_u8(
+        vmovn_u16(vcombine_u16(vmovn_u32(ge[0]), vmovn_u32(ge[1]))),
+        vmovn_u16(vcombine_u16(vmovn_u32(ge[2]), vmovn_u32(ge[3]))));
+    static const uint8_t kWeights[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                         1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t weighted = vandq_u8(bytes, vld1q_u8(kWeights));
+    return static_cast<uint32_t>(vaddv_u8(vget_low_u8(weighted))) |
+           (static_cast<uint32_t>(vaddv_u8(vget_high_u8(weighted))) << 8);
+}
+
+bool pack_rows_neon(const float* x, int64_t r0, int64_t r1, int64_t c, uint64_t* out) {
+    const int64_t w = n_words(c);
+    uint32x4_t bad = vdupq_n_u32(0);
+    bool finite = true;
+    for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * c;
+        uint64_t* o = out + r * w;
+        for (int64_t j = 0; j < w; ++j) {
+            const int64_t base = j * 64, cnt = std::min<int64_t>(64, c - base);
+            uint64_t word = 0;
+            int64_t e = 0;
+            for (; e + 16 <= cnt; e += 16)
+                word |= static_cast<uint64_t>(bits16_neon(xr + base + e, bad)) << e;
+            for (; e < cnt; ++e) {
+                finite &= std::isfinite(xr[base + e]);
+                if (xr[base + e] >= 0.0f) word |= uint64_t{1} << e;
+            }
+            o[j] = word;
+        }
+    }
+    return finite && vmaxvq_u32(bad) == 0;
+}
+
+void unpack_rows_neon(const uint64_t* p, int64_t r0, int64_t r1, int64_t c, int8_t* out) {
+    const int64_t w = n_words(c);
+    static const uint8_t kBits[16] = {1, 2, 4, 8, 16, 32, 64, 128,
+                                      1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t bits = vld1q_u8(kBits);
+    const int8x16_t plus = vdupq_n_s8(1), minus = vdupq_n_s8(-1);
+    for (int64_t r = r0; r < r1; ++r) {
+        int8_t* o = out + r * c;
+        int64_t e = 0;
+        for (; e + 16 <= c; e += 16) {
+            // Elements e .. e+15 are the 16 bits starting at bit e % 64 (a multiple of 16).
+            const uint64_t word = p[r * w + e / 64] >> (e % 64);
+            const uint8x16_t byte = vcombine_u8(vdup_n_u8(static_cast<uint8_t>(word)),
+                                                vdup_n_u8(static_cast<uint8_t>(word >> 8)));
+            vst1q_s8(o + e, vbslq_s8(vtstq_u8(byte, bits), plus, minus));
+        }
+        for (; e < c; ++e)
+            o[e] = ((p[r * w + e / 64] >> (e % 64)) & 1u) ? int8_t{1} : int8_t{-1};
+    }
+}
+#endif
+
 }  // namespace
 
 bool pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_threads) {
@@ -138,14 +206,23 @@ bool pack_signs(const float* x, int64_t rows, int64_t c, uint64_t* out, int num_
     std::atomic<bool> finite{true};
     parallel_for(rows, num_threads, grain, [&](int64_t r0, int64_t r1) {
         bool ok;
+        switch (level) {
 #if BINGNN_X86
-        if (level == Level::Avx512)
-            ok = pack_rows_avx512(x, r0, r1, c, out);
-        else if (level == Level::Avx2)
-            ok = pack_rows_avx2(x, r0, r1, c, out);
-        else
+            case Level::Avx512:
+                ok = pack_rows_avx512(x, r0, r1, c, out);
+                break;
+            case Level::Avx2:
+                ok = pack_rows_avx2(x, r0, r1, c, out);
+                break;
 #endif
-            ok = pack_rows_scalar(x, r0, r1, c, out);
+#if BINGNN_NEON
+            case Level::Neon:
+                ok = pack_rows_neon(x, r0, r1, c, out);
+                break;
+#endif
+            default:
+                ok = pack_rows_scalar(x, r0, r1, c, out);
+        }
         (void)level;
         if (!ok) finite.store(false, std::memory_order_relaxed);
     });
@@ -161,6 +238,9 @@ void unpack_signs(const uint64_t* packed, int64_t rows, int64_t c, int8_t* out,
 #if BINGNN_X86
         // AVX2 has no mask-to-bytes instruction worth the detour: it uses the scalar loop.
         if (level == Level::Avx512) return unpack_rows_avx512(packed, r0, r1, c, out);
+#endif
+#if BINGNN_NEON
+        if (level == Level::Neon) return unpack_rows_neon(packed, r0, r1, c, out);
 #endif
         (void)level;
         unpack_rows_scalar(packed, r0, r1, c, out);

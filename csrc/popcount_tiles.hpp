@@ -114,6 +114,59 @@ BINGNN_AVX2 inline void tile_avx2(const uint64_t* a, int64_t lda, const uint64_t
 
 #endif  // BINGNN_X86
 
+#if BINGNN_NEON
+
+// ---------------------------------------------------------------- NEON (CNT + UADALP)
+// Popcounts of R rows of a against the 8 rows of one block of blocks8(b) (bp points at the
+// block), added into out8 (R x 8 uint64). Per word: XOR, CNT (vcntq_u8: a count per byte), then
+// UADALP (vpadalq_u8: pairwise add into 16-bit lanes). A 16-bit lane gains at most 16 per word,
+// so every 4095 words the lanes are widened (UADDLP to 32, UADALP to 64 bits) into out8. Lane
+// pairs never mix 64-bit lanes, so each 64-bit lane holds the count of one row of b.
+template <int R>
+inline void tile_u64_neon(const uint64_t* a, int64_t lda, const uint64_t* bp, int64_t w,
+                          uint64_t* out8) {
+    for (int64_t j0 = 0; j0 < w; j0 += 4095) {
+        const int64_t j1 = std::min(w, j0 + 4095);
+        uint16x8_t s[R][4];
+        for (int r = 0; r < R; ++r)
+            for (int q = 0; q < 4; ++q) s[r][q] = vdupq_n_u16(0);
+        for (int64_t j = j0; j < j1; ++j) {
+            uint64x2_t bv[4];
+            for (int q = 0; q < 4; ++q) bv[q] = vld1q_u64(bp + j * 8 + 2 * q);
+            for (int r = 0; r < R; ++r) {
+                const uint64x2_t av = vdupq_n_u64(a[r * lda + j]);
+                for (int q = 0; q < 4; ++q)
+                    s[r][q] = vpadalq_u8(
+                        s[r][q], vcntq_u8(vreinterpretq_u8_u64(veorq_u64(av, bv[q]))));
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int q = 0; q < 4; ++q) {
+                uint64_t* o = out8 + r * 8 + 2 * q;
+                vst1q_u64(o, vpadalq_u32(vld1q_u64(o), vpaddlq_u16(s[r][q])));
+            }
+    }
+}
+
+// out[r * ldo + j] = base + scale * popcount(a_r XOR b_j) for j < n (bt = blocks8(b)).
+template <int R, class T>
+inline void tile_neon(const uint64_t* a, int64_t lda, const uint64_t* bt, int64_t n, int64_t w,
+                      int32_t base, int32_t scale, T* out, int64_t ldo) {
+    const int64_t nb = (n + 7) / 8;
+    uint64_t pc[R * 8];
+    for (int64_t blk = 0; blk < nb; ++blk) {
+        std::fill(pc, pc + R * 8, uint64_t{0});
+        tile_u64_neon<R>(a, lda, bt + blk * w * 8, w, pc);
+        const int64_t cnt = std::min<int64_t>(8, n - blk * 8);
+        for (int r = 0; r < R; ++r)
+            for (int64_t l = 0; l < cnt; ++l)
+                out[r * ldo + blk * 8 + l] =
+                    static_cast<T>(base + scale * static_cast<int64_t>(pc[r * 8 + l]));
+    }
+}
+
+#endif  // BINGNN_NEON
+
 // Run a tile function over rows [r0, r1) in tiles of 4 rows, with a 1..3-row tail.
 template <class TileFn>
 inline void over_row_tiles(int64_t r0, int64_t r1, TileFn&& fn) {

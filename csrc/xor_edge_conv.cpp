@@ -178,13 +178,42 @@ void point_avx512(const ConvCtx& cx, const uint64_t* xi, const uint64_t* e, int6
 }
 #endif
 
+#if BINGNN_NEON
+// Relative popcounts of up to 4 neighbours at a time against every weight row (the edge rows
+// share each loaded weight block), then the self half once per point.
+void minmax_neon(const ConvCtx& cx, const uint64_t* xi, const uint64_t* e, int64_t k,
+                 int32_t* pc /* 4 x nb * 8 */, int32_t* ymax, int32_t* ymin) {
+    const int64_t w = cx.w_in, c_out = cx.p.c_out, ld = cx.nb * 8;
+    // Until the end, ymax holds the min and ymin the max relative popcount (max y <-> min pc).
+    std::fill(ymax, ymax + c_out, INT32_MAX);
+    std::fill(ymin, ymin + c_out, INT32_MIN);
+    over_row_tiles(0, k, [&](auto rows, int64_t j) {
+        constexpr int R = decltype(rows)::value;
+        tile_neon<R, int32_t>(e + j * w, w, cx.w_rel_t.data(), c_out, w, 0, 1, pc, ld);
+        for (int r = 0; r < R; ++r)
+            for (int64_t c = 0; c < c_out; ++c) {
+                ymax[c] = std::min(ymax[c], pc[r * ld + c]);
+                ymin[c] = std::max(ymin[c], pc[r * ld + c]);
+            }
+    });
+    tile_neon<1, int32_t>(xi, w, cx.w_self_t.data(), c_out, w, 0, 1, pc, ld);
+    const auto two_c_in = static_cast<int32_t>(2 * cx.p.c_in);
+    for (int64_t c = 0; c < c_out; ++c) {
+        const int32_t base = two_c_in - 2 * pc[c];
+        const int32_t min_pc = ymax[c], max_pc = ymin[c];
+        ymax[c] = base - 2 * min_pc;
+        ymin[c] = base - 2 * max_pc;
+    }
+}
+#endif
+
 class ConvWorker {
    public:
     ConvWorker(const ConvCtx& cx, int64_t k)
         : cx_(cx),
           k_(k),
           e_(static_cast<size_t>(k * cx.w_in)),
-          pc_(static_cast<size_t>(cx.nb * 8)),
+          pc_(static_cast<size_t>(4 * cx.nb * 8)),
           ymax_(static_cast<size_t>(cx.nb * 8)),
           ymin_(static_cast<size_t>(cx.nb * 8)) {}
 
@@ -203,12 +232,20 @@ class ConvWorker {
 #endif
         int32_t* hi = bits ? ymax_.data() : ymax;
         int32_t* lo = bits ? ymin_.data() : ymin;
+        switch (cx_.level) {
 #if BINGNN_X86
-        if (cx_.level == Level::Avx2)
-            minmax_avx2(cx_, xi, e_.data(), k_, pc_.data(), hi, lo);
-        else
+            case Level::Avx2:
+                minmax_avx2(cx_, xi, e_.data(), k_, pc_.data(), hi, lo);
+                break;
 #endif
-            minmax_scalar(cx_, xi, e_.data(), k_, hi, lo);
+#if BINGNN_NEON
+            case Level::Neon:
+                minmax_neon(cx_, xi, e_.data(), k_, pc_.data(), hi, lo);
+                break;
+#endif
+            default:
+                minmax_scalar(cx_, xi, e_.data(), k_, hi, lo);
+        }
         if (bits) threshold_bits(cx_, hi, lo, bits);
     }
 

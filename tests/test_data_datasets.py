@@ -108,7 +108,7 @@ def test_bad_construction(kwargs, exc, match):
 def test_get_dataset_synthetic():
     tr = get_dataset("synthetic", "train", num_points=64, num_samples=36, seed=0)
     te = get_dataset("synthetic", "test", num_points=64, num_samples=24, seed=0)
-    assert len(tr) == 36 and len(te) == 24
+    assert len(tr) == 32 and len(te) == 24  # 36 less the 10% validation carve
     assert tr.num_classes == len(SYNTHETIC_CLASSES) and tr.class_names == list(SYNTHETIC_CLASSES)
     assert tr.augment and not te.augment
     assert tr[0][0].shape == (64, 3)
@@ -142,8 +142,40 @@ def test_get_dataset_modelnet40(tmp_path):
     with h5py.File(tmp_path / "modelnet40_ply_hdf5_2048" / "ply_data_test0.h5") as f:
         np.testing.assert_array_equal(ds[1][0].numpy(), f["data"][1, :32])
         assert int(ds[1][1]) == f["label"][1, 0]
-    sub = get_dataset("modelnet40", "train", num_points=32, root=tmp_path, num_samples=4)
-    assert len(sub) == 4 and sub.augment
+    sub = get_dataset("modelnet40", "test", num_points=32, root=tmp_path, num_samples=2)
+    assert len(sub) == 2 and not sub.augment
+    tr = get_dataset("modelnet40", "train", num_points=32, root=tmp_path)
+    va = get_dataset("modelnet40", "val", num_points=32, root=tmp_path)
+    assert (len(tr), len(va)) == (6, 1) and tr.augment and not va.augment  # 10% of 7
+
+
+def test_train_and_val_partition_the_training_set_stratified(tmp_path):
+    """A class-sorted training file: the validation split and --train-samples subsets hold
+    every class in proportion (the first N clouds would hold one or two classes)."""
+    folder = tmp_path / "modelnet40_ply_hdf5_2048"
+    folder.mkdir()
+    (folder / "shape_names.txt").write_text("a\nb\nc\nd\n")
+    labels = np.repeat(np.arange(4), [40, 20, 20, 20]).astype(np.uint8)
+    pts = np.random.default_rng(0).uniform(-1, 1, (100, 8, 3)).astype(np.float32)
+    pts[:, 0, 0] = np.arange(100)  # a cloud's identity
+    for split, y in (("train", labels), ("test", labels[:8])):
+        with h5py.File(folder / f"ply_data_{split}0.h5", "w") as f:
+            f["data"] = pts[: len(y)]
+            f["label"] = y[:, None]
+        (folder / f"{split}_files.txt").write_text(f"data/x/ply_data_{split}0.h5\n")
+    kw = dict(num_points=8, root=tmp_path, augment=False)
+    tr, va = get_dataset("modelnet40", "train", **kw), get_dataset("modelnet40", "val", **kw)
+    assert np.bincount(va.labels).tolist() == [4, 2, 2, 2]
+    ids = np.concatenate([tr.points[:, 0, 0], va.points[:, 0, 0]])
+    assert sorted(ids.tolist()) == list(range(100))  # a partition of the training set
+    # the same carve for every run seed (split_seed is separate)
+    va2 = get_dataset("modelnet40", "val", **kw, seed=5)
+    np.testing.assert_array_equal(va.points, va2.points)
+    sub = get_dataset("modelnet40", "train", **kw, num_samples=20)
+    # 20 clouds, 8/4/4/4 per class, less the 10% validation carve (2: largest remainders)
+    assert len(sub) == 18 and np.bincount(sub.labels).tolist() == [7, 3, 4, 4]
+    with pytest.raises(ValueError, match="num_samples"):
+        get_dataset("modelnet40", "train", **kw, num_samples=101)
 
 
 def test_get_dataset_modelnet40_missing(tmp_path):
@@ -155,7 +187,9 @@ def test_get_dataset_modelnet40_missing(tmp_path):
     "kwargs,match",
     [
         (dict(name="shapenet"), "unknown dataset"),
-        (dict(name="synthetic", split="val"), "split"),
+        (dict(name="synthetic", split="valid"), "split"),
+        (dict(name="synthetic", split="val", num_samples=4), "empty"),
+        (dict(name="synthetic", val_fraction=1.0), "val_fraction"),
         (dict(name="synthetic", num_samples=0), "num_samples"),
     ],
 )

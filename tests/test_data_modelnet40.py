@@ -204,3 +204,14 @@ def test_find_reports_all_missing(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         find_modelnet40(tmp_path)
     assert "ply_data_train0.h5" in str(e.value) and "ply_data_test0.h5" in str(e.value)
+
+
+def test_download_error_names_a_working_mirror_option(tmp_path, release_zip, monkeypatch):
+    # The old message said "pass url=", which the command line has no way to do.
+    with pytest.raises(OSError) as e:
+        download_modelnet40(tmp_path / "d", url=(tmp_path / "nope.zip").as_uri(), progress=False)
+    assert "set BINGNN_MODELNET40_URL=" in str(e.value)
+    zpath, made = release_zip
+    monkeypatch.setenv("BINGNN_MODELNET40_URL", zpath.as_uri())
+    folder = download_modelnet40(tmp_path / "e", progress=False)
+    np.testing.assert_array_equal(load_modelnet40(folder, "test")[0], made["test"][0])

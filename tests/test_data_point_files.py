@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bingnn.data.point_files import read_point_clouds
+from bingnn.data.point_files import read_geometry, read_point_clouds
 
 RNG = np.random.default_rng(1234)
 
@@ -91,8 +91,10 @@ def test_ply_ascii_with_extra_properties_and_faces(tmp_path):
         "element face 2\nproperty list uchar int vertex_indices",
     )
     (tmp_path / "a.ply").write_bytes(hdr + body.encode())
-    (g,) = read_point_clouds(tmp_path / "a.ply")
+    (g,) = read_point_clouds(tmp_path / "a.ply", mesh_points=None)
     np.testing.assert_allclose(g, a.astype(np.float32))
+    (geo,) = read_geometry(tmp_path / "a.ply")
+    np.testing.assert_array_equal(geo.triangles, [[0, 1, 2], [1, 2, 3]])
 
 
 @pytest.mark.parametrize("endian,fmt", [("<", "binary_little_endian"), (">", "binary_big_endian")])
@@ -122,8 +124,10 @@ def test_ply_binary_round_trip(tmp_path, endian, fmt, ctype, np_type):
     faces = np.array([3, 0, 1, 2], dtype=endian + "i4").tobytes()
     raw = ply_header(fmt, n, props, "element face 1\nproperty list int int vertex_indices")
     (tmp_path / "b.ply").write_bytes(raw + rec.tobytes() + faces)
-    (g,) = read_point_clouds(tmp_path / "b.ply")
+    (g,) = read_point_clouds(tmp_path / "b.ply", mesh_points=None)
     np.testing.assert_array_equal(g, vals.astype(np.float32))
+    (geo,) = read_geometry(tmp_path / "b.ply")
+    np.testing.assert_array_equal(geo.triangles, [[0, 1, 2]])
 
 
 def test_ply_binary_vertex_after_list_element(tmp_path):
@@ -199,8 +203,10 @@ def off_text(a: np.ndarray, same_line: bool, glued: bool = False) -> str:
 def test_off_variants(tmp_path, same_line, glued):
     a = cloud(6)
     (tmp_path / "m.off").write_text(off_text(a, same_line, glued))
-    (g,) = read_point_clouds(tmp_path / "m.off")
+    (g,) = read_point_clouds(tmp_path / "m.off", mesh_points=None)
     np.testing.assert_array_equal(g, a)
+    (geo,) = read_geometry(tmp_path / "m.off")
+    np.testing.assert_array_equal(geo.triangles, [[0, 1, 2]])
 
 
 def test_off_extra_columns_and_blank_lines(tmp_path):
@@ -217,7 +223,7 @@ def test_off_extra_columns_and_blank_lines(tmp_path):
         ("OFF\n", "no vertex/face counts"),
         ("OFF\nthree 0 0\n", "counts"),
         ("OFF\n3 0 0\n0 0 0\n1 1 1\n", "truncated"),
-        ("OFF\n2 0 0\n0 0 0\n1 1\n", "malformed"),
+        ("OFF\n2 0 0\n0 0 0\n1 1\n", "line 4: expected 3 numbers for a vertex"),
         ("OFF\n0 0 0\n", "empty"),
         ("OFF\n1 0 0\nnan 0 0\n", "NaN"),
     ],
@@ -241,7 +247,7 @@ def test_off_malformed(tmp_path, text, match):
         (np.zeros((0, 4, 3)), "0 clouds"),
         (np.array([[0, 0, np.inf]]), "NaN/inf"),
         (np.array([[0, 0, 1e300]]), "NaN/inf"),
-        (np.array([[1 + 1j, 0, 0]]), "non-real"),
+        (np.array([[1 + 1j, 0, 0]]), "complex128 .need real numbers"),
     ],
 )
 def test_npy_bad_arrays(tmp_path, arr, match):
@@ -250,15 +256,15 @@ def test_npy_bad_arrays(tmp_path, arr, match):
 
 
 def test_unknown_extension_and_missing(tmp_path):
-    (tmp_path / "x.xyz").write_text("0 0 0\n")
-    expect_error(tmp_path / "x.xyz", r"unsupported.*\.xyz.*\.ply")
+    (tmp_path / "x.abc").write_text("0 0 0\n")
+    expect_error(tmp_path / "x.abc", r"unsupported.*\.abc.*\.ply")
     with pytest.raises(FileNotFoundError):
         read_point_clouds(tmp_path / "nope.ply")
 
 
 def test_corrupt_npy(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"\x93NUMPY garbage")
-    expect_error(tmp_path / "x.npy", r"not a readable \.npy file")
+    expect_error(tmp_path / "x.npy", r"malformed \.npy header \(unknown format version 32\.103\)")
 
 
 def test_readers_are_torch_free(tmp_path):
@@ -266,7 +272,7 @@ def test_readers_are_torch_free(tmp_path):
     np.save(tmp_path / "x.npy", a)
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from bingnn.data.point_files import read_point_clouds\n"
+        "from bingnn.data.point_files import read_geometry, read_point_clouds\n"
         "import bingnn.data as d\n"
         f"print(read_point_clouds({str(tmp_path / 'x.npy')!r})[0].shape)\n"
         "x, y = d.make_synthetic_shapes(12, 16, 0)\n"

@@ -31,18 +31,18 @@ def test_cascade_interrupt_resume_and_skip(tmp_path):
 
     with pytest.raises(Stop):
         run_cascade(recipe, out, device="cpu", progress=False, callbacks=[interrupt])
-    s0, s1 = stage_dir(out, 0, None), stage_dir(out, 1, "rf")
-    assert (s0 / "done.json").exists() and (s0 / "final.pt").exists()
+    s0, s1 = stage_dir(out, 0, "float"), stage_dir(out, 1, "rf")
+    assert (s0 / "done.json").exists() and (s0 / "best.pt").exists()
     assert not (s1 / "done.json").exists()
     assert load_checkpoint(s1 / "checkpoint.pt")["epoch"] == 1
     assert [r["epoch"] for r in read_metrics(s1 / "metrics.csv")] == [1]
-    teacher_bytes = (s0 / "final.pt").read_bytes()
+    teacher_bytes = (s0 / "best.pt").read_bytes()
 
     seen: list = []
     rows = run_cascade(recipe, out, device="cpu", progress=False, callbacks=[_recorder(seen)])
     # stage 0 not redone, stage 1 continues at epoch 2, stages 2-3 run
     assert seen == [("rf", 1, 2), ("rf", 2, 1), ("rf", 3, 1)]
-    assert (s0 / "final.pt").read_bytes() == teacher_bytes
+    assert (s0 / "best.pt").read_bytes() == teacher_bytes
     assert [r["epoch"] for r in read_metrics(s1 / "metrics.csv")] == [1, 2]
     assert [(r["stage"], r["variant"]) for r in rows] == [
         (0, "float"),
@@ -51,7 +51,9 @@ def test_cascade_interrupt_resume_and_skip(tmp_path):
         (3, "rf"),
     ]
     for r in rows:
-        assert 0.0 <= r["oa"] <= 1.0 and 0.0 <= r["macc"] <= 1.0 and r["params"] > 0
+        for k in ("val_oa", "val_macc", "test_oa", "test_macc"):
+            assert 0.0 <= r[k] <= 1.0
+        assert r["params"] > 0 and 1 <= r["best_epoch"] <= r["epochs"]
 
     # outputs: resolved configs, summary files, PNG chart
     for stage in (1, 2, 3):
@@ -60,7 +62,8 @@ def test_cascade_interrupt_resume_and_skip(tmp_path):
         assert cfg == json.loads(json.dumps(stage_config(recipe, stage, "rf")))
         assert cfg["model"]["stage"] == stage
     assert json.loads((out / "summary.json").read_text()) == rows
-    assert (out / "summary.csv").read_text().splitlines()[0].startswith("stage,variant,oa")
+    assert (out / "summary.csv").read_text().splitlines()[0] == (
+        "stage,variant,best_epoch,val_oa,val_macc,test_oa,test_macc,params,epochs,time_s")
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # everything done: a re-run trains nothing and reports the same numbers
@@ -80,12 +83,12 @@ def test_students_start_from_teacher_and_config_guard(tmp_path):
     recipe = load_recipe(write_tiny(tmp_path / "tiny.toml"))
     out = tmp_path / "run"
     run_cascade(recipe, out, device="cpu", progress=False)
-    s1 = load_checkpoint(stage_dir(out, 1, "rf") / "final.pt")
+    s1 = load_checkpoint(stage_dir(out, 1, "rf") / "best.pt")
     s2_cfg = json.loads((stage_dir(out, 2, "rf") / "config.json").read_text())
     assert s2_cfg["init_from_teacher"] is True
     assert s1["model_config"]["stage"] == 1
     # the stage-2 student has the same parameter names as its stage-1 teacher
-    s2 = load_checkpoint(stage_dir(out, 2, "rf") / "final.pt")
+    s2 = load_checkpoint(stage_dir(out, 2, "rf") / "best.pt")
     assert set(s1["model"]) == set(s2["model"])
 
     # the same OUT with a different configuration is refused, not mixed
@@ -103,7 +106,7 @@ def test_resume_is_exact(tmp_path):
     recipe = load_recipe(write_tiny(tmp_path / "tiny.toml"))
     cfg = stage_config(recipe, 0)
     cfg["train"]["epochs"] = 2
-    dev = torch.device("cpu")
+    dev = "cpu"
     run_stage(cfg, tmp_path / "a", dev, progress=False)
 
     def stop(c, epoch, row):
@@ -118,4 +121,4 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
     ra = read_metrics(tmp_path / "a" / "metrics.csv")
     rb = read_metrics(tmp_path / "b" / "metrics.csv")
-    assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]

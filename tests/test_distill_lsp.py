@@ -140,10 +140,11 @@ def test_far_apart_is_stable():
 
 
 def test_edges_general_graph():
-    # node 2 has no outgoing edge: averaged over nodes 0 and 1 only; repeated edge counted once
+    # PyG orientation (row 0 source j, row 1 centre i): node 2 has no incoming edge, so the
+    # mean is over nodes 0 and 1 only; the repeated edge 2 -> 0 counts once
     s = torch.tensor([[0.0], [1.0], [3.0]])
     t = torch.tensor([[0.0], [2.0], [2.0]])
-    ei = torch.tensor([[0, 0, 0, 1, 1], [1, 2, 2, 0, 2]])
+    ei = torch.tensor([[1, 2, 2, 0, 2], [0, 0, 0, 1, 1]])
     node0 = _kl_node([-4, -4], [-1, -9])
     node1 = _kl_node([-4, 0], [-1, -4])
     got = lsp_loss_edges(s, t, ei)

@@ -33,7 +33,7 @@ def test_paper_recipe_matches_the_paper_table():
             epochs,
             sched,
         )
-        assert (tr["batch_size"], tr["test_batch_size"], tr["optimizer"]) == (32, 16, "adam")
+        assert (tr["batch_size"], tr["eval_batch_size"], tr["optimizer"]) == (32, 16, "adam")
     assert stage_config(r, 1, "bf2-hamming")["train"]["schedule"]["milestones"] == [0.5, 0.75]
     assert stage_config(r, 3, "rf")["train"]["schedule"]["step_size"] == 50
     # LSP kernels: stage 1 L2/L2; stage 2 Hamming-or-L2 / L2; stage 3 same / same
@@ -87,9 +87,26 @@ def test_user_file_overrides(tmp_path):
         ('base = "huge"\n', "base must be one of"),
         ("variants = []\n", "'variants' is empty"),
         ('variants = ["rf-hamming"]\n', "RF keeps real node features"),
-        ("[stage2]\nepochs = 0\n", "epochs >= 1"),
-        ("format_version = 9\n", "newer"),
+        ("[stage2]\nepochs = 0\n", "epochs must be an integer >= 1"),
+        ("format_version = 9\n", "upgrade bingnn"),
         ("stage1 = 3\n", "must be a table"),
+        # every value is checked when the recipe is read, not when its stage starts
+        ('[stage2]\nkernel_s = "foo"\n', "stage2.kernel_s: unknown LSP kernel 'foo'"),
+        ("[loss]\ntemperature = -1\n", "temperature must be > 0, got -1"),
+        ("[stage3]\nalpha = 1.5\n", "alpha (the KD weight) must be in [0, 1]"),
+        ("[loss]\nlabel_smoothing = 1.0\n", "label_smoothing must be in [0, 1)"),
+        ('[stage1]\noptimizer = "lion"\n', "unknown optimizer 'lion'"),
+        ('[stage1]\nschedule = { type = "warp" }\n', "unknown schedule type 'warp'"),
+        ("[stage3]\nschedule = { type = \"step\" }\n", "exactly one of step_size"),
+        ("[model]\nk = 200\n", "k = 200 neighbours need 1 <= k <= num_points (128)"),
+        ("[model]\nwidths = [8, 0]\n", "model.widths must be positive integers"),
+        ("[model]\ndropout = 1.0\n", "model.dropout must be in [0, 1)"),
+        ("[model]\nmlp = [8]\n", "mlp must give two hidden widths"),
+        ('[data]\ndataset = "shapenet"\n', "data.dataset 'shapenet' is not one of"),
+        ("[data]\nval_fraction = 0.0\n", "data.val_fraction must be in (0, 1)"),
+        ("[stage1]\nlr = -1.0\n", "learning rate must be > 0"),
+        ('[train]\nmode = "minibatch"\n', "'train.mode' does not apply to pointcloud recipes"),
+        ("[model]\nhidden_channels = 8\n", "'model.hidden_channels' does not apply"),
     ],
 )
 def test_bad_recipes(tmp_path, text, needle):
@@ -97,6 +114,66 @@ def test_bad_recipes(tmp_path, text, needle):
     p.write_text(text)
     with pytest.raises(RecipeError, match=re.escape(needle)):
         load_recipe(p)
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ('[loss]\nkd_nodes = "some"\n', "kd_nodes must be one of all, train"),
+        ('[train]\nmode = "sampled"\n', "mode must be one of full, minibatch"),
+        ("[train]\nfanouts = [5, 0]\n", "train.fanouts must be positive integers or -1"),
+        ('[model]\ncentering = "max"\n', "unknown centering 'max'"),
+        ("[model]\nk = 3\n", "'model.k' does not apply to node recipes"),
+        ('variants = ["bingat"]\n', "unknown node variant 'bingat'"),
+        ('[data]\ndataset = "reddit"\n', "data.dataset 'reddit' is not one of"),
+        ("[stage2]\ntemperature = 0\n", "temperature must be > 0"),
+    ],
+)
+def test_bad_node_recipes(tmp_path, text, needle):
+    p = tmp_path / "bad.toml"
+    p.write_text('task = "node"\n' + text)
+    with pytest.raises(RecipeError, match=re.escape(needle)):
+        load_recipe(p)
+
+
+def test_node_recipes_resolve_like_the_former_defaults():
+    r = load_recipe("planetoid")
+    assert r["task"] == "node" and r["variants"] == ["bingcn"]
+    c = {s: stage_config(r, s, "bingcn") for s in range(4)}
+    assert c[0]["model"]["arch"] == "gcn" and c[1]["model"]["arch"] == "bingcn"
+    assert [c[s]["train"]["lr"] for s in range(4)] == [0.01, 0.01, 0.0025, 0.01]
+    assert [c[s]["train"]["weight_decay"] for s in range(4)] == [5e-4, 5e-4, 5e-4, 0.0]
+    assert c[0]["loss"] == {"label_smoothing": 0.0}  # no teacher: cross-entropy only
+    assert (c[1]["loss"]["alpha"], c[1]["loss"]["kd_nodes"], c[1]["loss"]["temperature"]) == (
+        0.9, "all", 2.0)
+    # every node student starts from its teacher (same layout at every stage)
+    assert [c[s]["init_from_teacher"] for s in range(4)] == [False, True, True, True]
+    assert c[1]["model"]["cached"] is True  # full batch: the GCN caches its adjacency
+    sage = stage_config(r, 0, "binsage")
+    assert sage["model"]["arch"] == "graphsage" and "node_scale" not in sage["model"]
+    # a user file on the planetoid base
+    from bingnn.distill.recipe import single_run_config
+
+    one = single_run_config(r, "bingcn", 2)
+    assert (one["model"]["arch"], one["model"]["stage"], one["train"]["lr"]) == ("bingcn", 2,
+                                                                                 0.01)
+    with pytest.raises(RecipeError, match="float model"):
+        single_run_config(r, "gcn", 3)
+
+
+def test_node_user_file_and_overrides(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('task = "node"\n[data]\ndataset = "citeseer"\n[stage3]\nepochs = 50\n')
+    r = load_recipe(p)
+    assert r["data"]["dataset"] == "citeseer" and r["model"]["hidden_channels"] == 64
+    assert stage_config(r, 3, "bingcn")["train"]["epochs"] == 50
+    # command-line training options set every stage, the stage sections included
+    o = apply_overrides(r, ["binsage"], train={"epochs": 7, "lr": 0.02}, loss={"alpha": 0.5})
+    assert {stage_config(o, s, "binsage")["train"]["epochs"] for s in range(4)} == {7}
+    assert {stage_config(o, s, "binsage")["train"]["lr"] for s in range(4)} == {0.02}
+    assert stage_config(o, 2, "binsage")["loss"]["alpha"] == 0.5
+    with pytest.raises(RecipeError, match="does not apply"):
+        apply_overrides(r, model={"k": 3})
 
 
 def test_variants_and_overrides():
@@ -119,3 +196,11 @@ def test_variants_and_overrides():
         r = load_recipe("quick")
         r["stage1"]["kernel_s"] = "cosine"
         stage_config(r, 1, "rf")
+
+
+def test_format_1_files_still_read(tmp_path):
+    p = tmp_path / "old.toml"
+    p.write_text("format_version = 1\n[stage1]\ntest_batch_size = 5\nepochs = 2\n")
+    r = load_recipe(p)
+    assert stage_config(r, 1, "rf")["train"]["eval_batch_size"] == 5
+    assert stage_config(r, 2, "rf")["train"]["eval_batch_size"] == 64  # the quick base

@@ -1,4 +1,9 @@
-"""Native packed-bit kernels vs plain numpy / PyTorch references, at every dispatch level."""
+"""Native packed-bit kernels vs plain numpy references, at every dispatch level.
+
+This module needs numpy, pytest and hypothesis only (no PyTorch), so ``scripts/test_arm64.sh``
+runs it on the ARM64 build under qemu too; the comparisons with the training library live in
+``test_engine_kernels_torch.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bingnn.engine import kernels as K
-from bingnn.nn import edge_features, knn
 
 LEVELS = K.cpu_features()["levels"]
 ODD_SIZES = [1, 2, 63, 64, 65, 127, 128, 129, 200]
@@ -156,8 +159,6 @@ def test_pack_bad_input():
         K.pack_signs(np.array([True, False]))
     with pytest.raises(ValueError, match="at least one dimension"):
         K.pack_signs(np.float32(1.0))
-    with pytest.raises(TypeError, match="torch tensor"):
-        K.pack_signs(torch.ones(3))
     with pytest.raises(ValueError, match="padding bits"):
         K.unpack_signs(np.array([[1 << 5]], dtype=np.uint64), 5)
     with pytest.raises(ValueError, match="words"):
@@ -195,11 +196,11 @@ def test_gemm_property_all_levels(m, n, c, seed):
             np.testing.assert_array_equal(K.binary_gemm(pa, pb, c), ref)
 
 
-def test_gemm_threads_and_torch_reference():
+def test_gemm_threads():
     rng = np.random.default_rng(7)
     a, b = pm1(rng, 203, 130), pm1(rng, 67, 130)
     pa, pb = K.pack_signs(a), K.pack_signs(b)
-    ref = torch.matmul(torch.from_numpy(a), torch.from_numpy(b).T).round().int().numpy()
+    ref = (a.astype(np.int64) @ b.astype(np.int64).T).astype(np.int32)
     for threads in (1, 2, 3, None):
         np.testing.assert_array_equal(K.binary_gemm(pa, pb, 130, num_threads=threads), ref)
 
@@ -231,6 +232,23 @@ def test_gemm_scalar_vs_simd_large():
             np.testing.assert_array_equal(K.binary_gemm(pa, pb, 517), ref)
 
 
+def test_gemm_very_wide_rows_all_levels():
+    """Rows of 4100 words: past every accumulator's folding interval (AVX2 folds byte counts
+    every 31 words, NEON its 16-bit lanes every 4095 words)."""
+    rng = np.random.default_rng(10)
+    c = 64 * 4100 + 5
+    a, b = pm1(rng, 3, c), pm1(rng, 9, c)
+    b[0] = a[0]  # the extreme counts too: all equal (+c) and all different (-c)
+    b[1] = -a[1]
+    want = (a.astype(np.int64) @ b.astype(np.int64).T).astype(np.int32)
+    pa, pb = K.pack_signs(a), K.pack_signs(b)
+    for lvl in LEVELS:
+        with K.dispatch(lvl):
+            got = K.binary_gemm(pa, pb, c)
+            np.testing.assert_array_equal(got, want, err_msg=lvl)
+    assert got[0, 0] == c and got[1, 1] == -c
+
+
 def test_gemm_bad_input():
     a = np.zeros((3, 2), np.uint64)
     with pytest.raises(ValueError, match="words"):
@@ -249,14 +267,12 @@ def test_gemm_bad_input():
 
 
 @pytest.mark.parametrize("c", [1, 3, 63, 64, 65, 127, 200])
-def test_knn_matches_training_library(level, c):
+def test_knn_matches_reference(level, c):
     rng = np.random.default_rng(200 + c)
     x = pm1(rng, 2, 45, c)
     k = min(9, 45)
     idx, dist = K.hamming_knn(K.pack_signs(x), k, n_bits=c)
     assert idx.dtype == np.int32 and dist.dtype == np.int32 and idx.shape == (2, 45, k)
-    torch_idx = knn(torch.from_numpy(x), k, "hamming").numpy()
-    np.testing.assert_array_equal(idx, torch_idx)
     ref_idx, ref_dist = ref_knn(x, k)
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_array_equal(dist, ref_dist)
@@ -269,7 +285,6 @@ def test_knn_heavy_ties_and_duplicates(level):
     x = protos[rng.integers(0, 4, size=(3, 61))]
     for k in (1, 5, 17, 61):
         idx, dist = K.hamming_knn(K.pack_signs(x), k)
-        np.testing.assert_array_equal(idx, knn(torch.from_numpy(x), k, "hamming").numpy())
         ref_idx, ref_dist = ref_knn(x, k)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_array_equal(dist, ref_dist)
@@ -311,7 +326,7 @@ def test_knn_large_set_threads_and_levels():
     packed = K.pack_signs(x)
     with K.dispatch("scalar"):
         ref = K.hamming_knn(packed, 20, num_threads=1)
-    np.testing.assert_array_equal(ref[0], knn(torch.from_numpy(x), 20, "hamming").numpy())
+    np.testing.assert_array_equal(ref[0], ref_knn(x, 20)[0])
     for lvl in LEVELS:
         with K.dispatch(lvl):
             for threads in (1, 2, 5):
@@ -373,20 +388,6 @@ def test_conv_minmax_matches_reference(level, c_in, c_out):
     np.testing.assert_array_equal(ymin, ref_min)
 
 
-def test_conv_matches_training_edge_features():
-    """y equals the training library's XOR edge features times the +-1 weights."""
-    rng = np.random.default_rng(5)
-    c_in, c_out, k = 70, 33, 8
-    x = pm1(rng, 2, 40, c_in)
-    xt = torch.from_numpy(x)
-    idx = knn(xt, k, "hamming")
-    w_full, w_rel, w_self = random_conv(rng, c_in, c_out)
-    y = edge_features(xt, idx, op="xor") @ torch.from_numpy(w_full).T  # (B, N, k, C_out)
-    ymax, ymin = K.xor_edge_conv_minmax(K.pack_signs(x), idx.numpy(), w_rel, w_self, c_in=c_in)
-    np.testing.assert_array_equal(ymax, y.amax(dim=2).round().int().numpy())
-    np.testing.assert_array_equal(ymin, y.amin(dim=2).round().int().numpy())
-
-
 def random_thresholds(rng, c_out, c_in):
     t_hi = rng.integers(-2 * c_in, 2 * c_in + 1, size=c_out).astype(np.int32)
     t_lo = rng.integers(-2 * c_in, 2 * c_in + 1, size=c_out).astype(np.int32)
@@ -433,7 +434,7 @@ def test_conv_knn_fused_equals_two_steps(level):
     out, idx = K.xor_edge_conv_knn(
         packed, k, w_rel, w_self, t_hi, t_lo, negate, c_in=c_in, return_idx=True
     )
-    np.testing.assert_array_equal(idx, knn(torch.from_numpy(x), k, "hamming").numpy())
+    np.testing.assert_array_equal(idx, ref_knn(x, k)[0])
     ref_max, ref_min = ref_conv_minmax(x, idx, w_full)
     np.testing.assert_array_equal(out, ref_threshold(ref_max, ref_min, t_hi, t_lo, negate))
     for threads in (1, 3):
@@ -493,6 +494,7 @@ def test_conv_bad_input():
 # ----------------------------------------------------------------------------- torch-free
 
 
+@pytest.mark.spawns
 def test_engine_imports_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
@@ -504,3 +506,17 @@ def test_engine_imports_without_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def test_reference_popcount_without_numpy2(monkeypatch):
+    """The numpy reference counts bits with a byte table where numpy < 2 has no bitwise_count
+    (the package supports numpy >= 1.24; Debian 12 ships 1.24)."""
+    from bingnn.engine import reference as ref
+
+    x = np.random.default_rng(6).integers(0, 2**64 - 1, size=(3, 5, 4), dtype=np.uint64,
+                                          endpoint=True)
+    x[0, 0] = [0, 2**64 - 1, 1, 2**63]
+    want = np.array([[bin(int(v)).count("1") for v in row] for row in x.reshape(-1, 4)])
+    if hasattr(np, "bitwise_count"):
+        monkeypatch.delattr(np, "bitwise_count")
+    np.testing.assert_array_equal(ref.popcount_words(x).reshape(-1, 4), want)

@@ -108,7 +108,7 @@ def check_trace(model: BinDGCNN, em: EngineModel, x: np.ndarray) -> None:
             np.testing.assert_array_equal(got, t[f"x{li}"], err_msg=f"x{li}")
         pooled = em._rf_embed([t[f"x{li}"] for li in range(len(model.convs))])
         np.testing.assert_allclose(pooled, t["pooled"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(e["logits"], t["logits"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(e["logits"], t["logits"], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(e["logits"].argmax(-1), t["logits"].argmax(-1))
     # The classifier's bits, fed PyTorch's own pooled features: exact.
     head: dict[str, np.ndarray] = {}
@@ -156,7 +156,7 @@ def test_float_inputs_parity(variant: str) -> None:
         want = model(torch.from_numpy(x)).numpy()
     got = em.logits(x)
     np.testing.assert_array_equal(got.argmax(-1), want.argmax(-1))
-    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(em.predict(x), want.argmax(-1))
 
 
@@ -192,7 +192,7 @@ def test_trained_parity(trained: dict[str, BinDGCNN], variant: str) -> None:
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     np.testing.assert_array_equal(em.predict(x), want.argmax(-1))
-    np.testing.assert_allclose(em.logits(x), want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(em.logits(x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_default_architecture_bf2_parity() -> None:

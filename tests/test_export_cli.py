@@ -16,7 +16,7 @@ import bingnn.engine
 from bingnn.cli.main import main
 from bingnn.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_shapes
 from bingnn.models import BinDGCNN
-from bingnn.train.loop import save_model_file
+from bingnn.train.model_files import save_model_file
 
 SMALL = dict(k=4, widths=(16, 16, 32, 64), emb_dims=32, mlp=(24, 16))
 
@@ -66,7 +66,9 @@ def test_infer_prints_labels_and_probabilities(exported, tmp_path, capsys) -> No
         f.create_dataset("data", data=x[:2])
     capsys.readouterr()
     files = [str(tmp_path / n) for n in ("batch.npy", "one.ply", "one.off", "two.h5")]
-    assert main(["infer", str(out), *files, "--top", "3"]) == 0
+    # Clouds as given (40 points, no normalisation): the engine's own probabilities.
+    exact = ["--points", "40", "--no-normalize"]
+    assert main(["infer", str(out), *files, "--top", "3", *exact]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6
     em = bingnn.engine.load(out)
@@ -79,7 +81,7 @@ def test_infer_prints_labels_and_probabilities(exported, tmp_path, capsys) -> No
         assert fields[1] == name
         assert abs(float(fields[2].split()[0]) - prob) < 1e-3
     assert lines[0].startswith(files[0] + "[0]") and lines[2].startswith(files[1])
-    assert main(["infer", str(out), files[0], "--json"]) == 0
+    assert main(["infer", str(out), files[0], "--json", *exact]) == 0
     rows = [json.loads(r) for r in capsys.readouterr().out.strip().splitlines()]
     assert [r["label"] for r in rows] == want_names[:2]
     assert all(abs(sum(t["probability"] for t in r["top"]) - r["probability"]) < 1e-6
@@ -95,7 +97,7 @@ def test_cli_errors_are_one_line(exported, tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("bingnn: error:") and "truncated" in err and len(err.splitlines()) == 1
     np.save(tmp_path / "few.npy", np.zeros((2, 3), np.float32))
-    assert main(["infer", str(out), str(tmp_path / "few.npy")]) == 2
+    assert main(["infer", str(out), str(tmp_path / "few.npy")]) == 1  # the file, not the call
     assert "k = 4" in capsys.readouterr().err
     stage1 = tmp_path / "s1.pt"
     save_model_file(stage1, BinDGCNN(num_classes=3, stage=1, **SMALL))

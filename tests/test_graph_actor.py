@@ -7,14 +7,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from _shared_data import shared_data
+from _graphs import ACTOR_RAW
 
 from bingnn.graphs.actor import RAW_FILES, actor_split, load_actor
 from bingnn.graphs.datasets import load_node_dataset
 
-ACTOR = shared_data("actor")
+ACTOR = ACTOR_RAW
 needs_actor = pytest.mark.skipif(
-    ACTOR is None or not (ACTOR / "out1_graph_edges.txt").is_file(),
+    not (ACTOR / "out1_graph_edges.txt").is_file(),
     reason="../shared/data/actor not available")
 
 
@@ -105,5 +105,5 @@ def test_cli_train_node_on_actor_runs_one_split_per_seed(actor_root, tmp_path, c
     # seeds beyond the ten standard splits are refused before anything trains
     late = tmp_path / "late"
     assert main(["train-node", *common, "--seed", "9", "--seeds", "2", "--out", str(late)]) == 2
-    assert "run seeds 0-9" in capsys.readouterr().err
+    assert "--seed 0 --seeds 10 at most" in capsys.readouterr().err
     assert not (late / "seed9").exists()

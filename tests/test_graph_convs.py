@@ -144,8 +144,19 @@ def test_bin_gcn_conv_sparse_cached_and_bipartite():
     _randomise(conv, 3)
     ref = _gcn_reference(conv, x, ei, 10)
     torch.testing.assert_close(conv(x, ei), ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(conv(x, ei), ref, atol=1e-4, rtol=1e-4)  # from the cache
+    # cached=True normalises the first graph once and reuses it: a later call with another
+    # graph still propagates over the first one (PyG's GCNConv contract) ...
+    other = coalesce(remove_self_loops(torch.randint(0, 10, (2, 25), generator=g))[0])
+    ref_other = _gcn_reference(conv, x, other, 10)
+    assert not torch.allclose(ref_other, ref, atol=1e-3)
+    torch.testing.assert_close(conv(x, other), ref, atol=1e-4, rtol=1e-4)
+    # ... until the cache is dropped, or when caching is off
+    weights = {k: v.clone() for k, v in conv.state_dict().items()}
+    conv.reset_parameters()
+    conv.load_state_dict(weights)
+    torch.testing.assert_close(conv(x, other), ref_other, atol=1e-4, rtol=1e-4)
     conv.cached = False
+    torch.testing.assert_close(conv(x, ei), ref, atol=1e-4, rtol=1e-4)
     adj_t = to_torch_csr_tensor(ei.flip(0), size=(10, 10))
     torch.testing.assert_close(conv(x, adj_t), ref, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="bipartite"):

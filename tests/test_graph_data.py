@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _shared_data import shared_data
+from _graphs import PLANETOID_RAW
 
-from bingnn.graphs.datasets import NODE_DATASETS, load_node_dataset, recipe
-from bingnn.graphs.node_trainer import evaluate
+from bingnn.distill.recipe import load_recipe, node_recipe_for, stage_config
+from bingnn.graphs.datasets import NODE_DATASETS, load_node_dataset
+from bingnn.graphs.node_metrics import node_score as evaluate
 from bingnn.graphs.ogb import load_ogb
 from bingnn.graphs.planetoid import RAW_SUFFIXES, load_planetoid
 
-PLANETOID_RAW = shared_data("planetoid") or Path("/nonexistent")
 needs_planetoid = pytest.mark.skipif(
     not (PLANETOID_RAW / "ind.cora.x").is_file(), reason="Planetoid raw files not available"
 )
@@ -179,9 +179,13 @@ def test_ogb_missing_dataset_is_clear(tmp_path):
 
 def test_recipes_cover_every_dataset():
     for name in NODE_DATASETS:
-        r = recipe(name)
-        assert {"layers", "hidden", "lr", "epochs", "mode"} <= set(r)
-    assert recipe("ogbn-products")["fanouts"] == [15, 10, 5]
+        r = load_recipe(node_recipe_for(name))
+        assert r["task"] == "node"
+        cfg = stage_config(r, 0)
+        assert {"hidden_channels", "num_layers"} <= set(cfg["model"])
+        assert {"lr", "epochs", "mode"} <= set(cfg["train"])
+    products = stage_config(load_recipe("ogbn-products"), 1, "binsage")["train"]
+    assert products["fanouts"] == [15, 10, 5] and products["schedule"]["type"] == "plateau"
 
 
 def test_ogb_corrupt_raw_file(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _shared_data import shared_data
+from _graphs import FACEBOOK_RAW
 
 from bingnn.graphs.datasets import load_node_dataset
 from bingnn.graphs.musae import (
@@ -24,9 +24,9 @@ from bingnn.graphs.musae import (
 )
 from bingnn.graphs.splits import stratified_split
 
-FACEBOOK = shared_data("facebook")
+FACEBOOK = FACEBOOK_RAW
 needs_facebook = pytest.mark.skipif(
-    FACEBOOK is None or not (FACEBOOK / "facebook_edges.csv").is_file(),
+    not (FACEBOOK / "facebook_edges.csv").is_file(),
     reason="../shared/data/facebook not available")
 FB_CLASSES = {"company": 6495, "government": 6880, "politician": 5768, "tvshow": 3327}
 

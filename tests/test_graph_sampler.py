@@ -1,4 +1,4 @@
-"""CSR neighbour sampler against a brute-force reference, uniformity, loader behaviour."""
+"""CSR neighbour sampler against a brute-force reference, uniformity, mini-batches."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch_geometric.data import Data
 
-from bingnn.graphs.sampler import (
-    CSRGraph,
-    CSRNeighborLoader,
-    make_neighbor_loader,
-    pyg_sampler_available,
-    sample_neighbors,
-)
+from bingnn.graphs.sampler import CSRGraph, sample_neighbors
 from bingnn.models.graphsage import BinSAGE
 
 
@@ -143,8 +137,6 @@ def test_bad_inputs():
         sample_neighbors(csr, torch.tensor([1, 1]), [2])
     with pytest.raises(ValueError, match="fan-outs"):
         sample_neighbors(csr, torch.tensor([1]), [0])
-    with pytest.raises(ValueError, match="batch_size"):
-        CSRNeighborLoader(Data(edge_index=ei, num_nodes=3), [2], batch_size=0)
 
 
 def test_empty_graph_and_no_edges():
@@ -161,19 +153,26 @@ def _data(n=40, e=160, c=5, seed=3):
                 edge_index=_random_graph(n, e, seed), num_nodes=n)
 
 
-def test_loader_covers_input_nodes_once_and_slices_features():
+def test_node_task_batches_cover_the_seed_nodes_once_and_slice_features():
+    from bingnn.graphs.node_task import NodeTask
+    from bingnn.train.distributed import DistContext
+
     data = _data()
-    mask = torch.zeros(40, dtype=torch.bool)
-    mask[::3] = True
-    loader = CSRNeighborLoader(data, [3, 2], input_nodes=mask, batch_size=4, shuffle=True,
-                               seed=0)
+    train = torch.zeros(40, dtype=torch.bool)
+    train[::3] = True
+    data.train_mask, data.val_mask = train, ~train
+    data.test_mask = ~train
+    task = NodeTask(data, 3, mode="minibatch", fanouts=[3, 2], batch_size=4, seed=0)
     seen = []
-    for batch in loader:
-        seen += batch.n_id[: batch.batch_size].tolist()
-        torch.testing.assert_close(batch.x, data.x[batch.n_id])
-        torch.testing.assert_close(batch.y, data.y[batch.n_id])
-    assert sorted(seen) == mask.nonzero().view(-1).tolist()
-    assert len(loader) == -(-int(mask.sum()) // 4)
+    for b in task.train_batches(1, DistContext()):
+        x, ei = b.inputs
+        n_seeds = b.kd_rows.numel()
+        # the batch's nodes are a sampled subgraph: features and labels sliced alike
+        assert x.shape[0] == b.y.shape[0] and ei.max() < x.shape[0]
+        seeds = [int((data.x == row).all(1).nonzero()[0]) for row in x[:n_seeds]]
+        assert b.y[:n_seeds].tolist() == data.y[seeds].tolist()
+        seen += seeds
+    assert sorted(seen) == train.nonzero().view(-1).tolist()
 
 
 def test_full_neighbourhood_batches_reproduce_full_graph_outputs():
@@ -182,19 +181,8 @@ def test_full_neighbourhood_batches_reproduce_full_graph_outputs():
     data = _data()
     model = BinSAGE(5, 8, 3, 3).eval()
     full = model(data.x, data.edge_index)
-    for batch in CSRNeighborLoader(data, [-1, -1, -1], batch_size=7):
-        out = model(batch.x, batch.edge_index)[: batch.batch_size]
-        torch.testing.assert_close(out, full[batch.n_id[: batch.batch_size]], atol=1e-5,
-                                   rtol=1e-5)
-
-
-def test_make_neighbor_loader_backends():
-    data = _data()
-    loader = make_neighbor_loader(data, [2, 2], batch_size=8, backend="csr")
-    assert isinstance(loader, CSRNeighborLoader)
-    if not pyg_sampler_available():
-        assert isinstance(make_neighbor_loader(data, [2], batch_size=8), CSRNeighborLoader)
-        with pytest.raises(RuntimeError, match="pyg-lib"):
-            make_neighbor_loader(data, [2], backend="pyg")
-    with pytest.raises(ValueError, match="backend"):
-        make_neighbor_loader(data, [2], backend="dgl")
+    csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
+    for seeds in torch.arange(40).split(7):
+        sub = sample_neighbors(csr, seeds, [-1, -1, -1])
+        out = model(data.x[sub.n_id], sub.edge_index)[: sub.batch_size]
+        torch.testing.assert_close(out, full[seeds], atol=1e-5, rtol=1e-5)

@@ -23,7 +23,34 @@ def test_dgcnn_forward_backward_and_graphs():
     for (feat, idx), c in zip(graphs, [3, 8, 8, 16], strict=True):
         assert feat.shape == (3, 20, c) and idx.shape == (3, 20, 6)
     logits.sum().backward()
-    assert all(p.grad is not None for p in m.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_dgcnn_gradients_match_finite_differences():
+    """Every parameter's gradient, projected on a random direction, equals the central finite
+    difference of the loss (float64, eval mode; the k-NN graph is fixed for such small steps).
+    A gradient that is present but zero or wrong fails here."""
+    torch.manual_seed(0)
+    m = DGCNN(**SMALL).double().eval()
+    x = torch.randn(3, 20, 3, dtype=torch.float64)
+    w = torch.randn(3, 5, dtype=torch.float64)
+
+    def loss() -> torch.Tensor:
+        return (m(x) * w).sum()
+
+    loss().backward()
+    eps = 1e-6
+    for name, p in m.named_parameters():
+        assert p.grad.abs().sum() > 0, name
+        d = torch.randn_like(p)
+        with torch.no_grad():
+            p.add_(eps * d)
+            up = loss()
+            p.sub_(2 * eps * d)
+            down = loss()
+            p.add_(eps * d)
+        fd = (up - down) / (2 * eps)
+        torch.testing.assert_close((p.grad * d).sum(), fd, rtol=1e-5, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("variant, knn, stage", list(_variants()))

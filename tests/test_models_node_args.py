@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch_geometric.nn.models as pyg_models
 
-from bingnn.cli.node_cmd import build_node_model
+from bingnn.distill.recipe import load_recipe, single_run_config
 from bingnn.models import GCN, BinGCN, BinSAGE, GraphSAGE, build_model
 
 PAIRS = [(GraphSAGE, pyg_models.GraphSAGE), (BinSAGE, pyg_models.GraphSAGE),
@@ -43,10 +43,11 @@ def test_options_after_out_channels_are_keyword_only(cls):
 
 
 @pytest.mark.parametrize("kind", ["sage", "binsage", "gcn", "bingcn"])
-def test_build_node_model_uses_layers_and_classes(kind):
-    opts = {"layers": 3, "hidden": 12, "dropout": 0.0, "input_dropout": 0.0,
-            "centering": "mean", "mode": "full"}
-    m = build_node_model(kind, 7, 4, opts)
+def test_recipe_models_use_layers_and_classes(kind):
+    recipe = load_recipe("planetoid")
+    recipe["model"].update(num_layers=3, hidden_channels=12)
+    cfg = single_run_config(recipe, kind)
+    m = build_model({**cfg["model"], "in_channels": 7, "out_channels": 4})
     assert m.num_layers == 3 and m.out_channels == 4 and m.hidden_channels == 12
     x, ei = _graph()
     assert m.eval()(x, ei).shape == (9, 4)

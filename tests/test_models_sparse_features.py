@@ -97,11 +97,21 @@ def test_sparse_dropout_drops_stored_entries_only(layout):
     assert sparse_dropout(same, 0.25, training=False) is same
 
 
+def _fit(model, task, epochs):
+    from bingnn.train.objective import Objective
+    from bingnn.train.optim import build_optimizer, build_scheduler
+    from bingnn.train.trainer import fit
+
+    opt = build_optimizer(model.parameters(), "adam", 0.01)
+    return fit(task, model, Objective(), opt, build_scheduler(opt, None, epochs), epochs=epochs)
+
+
+@pytest.mark.parametrize("mode", ["full", "minibatch"])
 @pytest.mark.parametrize("cls", [GraphSAGE, GCN])
-def test_trainer_accepts_sparse_features(cls):
+def test_trainer_accepts_sparse_features(cls, mode):
     from torch_geometric.data import Data
 
-    from bingnn.graphs.node_trainer import TrainConfig, fit
+    from bingnn.graphs.node_task import NodeTask
 
     x, ei = _graph(60, 30, 300, 0.2, seed=7)
     y = torch.arange(60) % 3
@@ -110,12 +120,14 @@ def test_trainer_accepts_sparse_features(cls):
     for feats in (x, x.to_sparse_csr()):
         data = Data(x=feats, edge_index=ei, y=y, num_nodes=60,
                     **{f"{k}_mask": v for k, v in masks.items()})
+        task = NodeTask(data, 3, mode=mode, fanouts=[-1, -1], batch_size=8, seed=1)
         torch.manual_seed(0)
         m = cls(30, 16, 2, 3, dropout=0.0, input_dropout=0.0, centering="mean")
-        runs.append(fit(m, data, TrainConfig(epochs=5, lr=0.01)))
+        runs.append(_fit(m, task, 5))
+        assert data.x.layout == feats.layout  # the caller's graph is left as it was
     dense, sparse = runs
-    assert [r["val"] for r in sparse.history] == pytest.approx(
-        [r["val"] for r in dense.history])
+    assert [r["val_acc"] for r in sparse.history] == pytest.approx(
+        [r["val_acc"] for r in dense.history])
     assert [r["loss"] for r in sparse.history] == pytest.approx(
         [r["loss"] for r in dense.history], rel=1e-4)
     bad = Data(x=torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]),
@@ -123,4 +135,4 @@ def test_trainer_accepts_sparse_features(cls):
                edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.zeros(1, dtype=torch.long),
                train_mask=torch.ones(1, dtype=torch.bool), num_nodes=1)
     with pytest.raises(ValueError, match="NaN or inf"):
-        fit(cls(30, 16, 2, 3), bad, TrainConfig(epochs=1))
+        NodeTask(bad, 3)

@@ -108,4 +108,12 @@ def test_edge_features_sub_and_xor():
 def test_knn_edge_index_offsets_batches():
     idx = torch.tensor([[[0, 1], [1, 0]], [[1, 0], [0, 1]]])
     ei = knn_edge_index(idx)
-    assert ei.tolist() == [[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 1, 0, 3, 2, 2, 3]]
+    # PyG's orientation: row 0 the neighbour (source), row 1 the centre (target)
+    assert ei.tolist() == [[0, 1, 1, 0, 3, 2, 2, 3], [0, 0, 1, 1, 2, 2, 3, 3]]
+    # so a PyG mean aggregation over it averages each point's k neighbours
+    from torch_geometric.utils import scatter
+
+    x = torch.tensor([[1.0], [3.0], [5.0], [7.0]])
+    got = scatter(x[ei[0]], ei[1], dim=0, dim_size=4, reduce="mean")
+    flat = (idx + torch.tensor([0, 2]).view(2, 1, 1)).reshape(4, 2)
+    assert torch.equal(got, x[flat].mean(1))

@@ -102,18 +102,24 @@ def test_prelu_per_channel():
     assert p(x).tolist() == [[-1.0, 2.0], [3.0, 3.0]]
 
 
-def test_binary_block_matches_manual_composition():
-    blk = BinaryBlock(6, 4, centering="batchnorm").eval()
+def test_binary_block_on_a_hand_computed_example():
+    """centre -> sign -> +-1 linear -> rescale -> PReLU, worked out by hand on 3 -> 2 channels.
+
+    x = (0.5, 0.2, -0.5) minus the running mean (1, 0, -1) is (-0.5, 0.2, 0.5): signs
+    (-, +, +) (uncentred they would be (+, +, -)). Weight signs (+, -, +) and (-, -, +) give
+    dot products -1 and +1; rescale (2, 3) gives (-2, 3); PReLU slope 0.25 gives (-0.5, 3).
+    The second cloud, x = (1, 0, -1), sits exactly on the mean: sign(0) = +1 for all three,
+    dots +1 and -1, rescaled (2, -3), activated (2, -0.75)."""
+    blk = BinaryBlock(3, 2, centering="batchnorm").eval()
     with torch.no_grad():
-        blk.center.running_mean.uniform_(-1, 1)
-        blk.rescale.channel_scale.uniform_(0.5, 2)
-    x = torch.randn(2, 5, 6)
-    xc = blk.center(x)
-    xb = torch.where(xc >= 0, 1.0, -1.0)
-    wb = torch.where(blk.linear.weight >= 0, 1.0, -1.0)
-    y = F.linear(xb, wb) * blk.rescale.channel_scale
-    y = torch.where(y >= 0, y, y * blk.act.weight)
-    assert torch.allclose(blk(x), y, atol=1e-6)
+        blk.center.running_mean.copy_(torch.tensor([1.0, 0.0, -1.0]))
+        blk.center.running_var.fill_(1.0)
+        blk.linear.weight.copy_(torch.tensor([[0.3, -0.2, 0.5], [-0.7, -0.1, 0.4]]))
+        blk.rescale.channel_scale.copy_(torch.tensor([2.0, 3.0]))
+    x = torch.tensor([[0.5, 0.2, -0.5], [1.0, 0.0, -1.0]])
+    want = torch.tensor([[-0.5, 3.0], [2.0, -0.75]])
+    torch.testing.assert_close(blk(x), want)
+    torch.testing.assert_close(blk(x[None, :, None]), want[None, :, None])  # (*, C) layout
 
 
 def test_binary_block_gradients_reach_latent_weights():

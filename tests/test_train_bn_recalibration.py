@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bingnn.distill.cascade import run_cascade, stage_dir
 from bingnn.distill.recipe import load_recipe
 from bingnn.train.bn_recalibration import recalibrate_batchnorm
-from bingnn.train.loop import load_model_file, make_loader
+from bingnn.train.model_files import load_model_file
 
 
 def test_statistics_are_the_average_over_the_batches():
@@ -67,7 +67,7 @@ def test_cascade_stage_with_recalibration_saves_recalibrated_statistics(tmp_path
     d = recipe["data"]
     plain = get_dataset(d["dataset"], "train", num_points=d["num_points"], augment=False,
                         num_samples=d["train_samples"], seed=recipe.get("seed", 0))
-    recalibrate_batchnorm(model, make_loader(plain, 12, train=False))
+    recalibrate_batchnorm(model, DataLoader(plain, batch_size=12))
     for k, v in model.state_dict().items():
         if "running" in k:
             torch.testing.assert_close(v, saved[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -106,8 +106,49 @@ class Evil:
 def test_unsafe_pickle_refused(tmp_path):
     p = tmp_path / "evil.pt"
     torch.save({"format": "bingnn-checkpoint", "obj": Evil()}, p)
-    with pytest.raises(CheckpointError, match="refused"):
+    with pytest.raises(CheckpointError, match=r"holds a [\w.]*Evil object") as e:
         load_checkpoint(p)
+    # No relayed advice to load unsafely (PyTorch's message suggests weights_only=False).
+    assert "weights_only" not in str(e.value)
+    assert "could run code" in str(e.value)
+
+
+def _tiny_bgnn(path):
+    from bingnn.export import export
+    from bingnn.models import BinDGCNN
+
+    model = BinDGCNN(num_classes=3, variant="bf2", k=4, widths=(8, 8, 8, 16), emb_dims=16,
+                     mlp=(8, 8)).eval()
+    return export(model, path)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("bgnn", r"is an exported engine model \(\.bgnn\), not a bingnn checkpoint .*"
+                 r"bingnn infer"),
+        ("npy", r"is a numpy array file \(\.npy\), not a bingnn checkpoint"),
+        ("npz", r"is a numpy archive \(\.npz\), not a bingnn checkpoint"),
+        ("text", r"is a text file, not a bingnn checkpoint"),
+    ],
+)
+def test_other_files_are_named_not_loaded(tmp_path, kind, message):
+    """A file of another kind given as a checkpoint is named for what it is, whatever its
+    extension, and is never handed to torch.load (whose advice is to load unsafely)."""
+    p = tmp_path / "model.pt"
+    if kind == "bgnn":
+        _tiny_bgnn(tmp_path / "m.bgnn").rename(p)
+    elif kind == "npy":
+        np.save(tmp_path / "a.npy", np.zeros((5, 3), np.float32))
+        (tmp_path / "a.npy").rename(p)
+    elif kind == "npz":
+        np.savez(tmp_path / "a.npz", x=np.zeros(3))
+        (tmp_path / "a.npz").rename(p)
+    else:
+        p.write_text("just some text\n")
+    with pytest.raises(CheckpointError, match=message) as e:
+        load_checkpoint(p)
+    assert "weights_only" not in str(e.value) and "unsafe" not in str(e.value)
 
 
 def test_foreign_file(tmp_path):
@@ -118,7 +159,7 @@ def test_foreign_file(tmp_path):
 
 
 def test_folder_and_bad_state(tmp_path):
-    with pytest.raises(CheckpointError, match="folder"):
+    with pytest.raises(CheckpointError, match=r"is a folder, expected a checkpoint file"):
         load_checkpoint(tmp_path)
     with pytest.raises(TypeError):
         save_checkpoint(tmp_path / "x.pt", [1, 2])  # type: ignore[arg-type]

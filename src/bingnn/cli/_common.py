@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -53,13 +55,20 @@ def add_data(p: argparse.ArgumentParser, defaults: bool = True, train: bool = Fa
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
-        choices=["synthetic", "modelnet40"],
+        choices=["synthetic", "modelnet40", "modelnet10"],
         default="synthetic" if defaults else None,
-        help="synthetic shapes (no download) or ModelNet40"
+        help="synthetic shapes (no download), ModelNet40 or ModelNet10"
         + (" (default: synthetic)" if defaults else " (default: the one it was trained on)"),
     )
-    g.add_argument("--data-dir", default=None, help="ModelNet40 folder (default: data cache)")
-    g.add_argument("--download", action="store_true", help="download ModelNet40 if missing")
+    g.add_argument(
+        "--data-dir", default=None, help="ModelNet40/ModelNet10 folder (default: data cache)"
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="download ModelNet40/ModelNet10 if missing (a mirror or a local zip: set "
+        "BINGNN_MODELNET40_URL / BINGNN_MODELNET10_URL, e.g. file:///path/to/ModelNet10.zip)",
+    )
     g.add_argument(
         "--points",
         type=positive_int,
@@ -68,6 +77,38 @@ def add_data(p: argparse.ArgumentParser, defaults: bool = True, train: bool = Fa
     )
     if train:
         g.add_argument(
-            "--train-samples", type=positive_int, default=None, help="limit the training clouds"
+            "--train-samples", type=positive_int, default=None,
+            help="use N clouds of the training set: a seeded, stratified subset, of which the "
+            "validation share is held out",
         )
-    g.add_argument("--test-samples", type=positive_int, default=None, help="limit the test clouds")
+    g.add_argument("--test-samples", type=positive_int, default=None,
+                   help="use N clouds of the test set (a seeded, stratified subset)")
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "--out") -> None:
+    """Refuse an output folder that cannot be one: an existing file, or a path through a file.
+
+    Raises:
+        NotADirectoryError: with a one-line message naming ``option``.
+    """
+    p = Path(path)
+    for part in (p, *p.parents):
+        if part.exists() and not part.is_dir():
+            where = "" if part == p else f" (its parent {part} is a file)"
+            raise NotADirectoryError(
+                f"{option} {p} is not a folder{where}; give the folder to write into "
+                "(a new or an existing one)"
+            )
+
+
+def check_input_file(path: str | os.PathLike, what: str, option: str) -> None:
+    """Refuse a missing input file, or a folder where a file is expected.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: with a one-line message naming ``option``.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{option} {p} is a folder, expected {what} (a file)")
+    if not p.exists():
+        raise FileNotFoundError(f"{option} {p}: {what} not found")

@@ -6,7 +6,7 @@ import argparse
 
 from bingnn.cli._common import add_data, add_device, add_progress, positive_int
 
-HELP = "evaluate a saved model (final.pt, best.pt or checkpoint.pt): OA and mAcc"
+HELP = "evaluate a saved model (best.pt, final.pt or checkpoint.pt): OA and mAcc"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,10 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help=HELP,
         description="Print the test overall accuracy (OA) and mean per-class accuracy (mAcc) "
-        "of a model file written by 'bingnn train' or 'bingnn distill'. The dataset "
-        "defaults to the one recorded with the model.",
+        "of a model file written by 'bingnn train' or 'bingnn distill' (best.pt is the model "
+        "a run selected on validation). The dataset defaults to the one recorded with the "
+        "model.",
     )
-    p.add_argument("checkpoint", help="model file (final.pt, best.pt or checkpoint.pt)")
+    p.add_argument("checkpoint", help="model file (best.pt, final.pt or checkpoint.pt)")
     add_data(p, defaults=False)
     p.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -30,11 +31,19 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from bingnn.data import get_dataset
-    from bingnn.train.loop import evaluate, load_model_file, make_loader, resolve_device
+    from bingnn.data.metrics import mean_class_accuracy, overall_accuracy
+    from bingnn.train.model_files import load_model_file, resolve_device
+    from bingnn.train.pointcloud_task import predict_clouds
 
     device = resolve_device(args.device)
     model, ck = load_model_file(args.checkpoint, device)
-    data = dict((ck.get("config") or {}).get("data") or {})
+    cfg = ck.get("config") or {}
+    if cfg.get("task", "pointcloud") != "pointcloud" or "num_classes" not in model.config:
+        raise ValueError(
+            f"{args.checkpoint} is a node classifier; 'bingnn eval' scores point-cloud models "
+            "(the node commands report their test scores in results.csv)"
+        )
+    data = dict(cfg.get("data") or {})
     dataset = args.dataset or data.get("dataset", "synthetic")
     points = args.points or data.get("num_points", 1024)
     if args.test_samples is not None:
@@ -49,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         root=root,
         download=args.download,
         augment=False,
-        seed=int((ck.get("config") or {}).get("seed", 0)),
+        seed=int(cfg.get("seed", 0)),
         num_samples=samples,
     )
     nc = model.config.get("num_classes")
@@ -58,14 +67,13 @@ def run(args: argparse.Namespace) -> int:
             f"the model predicts {nc} classes but {dataset} has {test.num_classes}; "
             "pass the --dataset it was trained on"
         )
-    loader = make_loader(test, args.batch_size, train=False, device=device)
-    res = evaluate(model, loader, device, test.num_classes, progress=not args.no_progress)
+    pred, true = predict_clouds(model, test, args.batch_size, device)
     out = {
         "checkpoint": str(args.checkpoint),
         "dataset": dataset,
         "samples": len(test),
-        "oa": res["test_oa"],
-        "macc": res["test_macc"],
+        "oa": overall_accuracy(pred, true),
+        "macc": mean_class_accuracy(pred, true, test.num_classes),
     }
     if args.json:
         print(json.dumps(out))

@@ -30,7 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_names(path: str) -> list[str]:
-    names = [n.strip() for n in Path(path).read_text().splitlines() if n.strip()]
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--class-names {path}: is a directory, not a text file of class names")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:
+        raise ValueError(
+            f"--class-names {path}: binary data, not a text file of class names (one name a "
+            "line, UTF-8, e.g. shape_names.txt)"
+        )
+    names = [n.strip() for n in text.splitlines() if n.strip()]
     if not names:
         raise ValueError(f"{path} lists no class name")
     return names

@@ -1,18 +1,22 @@
-"""``bingnn train``: train one model (float DGCNN or a binary DGCNN), optionally distilled from
-a teacher model file. Resumable: re-running the same command continues from the last epoch."""
+"""``bingnn train``: train one point-cloud classifier (float DGCNN or a binary DGCNN),
+optionally distilled from a teacher model file. Resumable: re-running the same command
+continues after the last finished epoch. Data-parallel under torchrun."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from bingnn.cli._common import (
-    add_data,
-    add_device,
-    add_progress,
-    int_list,
-    positive_float,
-    positive_int,
+from bingnn.cli._common import add_data, int_list, positive_float, positive_int
+from bingnn.cli._training import (
+    add_runtime,
+    add_schedule,
+    fraction,
+    non_negative_float,
+    runtime,
+    say,
+    schedule_from_args,
+    unit_interval,
 )
 
 HELP = "train one model (DGCNN or binary DGCNN), optionally distilled from a teacher"
@@ -22,9 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help=HELP,
-        description="Train one point-cloud classifier. Writes OUT/config.json, metrics.csv, "
-        "checkpoint.pt (resume), best.pt and final.pt. With --teacher, the loss is "
-        "(1-a) CE + a KD + lambda LSP as in the distillation stages.",
+        description="Train one point-cloud classifier. A seeded, stratified share of the "
+        "training set (--val-fraction, 10%%) is held out for validation: it selects the best "
+        "epoch (best.pt); the test set is evaluated once, at the end, on that model. Writes "
+        "OUT/config.json, metrics.csv, checkpoint.pt (resume), best.pt, final.pt and "
+        "done.json. With --teacher, the loss is (1-a) CE + a KD + lambda LSP as in the "
+        "distillation stages.",
     )
     m = p.add_argument_group("model")
     m.add_argument(
@@ -53,49 +60,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--widths", type=int_list, default=[64, 64, 128, 256], help="EdgeConv widths")
     m.add_argument("--emb-dims", type=positive_int, default=1024, help="(default: 1024)")
     m.add_argument("--mlp", type=int_list, default=[512, 256], help="classifier hidden widths")
-    m.add_argument("--dropout", type=float, default=0.5, help="(default: 0.5)")
+    m.add_argument("--dropout", type=fraction, default=0.5, help="(default: 0.5)")
     add_data(p, train=True)
+    p.add_argument(
+        "--val-fraction", type=fraction, default=0.1,
+        help="share of the training clouds held out for validation, stratified and seeded "
+        "(default: 0.1)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=250, help="(default: 250)")
-    t.add_argument("--batch-size", type=positive_int, default=32, help="(default: 32)")
-    t.add_argument("--test-batch-size", type=positive_int, default=16, help="(default: 16)")
+    t.add_argument("--batch-size", type=positive_int, default=32,
+                   help="clouds per step, all processes together (default: 32)")
+    t.add_argument("--eval-batch-size", type=positive_int, default=16,
+                   help="clouds per evaluation step and process (default: 16)")
     t.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="(default: adam)")
     t.add_argument("--lr", type=positive_float, default=1e-3, help="(default: 1e-3)")
-    t.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
-    t.add_argument(
-        "--schedule",
-        choices=["cosine", "multistep", "step", "constant"],
-        default="cosine",
-        help="cosine; multistep = x0.5 at 1/2 and 3/4; step = x0.5 every 50 epochs",
-    )
-    t.add_argument("--label-smoothing", type=float, default=0.2, help="(default: 0.2)")
+    t.add_argument("--weight-decay", type=non_negative_float, default=1e-4,
+                   help="(default: 1e-4)")
+    add_schedule(t, "cosine")
+    t.add_argument("--label-smoothing", type=fraction, default=0.2, help="(default: 0.2)")
+    t.add_argument("--recalibrate-bn", action="store_true",
+                   help="recompute BatchNorm statistics over the un-augmented training set "
+                   "after every epoch")
     t.add_argument("--seed", type=int, default=0, help="(default: 0)")
     d = p.add_argument_group("distillation (with --teacher)")
-    d.add_argument("--teacher", default=None, help="teacher model file (e.g. a final.pt)")
+    d.add_argument("--teacher", default=None, help="teacher model file (e.g. a best.pt)")
     d.add_argument(
         "--init-from-teacher", action="store_true", help="start from the teacher's weights"
     )
-    d.add_argument("--alpha", type=float, default=0.1, help="KD weight a (default: 0.1)")
-    d.add_argument("--lsp-weight", type=float, default=100.0, help="LSP weight (default: 100)")
+    d.add_argument("--alpha", type=unit_interval, default=0.1, help="KD weight a (default: 0.1)")
+    d.add_argument("--lsp-weight", type=non_negative_float, default=100.0,
+                   help="LSP weight (default: 100)")
     d.add_argument("--temperature", type=positive_float, default=3.0, help="(default: 3)")
     d.add_argument("--kernel-s", default="auto", help="student LSP kernel (default: auto)")
     d.add_argument("--kernel-t", default="l2", help="teacher LSP kernel (default: l2)")
     p.add_argument("--out", required=True, help="output folder")
-    add_device(p)
-    add_progress(p)
+    add_runtime(p)
     p.set_defaults(func=run)
 
 
-_SCHEDULES: dict[str, dict[str, Any]] = {
-    "cosine": {"type": "cosine"},
-    "multistep": {"type": "multistep", "milestones": [0.5, 0.75], "gamma": 0.5},
-    "step": {"type": "step", "step_size": 50, "gamma": 0.5},
-    "constant": {"type": "constant"},
-}
-
-
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The resolved run configuration (as a distillation stage's ``config.json``)."""
+    """The resolved run configuration (the same form as a distillation stage's
+    ``config.json``)."""
     from bingnn.distill.recipe import _kernel, format_variant, parse_variant
 
     common = {
@@ -114,10 +119,11 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         )
         model = {"arch": "bindgcnn", "variant": variant, "knn": knn, "stage": args.stage, **common}
         name = format_variant(variant, knn)
-    data = {
+    data: dict[str, Any] = {
         "dataset": args.dataset,
         "num_points": args.points,
         "download": args.download,
+        "val_fraction": args.val_fraction,
     }
     if args.data_dir:
         data["root"] = args.data_dir
@@ -131,25 +137,29 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
             alpha=args.alpha,
             lsp_weight=args.lsp_weight,
             temperature=args.temperature,
-            kernel_s=_kernel(args.kernel_s, knn),
-            kernel_t=_kernel(args.kernel_t, knn),
+            kernel_s=_kernel(args.kernel_s, knn, "--kernel-s"),
+            kernel_t=_kernel(args.kernel_t, knn, "--kernel-t"),
         )
+    train: dict[str, Any] = {
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "schedule": schedule_from_args(args),
+    }
+    if args.recalibrate_bn:
+        train["recalibrate_bn"] = True
     return {
+        "task": "pointcloud",
         "command": "train",
         "stage": args.stage if args.model == "bindgcnn" else 0,
         "seed": args.seed,
         "variant": name,
         "data": data,
         "model": model,
-        "train": {
-            "optimizer": args.optimizer,
-            "lr": args.lr,
-            "weight_decay": args.weight_decay,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "test_batch_size": args.test_batch_size,
-            "schedule": dict(_SCHEDULES[args.schedule]),
-        },
+        "train": train,
         "loss": loss,
         "teacher": args.teacher,
         "init_from_teacher": bool(args.teacher and args.init_from_teacher),
@@ -160,17 +170,20 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bingnn.distill.cascade import run_stage
-    from bingnn.train.loop import resolve_device
+    from bingnn.distill.recipe import check_stage_config
 
     if args.init_from_teacher and not args.teacher:
         raise ValueError("--init-from-teacher needs --teacher")
     if args.teacher and not Path(args.teacher).is_file():
         raise FileNotFoundError(f"teacher model file not found: {args.teacher}")
     cfg = build_config(args)
-    device = resolve_device(args.device)
-    rec = run_stage(cfg, args.out, device, args.teacher, progress=not args.no_progress)
-    print(
-        f"{cfg['variant']}: test OA {100 * rec['test_oa']:.2f}%  mAcc {100 * rec['test_macc']:.2f}%"
-        f"  (best OA {100 * rec['best_oa']:.2f}%, {rec['params']:,} parameters) -> {args.out}"
-    )
+    check_stage_config(cfg, "train")  # every value, before a process group or a file
+    ctx = runtime(args)
+    rec = run_stage(cfg, args.out, ctx, args.teacher, progress=not args.no_progress,
+                    bf16=args.bf16)
+    test, val = rec["test"], rec["val"] or {}
+    say(ctx, args, f"{cfg['variant']}: test OA {100 * test['oa']:.2f}%  mAcc "
+        f"{100 * test['macc']:.2f}% (best validation epoch {rec['best_epoch']}: val OA "
+        f"{100 * val.get('oa', float('nan')):.2f}%; {rec['params']:,} parameters) -> "
+        f"{args.out}", always=True)
     return 0

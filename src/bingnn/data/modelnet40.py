@@ -1,6 +1,6 @@
 """ModelNet40 in the official ``modelnet40_ply_hdf5_2048`` HDF5 release (numpy + h5py).
 
-Layout of the folder (the unpacked release)::
+Layout of the folder (the unpacked release; see :mod:`bingnn.data.hdf5_release`)::
 
     modelnet40_ply_hdf5_2048/
         ply_data_train0.h5 ... ply_data_train4.h5   # 9,843 shapes
@@ -9,12 +9,11 @@ Layout of the folder (the unpacked release)::
         shape_names.txt                             # the 40 class names, label order
 
 Each ``.h5`` holds ``data`` ``(M, 2048, 3)`` float32 (centred, inside the unit sphere) and
-``label`` ``(M, 1)`` uint8. The split lists name files with a path from the original authors'
-tree (e.g. ``data/modelnet40_ply_hdf5_2048/ply_data_train0.h5``); only the file name counts,
-and it is looked up inside the folder.
+``label`` ``(M, 1)`` uint8.
 
-The official URL (:data:`DEFAULT_URL`) has been unreliable for years; pass a mirror with
-``url=...`` or an already downloaded zip as ``file:///path/to/modelnet40_ply_hdf5_2048.zip``.
+The official URL (:data:`DEFAULT_URL`) has been unreliable for years; use a mirror or an already
+downloaded zip: ``url=...`` in Python, or the environment variable :data:`URL_ENV` (also read
+by the command line), e.g. ``BINGNN_MODELNET40_URL=file:///path/to/modelnet40_ply_hdf5_2048.zip``.
 """
 
 from __future__ import annotations
@@ -23,17 +22,18 @@ import contextlib
 import os
 import shutil
 import tempfile
-import urllib.request
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from bingnn.utils.atomic import atomic_open
+from .download import download_error, fetch, resolve_url, safe_extract
+from .hdf5_release import find_release, load_release
 
 __all__ = [
     "DEFAULT_URL",
     "FOLDER_NAME",
+    "URL_ENV",
     "default_data_root",
     "download_modelnet40",
     "find_modelnet40",
@@ -42,7 +42,12 @@ __all__ = [
 
 DEFAULT_URL = "https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip"
 FOLDER_NAME = "modelnet40_ply_hdf5_2048"
-_SPLITS = ("train", "test")
+#: Environment variable naming a mirror (or a ``file://`` zip) used instead of DEFAULT_URL.
+URL_ENV = "BINGNN_MODELNET40_URL"
+_HINT = (
+    "pass --download (download_modelnet40(root)) to fetch it, or point --data-dir at a "
+    f"folder holding the unpacked {FOLDER_NAME} release"
+)
 
 
 def default_data_root() -> Path:
@@ -57,39 +62,7 @@ def find_modelnet40(root: str | os.PathLike) -> Path:
     Raises:
         FileNotFoundError: the folder or one of its files is missing, with what to do.
     """
-    root = Path(root).expanduser()
-    # ``root`` is the release itself when it holds any of its files (so that a partial copy
-    # gets a list of what is missing, not "not found").
-    markers = ("shape_names.txt", "train_files.txt", "test_files.txt", "ply_data_*.h5")
-    is_release = root.is_dir() and any(next(root.glob(m), None) for m in markers)
-    folder = root if is_release else root / FOLDER_NAME
-    hint = (
-        "pass --download (download_modelnet40(root)) to fetch it, or point --data-dir at a "
-        f"folder holding the unpacked {FOLDER_NAME} release"
-    )
-    if not folder.is_dir():
-        raise FileNotFoundError(f"ModelNet40 not found: no folder {folder}; {hint}")
-    missing = [
-        n
-        for n in ("shape_names.txt", "train_files.txt", "test_files.txt")
-        if not (folder / n).is_file()
-    ]
-    for split in _SPLITS:
-        if (folder / f"{split}_files.txt").is_file():
-            missing += [f.name for f in _split_files(folder, split) if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"ModelNet40 folder {folder} is incomplete, missing: {', '.join(missing)}; {hint}"
-        )
-    return folder
-
-
-def _split_files(folder: Path, split: str) -> list[Path]:
-    lines = (folder / f"{split}_files.txt").read_text().splitlines()
-    # Entries are paths in someone else's tree; keep the file name only.
-    return [
-        folder / PurePosixPath(ln.strip().replace("\\", "/")).name for ln in lines if ln.strip()
-    ]
+    return find_release(root, FOLDER_NAME, "ModelNet40", _HINT)
 
 
 def load_modelnet40(
@@ -109,86 +82,14 @@ def load_modelnet40(
         ValueError: unknown split, or a file with wrong datasets, shapes or labels.
         FileNotFoundError: missing or incomplete folder (see :func:`find_modelnet40`).
     """
-    if split not in _SPLITS:
+    if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    import h5py
-
-    folder = find_modelnet40(root)
-    names = [n.strip() for n in (folder / "shape_names.txt").read_text().splitlines() if n.strip()]
-    if not names:
-        raise ValueError(f"{folder / 'shape_names.txt'} lists no class name")
-    files = _split_files(folder, split)
-    if not files:
-        raise ValueError(f"{folder / f'{split}_files.txt'} lists no file")
-    pts, lbl = [], []
-    for f in files:
-        try:
-            h = h5py.File(f, "r")
-        except OSError as e:
-            raise ValueError(f"{f}: not a readable HDF5 file ({e}); re-download it") from e
-        with h:
-            if "data" not in h or "label" not in h:
-                raise ValueError(f"{f}: expected datasets 'data' and 'label', got {list(h)}")
-            data, label = np.asarray(h["data"][()]), np.asarray(h["label"][()])
-        if data.ndim != 3 or data.shape[2] != 3 or data.shape[0] == 0:
-            raise ValueError(f"{f}: 'data' has shape {data.shape}, expected (M, N, 3), M > 0")
-        label = label.reshape(-1)
-        if label.shape[0] != data.shape[0]:
-            raise ValueError(f"{f}: {data.shape[0]} clouds but {label.shape[0]} labels")
-        if pts and data.shape[1] != pts[0].shape[1]:
-            raise ValueError(
-                f"{f}: {data.shape[1]} points per cloud, other files have {pts[0].shape[1]}"
-            )
-        if label.min() < 0 or label.max() >= len(names):
-            raise ValueError(f"{f}: labels outside [0, {len(names)}) of shape_names.txt")
-        pts.append(data.astype(np.float32, copy=False))
-        lbl.append(label.astype(np.int64))
-    points = np.concatenate(pts)
-    if not np.isfinite(points).all():
-        raise ValueError(f"ModelNet40 {split} split holds NaN/inf coordinates; re-download it")
-    return points, np.concatenate(lbl), names
-
-
-def _fetch(url: str, dest: Path, progress: bool) -> None:
-    """Stream ``url`` to a temporary file beside ``dest``, then rename it (atomic)."""
-    from tqdm.auto import tqdm
-
-    with atomic_open(dest, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-        total = resp.headers.get("Content-Length")
-        with tqdm(
-            total=int(total) if total else None,
-            unit="B",
-            unit_scale=True,
-            desc=dest.name,
-            disable=not progress,
-        ) as bar:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-
-
-def _safe_extract(zf: zipfile.ZipFile, dest: Path) -> None:
-    """Extract, refusing members that would land outside ``dest`` (``..``, absolute paths,
-    drive letters) and symbolic links."""
-    base = dest.resolve()
-    for info in zf.infolist():
-        name = info.filename.replace("\\", "/")
-        target = (base / name).resolve()
-        mode = info.external_attr >> 16
-        if (
-            name.startswith("/")
-            or ":" in name.split("/")[0]
-            or (target != base and base not in target.parents)
-        ):
-            raise ValueError(f"refusing to extract {info.filename!r}: path leaves {dest}")
-        if (mode & 0o170000) == 0o120000:
-            raise ValueError(f"refusing to extract {info.filename!r}: symbolic link")
-    zf.extractall(base)
+    return load_release(find_modelnet40(root), split, "ModelNet40")
 
 
 def download_modelnet40(
     root: str | os.PathLike | None = None,
-    url: str = DEFAULT_URL,
+    url: str | None = None,
     *,
     force: bool = False,
     keep_zip: bool = False,
@@ -203,7 +104,8 @@ def download_modelnet40(
 
     Args:
         root: parent folder; default :func:`default_data_root`.
-        url: ``http(s)://`` mirror or ``file://`` path of ``modelnet40_ply_hdf5_2048.zip``.
+        url: ``http(s)://`` mirror or ``file://`` path of ``modelnet40_ply_hdf5_2048.zip``;
+            default ``$BINGNN_MODELNET40_URL``, else :data:`DEFAULT_URL`.
         force: download again even if a complete copy exists.
         keep_zip: keep ``root/modelnet40_ply_hdf5_2048.zip`` after unpacking.
         progress: show a tqdm progress bar.
@@ -211,6 +113,7 @@ def download_modelnet40(
     Returns:
         The release folder.
     """
+    url = resolve_url(url, URL_ENV, DEFAULT_URL)
     root = Path(root).expanduser() if root is not None else default_data_root()
     root.mkdir(parents=True, exist_ok=True)
     final = root / FOLDER_NAME
@@ -219,17 +122,14 @@ def download_modelnet40(
             return find_modelnet40(final)
     zpath = root / f"{FOLDER_NAME}.zip"
     try:
-        _fetch(url, zpath, progress)
+        fetch(url, zpath, progress)
     except OSError as e:  # URLError is an OSError
-        raise OSError(
-            f"could not download ModelNet40 from {url} ({e}); pass url= a mirror, or download "
-            f"{FOLDER_NAME}.zip yourself and pass url='file:///path/to/{FOLDER_NAME}.zip'"
-        ) from e
+        raise download_error("ModelNet40", url, URL_ENV, f"{FOLDER_NAME}.zip", e) from e
     work = Path(tempfile.mkdtemp(prefix=".modelnet40-", dir=root))
     try:
         try:
             with zipfile.ZipFile(zpath) as zf:
-                _safe_extract(zf, work)
+                safe_extract(zf, work)
         except zipfile.BadZipFile as e:
             raise ValueError(f"{url} is not a valid zip archive ({e})") from e
         found = sorted(p.parent for p in work.rglob("shape_names.txt"))

@@ -1,16 +1,16 @@
 """Knowledge distillation for binary GNNs: logit KD, local structure preservation (LSP), the
-combined training loss, and the cascaded multi-stage recipe runner.
+recipes and the cascaded multi-stage runner.
 
-``bingnn.distill.cascade`` (the runner, which pulls in models and data) is imported on demand.
+The combined objective (CE + KD + LSP) is :class:`bingnn.train.objective.Objective`;
+``bingnn.distill.cascade`` (the runner, which pulls in models and data) and
+``bingnn.distill.recipe`` are imported on demand.
 """
 
 from bingnn.distill.kd import kd_loss, kd_loss_multilabel
-from bingnn.distill.losses import DistillationLoss
 from bingnn.distill.lsp import KERNELS, LSPKernel, get_kernel, lsp_loss_edges, lsp_loss_knn
 
 __all__ = [
     "KERNELS",
-    "DistillationLoss",
     "LSPKernel",
     "get_kernel",
     "kd_loss",

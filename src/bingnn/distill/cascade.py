@@ -1,19 +1,23 @@
-"""Cascaded (multi-stage) distillation of binary DGCNNs, resumable.
+"""Runs of a recipe: one stage (:func:`run_stage`), the cascade of a teacher and its three
+binary students (:func:`run_cascade`), and either over several seeds (:func:`run_seeds`) --
+for point clouds and graphs alike.
 
-Stage 0 trains (or loads) the float DGCNN teacher; for each variant, stages 1-3 distil it into
-ever more binary students (:mod:`bingnn.distill.recipe` holds the schedule). Layout of ``OUT``::
+Stage 0 trains (or takes) the float teacher; for each variant, stages 1-3 distil it into ever
+more binary students. Layout of ``OUT``::
 
     OUT/recipe.json                  the resolved recipe
-    OUT/float/stage0/                the teacher
+    OUT/<teacher>/stage0/            "float" (point clouds) or "gcn"/"graphsage" (graphs)
     OUT/<variant>/stage<i>/          i = 1, 2, 3
         config.json  checkpoint.pt  metrics.csv  best.pt  final.pt  done.json  curves.png
-    OUT/summary.json  OUT/summary.csv  OUT/accuracy.png
+    OUT/summary.json  OUT/summary.csv  OUT/summary.txt  OUT/accuracy.png
 
-Each stage's ``final.pt`` is the teacher of the next stage; the students of stages 2 and 3
-start from their teacher's weights. Running the same command again skips stages whose
-``done.json`` exists and resumes an interrupted stage from its last epoch (see
-:func:`bingnn.train.loop.fit`). A stage folder whose ``config.json`` differs from the new
-resolved configuration is refused rather than silently mixed.
+Each stage's model is its best validation epoch (``best.pt``); it is reported on the test
+split and becomes the teacher of the next stage, whose student starts from its weights when
+the layouts match (node models at every stage, DGCNN students from stage 2). Running the same
+command again skips stages whose ``done.json`` exists and resumes an interrupted stage after
+its last epoch (:func:`bingnn.train.trainer.fit`). A stage folder whose ``config.json`` differs
+from the new configuration is refused rather than silently mixed. Only rank 0 of a torchrun
+job writes files; every process trains.
 
 Example::
 
@@ -23,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import zlib
@@ -32,78 +35,127 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from bingnn.distill.binary_scale import match_binary_scale
-from bingnn.distill.losses import DistillationLoss
-from bingnn.distill.recipe import stage_config
-from bingnn.train.loop import (
-    DONE_FILE,
-    evaluate,
-    fit,
-    load_model_file,
-    make_loader,
-    resolve_device,
-    save_model_file,
-    write_json,
-)
-from bingnn.train.metrics_log import MetricsLog, read_metrics
+from bingnn.distill.recipe import check_stage_config, stage_config, teacher_name
+from bingnn.train.distributed import DistContext, init_distributed
+from bingnn.train.model_files import load_model_file, save_model_file, write_json
+from bingnn.train.objective import Objective
 from bingnn.train.optim import build_optimizer, build_scheduler
+from bingnn.train.report import (
+    aggregate_seeds,
+    format_summary,
+    metric_names,
+    summary_columns,
+    summary_row,
+    write_csv,
+)
+from bingnn.train.task import Task
+from bingnn.train.trainer import DONE_FILE, fit
 from bingnn.utils.atomic import atomic_write_text
 
-__all__ = ["SUMMARY_COLUMNS", "format_summary", "run_cascade", "run_stage", "stage_dir"]
+__all__ = ["DataCache", "build_task", "run_cascade", "run_seeds", "run_stage", "stage_dir"]
 
 #: ``callback(stage_config, epoch, row)`` after each epoch of any stage.
 StageCallback = Callable[[dict[str, Any], int, dict[str, Any]], None]
-SUMMARY_COLUMNS = ["stage", "variant", "oa", "macc", "best_oa", "params", "epochs", "time_s"]
 
 
-def stage_dir(out: str | os.PathLike, stage: int, variant: str | None) -> Path:
-    """``OUT/float/stage0`` or ``OUT/<variant>/stage<i>``."""
-    return Path(out) / ("float" if stage == 0 else str(variant)) / f"stage{stage}"
+def stage_dir(out: str | os.PathLike, stage: int, variant: str) -> Path:
+    """``OUT/<variant>/stage<i>`` (stage 0: ``variant`` is the teacher's name)."""
+    return Path(out) / str(variant) / f"stage{stage}"
 
 
-class _DataCache:
-    """Datasets built once per data configuration and shared by all stages."""
+class DataCache:
+    """Data sets loaded once per data configuration and shared by all stages of a run.
+
+    In a torchrun job rank 0 loads (and downloads, processes, caches on disk) first; the others
+    load after it has finished."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[Any, Any]] = {}
+        self._cache: dict[str, Any] = {}
 
-    def get(self, data: dict[str, Any], seed: int) -> tuple[Any, Any]:
-        key = json.dumps([data, seed], sort_keys=True)
+    @staticmethod
+    def _key(cfg: dict[str, Any]) -> str:
+        d = cfg["data"]
+        return json.dumps([cfg["task"], d, cfg["seed"] if cfg["task"] == "pointcloud" else 0],
+                          sort_keys=True)
+
+    def put(self, cfg: dict[str, Any], value: Any) -> None:
+        """Use ``value`` as the data of ``cfg`` (in-memory data: tests, notebooks): a
+        :class:`~bingnn.graphs.datasets.NodeDataset`, or ``(train, val, test)`` point-cloud
+        datasets."""
+        self._cache[self._key(cfg)] = value
+
+    def get(self, cfg: dict[str, Any], ctx: DistContext) -> Any:
+        key = self._key(cfg)
         if key not in self._cache:
-            from bingnn.data import get_dataset
-
-            common = {
-                "num_points": int(data["num_points"]),
-                "root": data.get("root"),
-                "download": bool(data.get("download", False)),
-                "seed": seed,
-            }
-            train = get_dataset(
-                data["dataset"],
-                "train",
-                augment=data.get("augment", True),
-                num_samples=data.get("train_samples"),
-                **common,
-            )
-            common["download"] = False
-            test = get_dataset(
-                data["dataset"],
-                "test",
-                augment=False,
-                num_samples=data.get("test_samples"),
-                **common,
-            )
-            self._cache[key] = (train, test)
+            if ctx.is_main:
+                self._cache[key] = _load(cfg)
+            ctx.barrier()
+            if not ctx.is_main:
+                self._cache[key] = _load(cfg, download=False)
         return self._cache[key]
+
+
+def _load(cfg: dict[str, Any], download: bool | None = None) -> Any:
+    d = cfg["data"]
+    dl = bool(d.get("download", False)) if download is None else download
+    if cfg["task"] == "node":
+        from bingnn.graphs.datasets import load_node_dataset
+
+        return load_node_dataset(d["dataset"], d.get("root"), raw_dir=d.get("raw_dir"),
+                                 download=dl, normalize_features=d.get("normalize_features"))
+    from bingnn.data import get_dataset
+
+    common = {
+        "num_points": int(d["num_points"]),
+        "root": d.get("root"),
+        "seed": int(cfg["seed"]),
+        "val_fraction": float(d.get("val_fraction", 0.1)),
+    }
+    train = get_dataset(d["dataset"], "train", augment=d.get("augment", True),
+                        num_samples=d.get("train_samples"), download=dl, **common)
+    val = get_dataset(d["dataset"], "val", augment=False, num_samples=d.get("train_samples"),
+                      **common)
+    test = get_dataset(d["dataset"], "test", augment=False, num_samples=d.get("test_samples"),
+                       **common)
+    return train, val, test
+
+
+def build_task(cfg: dict[str, Any], ctx: DistContext, data: DataCache | None = None,
+               distilling: bool = False) -> Task:
+    """The task of a stage configuration (point-cloud or node classification) on ``ctx``'s
+    device. ``distilling``: a teacher is present (KD over all nodes then applies)."""
+    data = data or DataCache()
+    tr = cfg["train"]
+    seed = _seed_for(cfg)
+    if cfg["task"] == "node":
+        from bingnn.graphs.node_task import NodeTask
+
+        ds = data.get(cfg, ctx)
+        # run seed s trains on split s where a data set has several (Facebook, Actor)
+        graph = ds.for_seed(int(cfg["seed"]))
+        return NodeTask(
+            graph, ds.num_classes, metric=ds.metric, evaluator=ds.evaluator,
+            multilabel=ds.multilabel, mode=tr["mode"], fanouts=tr.get("fanouts", (15, 10, 5)),
+            batch_size=tr["batch_size"], eval_mode=tr["eval_mode"],
+            eval_batch_size=tr["eval_batch_size"],
+            kd_over_all_nodes=distilling and cfg["loss"].get("kd_nodes", "all") == "all",
+            seed=seed, device=ctx.device,
+        )
+    from bingnn.train.pointcloud_task import PointCloudTask
+
+    train, val, test = data.get(cfg, ctx)
+    return PointCloudTask(train, val, test, tr["batch_size"], tr["eval_batch_size"], seed=seed,
+                          device=ctx.device)
 
 
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     """The parts of a stage config that change results (not where files live)."""
     out = {k: v for k, v in cfg.items() if k != "recipe_source"}
     out["data"] = {
-        k: v for k, v in dict(cfg.get("data", {})).items() if k not in ("root", "download")
+        k: v for k, v in dict(cfg.get("data", {})).items()
+        if k not in ("root", "download", "raw_dir")
     }
     return out
 
@@ -129,206 +181,219 @@ def _seed_for(cfg: dict[str, Any]) -> int:
     return int(cfg["seed"]) * 1000 + int(cfg["stage"]) * 97 + zlib.crc32(cfg["variant"].encode())
 
 
+def _check_outputs(model: torch.nn.Module, task: Task, what: str) -> None:
+    mc = getattr(model, "config", {})
+    for key, want in task.model_dims().items():
+        if mc.get(key) != want:
+            raise ValueError(f"{what} has {key} = {mc.get(key)} but the data needs {want}")
+
+
 def run_stage(
     cfg: dict[str, Any],
     out_dir: str | os.PathLike,
-    device: torch.device,
+    device: str | torch.device | DistContext = "auto",
     teacher_path: str | os.PathLike | None = None,
-    data: _DataCache | None = None,
+    data: DataCache | None = None,
     progress: bool = True,
     callbacks: Sequence[StageCallback] = (),
+    bf16: bool = False,
 ) -> dict[str, Any]:
-    """Run one stage from its resolved config (see :func:`bingnn.distill.recipe.stage_config`).
+    """Run one stage from its resolved config (:func:`bingnn.distill.recipe.stage_config`, or
+    one built by a command line).
 
     With ``teacher_path`` the student is distilled from that model file (KD + LSP as
     ``cfg["loss"]`` says, starting from the teacher's weights if ``cfg["init_from_teacher"]``);
-    without, it is trained on labels alone. Returns the completion record of
-    :func:`bingnn.train.loop.fit`.
+    without, it is trained on labels alone. Every value is checked and the model is run once
+    on the data before the first file is written. Returns the completion record
+    (``done.json``).
     """
     from bingnn.models import build_model
 
+    ctx = device if isinstance(device, DistContext) else init_distributed(device)
     out = Path(out_dir)
+    check_stage_config(cfg, f"stage {cfg['stage']} ({cfg['variant']})")
     _check_same_config(out, cfg)
     if (out / DONE_FILE).exists():
         return json.loads((out / DONE_FILE).read_text())
-    data = data or _DataCache()
-    train_ds, test_ds = data.get(cfg["data"], int(cfg["seed"]))
-    num_classes = train_ds.num_classes
-    tr = cfg["train"]
-    seed = _seed_for(cfg)
-    test_loader = make_loader(test_ds, tr["test_batch_size"], train=False, device=device)
+    data = data or DataCache()
+    task = build_task(cfg, ctx, data, distilling=teacher_path is not None)
     desc = f"{cfg['variant']} stage {cfg['stage']}"
 
     if cfg["stage"] == 0 and cfg.get("teacher_file"):
-        # A trained teacher is given: evaluate it and record it as this stage's result.
-        model, _ = load_model_file(cfg["teacher_file"], device)
-        mc = getattr(model, "config", {})
-        if mc.get("num_classes") != num_classes:
+        # A trained teacher is given: it is this stage's model; evaluate it for the report.
+        model, _ = load_model_file(cfg["teacher_file"], ctx.device)
+        arch = getattr(model, "config", {}).get("arch")
+        stage = getattr(model, "config", {}).get("stage", 0)
+        if arch != cfg["model"]["arch"] or stage != 0:
             raise ValueError(
-                f"teacher {cfg['teacher_file']} predicts {mc.get('num_classes')} classes but "
-                f"the dataset has {num_classes}"
+                f"teacher {cfg['teacher_file']} is a {arch} model at stage {stage}; this "
+                f"cascade's teacher is a float {cfg['model']['arch']} (stage 0)"
             )
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", cfg)
-        ev = evaluate(model, test_loader, device, num_classes, progress)
+        _check_outputs(model, task, f"teacher {cfg['teacher_file']}")
         record = {
             "epochs": 0,
-            "test_oa": ev["test_oa"],
-            "test_macc": ev["test_macc"],
-            "best_oa": ev["test_oa"],
             "best_epoch": 0,
+            "val": task.evaluate(model, "val", ctx),
+            "test": task.evaluate(model, "test", ctx),
             "params": sum(p.numel() for p in model.parameters()),
             "time_s": 0.0,
         }
-        save_model_file(out / "final.pt", model, {"metrics": record, "config": cfg})
-        write_json(out / DONE_FILE, record)
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "config.json", cfg)
+            for name in ("best.pt", "final.pt"):
+                save_model_file(out / name, model, {"metrics": record, "config": cfg})
+            write_json(out / DONE_FILE, record)
+        ctx.barrier()
         return record
 
+    seed = _seed_for(cfg)
     torch.manual_seed(seed)
-    model = build_model({**cfg["model"], "num_classes": num_classes})
+    model = build_model({**cfg["model"], **task.model_dims()})
     teacher = None
     if teacher_path is not None:
-        teacher, _ = load_model_file(teacher_path, device)
-        tc = getattr(teacher, "config", {})
-        if tc.get("num_classes") != num_classes:
-            raise ValueError(
-                f"teacher {teacher_path} predicts {tc.get('num_classes')} classes but the "
-                f"dataset has {num_classes}"
-            )
+        teacher, _ = load_model_file(teacher_path, ctx.device)
+        _check_outputs(teacher, task, f"teacher {teacher_path}")
         if cfg.get("init_from_teacher"):
-            model.load_state_dict(teacher.state_dict())
+            try:
+                model.load_state_dict(teacher.state_dict())
+            except RuntimeError as e:
+                raise ValueError(
+                    f"the stage-{cfg['stage']} student does not share its teacher's layout "
+                    f"({teacher_path}): {str(e).splitlines()[0]}"
+                ) from e
             match_binary_scale(model, teacher)
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    loss_cfg = cfg["loss"]
-    if teacher is None:
-        loss_fn = DistillationLoss(label_smoothing=loss_cfg.get("label_smoothing", 0.2))
-    else:
-        loss_fn = DistillationLoss(**loss_cfg)
-    train_loader = make_loader(train_ds, tr["batch_size"], train=True, seed=seed, device=device)
-    bn_loader = None
-    if tr.get("recalibrate_bn"):
-        plain = copy.copy(train_ds)  # same clouds, without the augmentation
-        plain.augment = False
-        bn_loader = make_loader(plain, tr["test_batch_size"], train=False, device=device)
+    loss = {k: v for k, v in cfg["loss"].items() if k != "kd_nodes"}
+    objective = Objective(**loss, multilabel=task.multilabel)
+    tr = cfg["train"]
     optimizer = build_optimizer(model.parameters(), tr["optimizer"], tr["lr"], tr["weight_decay"])
     scheduler = build_scheduler(optimizer, tr["schedule"], tr["epochs"])
     cbs = [lambda e, r, cb=cb: cb(cfg, e, r) for cb in callbacks]
-    record = fit(
-        model,
-        train_loader,
-        test_loader,
-        optimizer,
-        scheduler,
-        loss_fn,
-        epochs=tr["epochs"],
-        out_dir=out,
-        device=device,
-        num_classes=num_classes,
-        teacher=teacher,
-        config=cfg,
-        seed=seed,
-        progress=progress,
-        callbacks=cbs,
-        desc=desc,
-        bn_loader=bn_loader,
+    result = fit(
+        task, model, objective, optimizer, scheduler,
+        epochs=tr["epochs"], out_dir=out, teacher=teacher, seed=seed, config=cfg, ctx=ctx,
+        recalibrate_bn=bool(tr.get("recalibrate_bn")), bf16=bf16, progress=progress,
+        callbacks=cbs, desc=desc,
     )
-    try:
-        from bingnn.train.plots import plot_training_curves
+    if ctx.is_main:
+        try:
+            from bingnn.train.metrics_log import read_metrics
+            from bingnn.train.plots import plot_training_curves
 
-        plot_training_curves(read_metrics(out / "metrics.csv"), out / "curves.png", desc)
-    except (OSError, ValueError, KeyError) as e:  # a chart must never fail a finished stage
-        tqdm.write(f"warning: could not draw {out / 'curves.png'}: {e}")
-    return record
-
-
-def _row(stage: int, variant: str, rec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "stage": stage,
-        "variant": variant,
-        "oa": rec["test_oa"],
-        "macc": rec["test_macc"],
-        "best_oa": rec["best_oa"],
-        "params": rec["params"],
-        "epochs": rec["epochs"],
-        "time_s": rec["time_s"],
-    }
-
-
-def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    """Plain-text table: stage, variant, OA and mAcc (%), parameters, minutes."""
-    head = f"{'stage':>5}  {'variant':<16}{'OA %':>7}{'mAcc %':>8}{'best OA':>9}{'params':>10}"
-    lines = [head + f"{'min':>7}", "-" * (len(head) + 7)]
-    for r in rows:
-        lines.append(
-            f"{r['stage']:>5}  {r['variant']:<16}{100 * r['oa']:>7.2f}{100 * r['macc']:>8.2f}"
-            f"{100 * r['best_oa']:>9.2f}{r['params']:>10,}{r['time_s'] / 60:>7.1f}"
-        )
-    return "\n".join(lines)
+            plot_training_curves(read_metrics(out / "metrics.csv"), out / "curves.png", desc)
+        except (OSError, ValueError, KeyError) as e:  # a chart must never fail a stage
+            print(f"warning: could not draw {out / 'curves.png'}: {e}", flush=True)
+    return result.record
 
 
 def write_summary(out: Path, rows: list[dict[str, Any]], title: str = "") -> None:
+    """``summary.json``/``.csv``/``.txt`` and the ``accuracy.png`` chart of a cascade."""
+    metrics = metric_names(rows)
     write_json(out / "summary.json", rows)
-    csv_path = out / "summary.csv"
-    if csv_path.exists():
-        csv_path.unlink()  # rewritten whole: its columns may come from an older version
-    MetricsLog(csv_path, SUMMARY_COLUMNS, key="stage").rewrite(rows)
+    write_csv(out / "summary.csv", rows, summary_columns(metrics))
+    atomic_write_text(out / "summary.txt", format_summary(rows, metrics) + "\n")
     from bingnn.train.plots import plot_cascade_accuracy
 
-    plot_cascade_accuracy(rows, out / "accuracy.png", title)
+    plot_cascade_accuracy(rows, out / "accuracy.png", title, metric=metrics[0])
 
 
 def run_cascade(
     recipe: dict[str, Any],
     out: str | os.PathLike,
-    device: str | torch.device = "auto",
+    device: str | torch.device | DistContext = "auto",
     progress: bool = True,
     callbacks: Sequence[StageCallback] = (),
     echo: Callable[[str], None] | None = None,
+    bf16: bool = False,
+    data: DataCache | None = None,
+    last_stage: int = 3,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) stage 0 and stages 1-3 of every variant of ``recipe`` into ``out``.
+    """Run (or resume) stage 0 and stages 1-``last_stage`` of every variant of ``recipe`` into
+    ``out``.
 
     Args:
         recipe: from :func:`bingnn.distill.recipe.load_recipe` (+ ``apply_overrides``).
         out: output folder.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
-        progress: tqdm progress bars and per-epoch lines.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`DistContext` (torchrun).
+        progress: progress bars and per-epoch lines.
         callbacks: ``cb(stage_config, epoch, row)`` after each epoch.
-        echo: where to print stage headers and the summary (default ``tqdm.write``).
+        echo: where rank 0 prints stage headers and the summary (default ``print``).
+        bf16: bfloat16 autocast for the float models on CUDA (:func:`~bingnn.train.fit`).
 
     Returns:
-        summary rows ``{"stage", "variant", "oa", "macc", "best_oa", "params", "epochs",
-        "time_s"}``, also written to ``summary.json``/``summary.csv`` with ``accuracy.png``.
+        summary rows (:func:`bingnn.train.report.summary_row`), also written to
+        ``summary.json``/``summary.csv``/``summary.txt`` with ``accuracy.png``.
     """
-    say = echo or tqdm.write
-    dev = resolve_device(device)
+    if last_stage not in (0, 1, 2, 3):
+        raise ValueError(f"last_stage must be 0, 1, 2 or 3, got {last_stage}")
+    ctx = device if isinstance(device, DistContext) else init_distributed(device)
+
+    def say(text: str) -> None:
+        if ctx.is_main:
+            (echo or (lambda t: print(t, flush=True)))(text)
+
     root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "recipe.json", recipe)
-    data = _DataCache()
+    if ctx.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "recipe.json", recipe)
+    data = data or DataCache()
     rows: list[dict[str, Any]] = []
+    done_teachers: dict[str, Path] = {}
 
-    def one(stage: int, variant: str | None, teacher: Path | None) -> Path:
+    def one(stage: int, variant: str, teacher: Path | None) -> Path:
         cfg = stage_config(recipe, stage, variant)
-        folder = stage_dir(root, stage, variant)
-        done = (folder / DONE_FILE).exists()
-        name = cfg["variant"]
-        if done:
+        folder = stage_dir(root, stage, cfg["variant"])
+        if (folder / DONE_FILE).exists():
             _check_same_config(folder, cfg)
-            say(f"[{name} stage {stage}] already done, skipped ({folder})")
+            say(f"[{cfg['variant']} stage {stage}] already done, skipped ({folder})")
         else:
-            say(f"[{name} stage {stage}] {cfg['train']['epochs']} epochs on {dev} -> {folder}")
-        rec = run_stage(cfg, folder, dev, teacher, data, progress, callbacks)
-        rows.append(_row(stage, name, rec))
-        return folder / "final.pt"
+            say(f"[{cfg['variant']} stage {stage}] {cfg['train']['epochs']} epochs on "
+                f"{ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else "")
+                + f" -> {folder}")
+        rec = run_stage(cfg, folder, ctx, teacher, data, progress, callbacks, bf16)
+        rows.append(summary_row(stage, cfg["variant"], rec))
+        return folder / "best.pt"
 
-    teacher = one(0, None, None)
     for variant in recipe["variants"]:
-        t = teacher
-        for stage in (1, 2, 3):
+        name = teacher_name(recipe, variant)
+        if name not in done_teachers:
+            done_teachers[name] = one(0, variant, None)
+        t = done_teachers[name]
+        for stage in range(1, last_stage + 1):
             t = one(stage, variant, t)
-    write_summary(root, rows, f"{recipe.get('name', '')}: accuracy per stage")
-    say(format_summary(rows))
-    atomic_write_text(root / "summary.txt", format_summary(rows) + "\n")
-    say(f"results: {root / 'summary.csv'}, chart: {root / 'accuracy.png'}")
+    if ctx.is_main:
+        write_summary(root, rows, f"{recipe.get('name', '')}: test accuracy per stage")
+        say(format_summary(rows))
+        say(f"results: {root / 'summary.csv'}, chart: {root / 'accuracy.png'}")
+    ctx.barrier()
     return rows
+
+
+def run_seeds(
+    run: Callable[[int, Path], list[dict[str, Any]]],
+    seeds: Sequence[int],
+    out: str | os.PathLike,
+    ctx: DistContext,
+    title: str = "",
+) -> list[dict[str, Any]]:
+    """Call ``run(seed, OUT/seed<k>)`` for every seed (a cascade or one stage; each returns
+    its summary rows) and write ``OUT/results.csv`` (one row per seed, stage and variant, then
+    ``mean`` and ``std`` rows), ``summary.json`` and ``accuracy.png``. Returns the aggregate
+    rows."""
+    root = Path(out)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds:
+        for r in run(seed, root / f"seed{seed}"):
+            rows.append({"seed": seed, **r})
+    metrics = metric_names(rows)
+    agg = aggregate_seeds(rows, metrics)
+    if ctx.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        write_csv(root / "results.csv", [*rows, *agg], [*summary_columns(metrics, seed=True), "n"])
+        write_json(root / "summary.json", {"seeds": list(seeds), "rows": agg})
+        from bingnn.train.plots import plot_cascade_accuracy
+
+        means = [{**r, "stage": r["stage"]} for r in agg if r["seed"] == "mean"]
+        plot_cascade_accuracy(means, root / "accuracy.png", title, metric=metrics[0])
+    ctx.barrier()
+    return agg

@@ -224,13 +224,14 @@ def lsp_loss_edges(
 
     Args:
         s_feat: ``(M, C_s)`` student node features; ``t_feat``: ``(M, C_t)`` teacher's.
-        edge_index: ``(2, E)`` int64; row 0 = centre node :math:`i`, row 1 = neighbour
-            :math:`j`. Repeated edges count once. For the union of two graphs, concatenate
-            their edge lists.
+        edge_index: ``(2, E)`` int64 in PyG's orientation: row 0 = neighbour (source)
+            :math:`j`, row 1 = centre (target) :math:`i`; :math:`\mathcal{N}(i)` is the set
+            of sources of ``i``'s incoming edges. Repeated edges count once. For the union of
+            two graphs, concatenate their edge lists.
         kernel_s, kernel_t: kernel names or objects.
 
     Returns:
-        scalar: mean over the centre nodes that have at least one edge of
+        scalar: mean over the centre nodes that have at least one incoming edge of
         :math:`\mathrm{KL}(p^T_{i\cdot} \| p^S_{i\cdot})` (softmax over each centre's edges).
         ``0`` when there is no edge.
     """
@@ -254,13 +255,14 @@ def lsp_loss_edges(
     _check_finite(t_feat, "t_feat")
 
     edge_index = coalesce(edge_index, num_nodes=m)  # drops repeated edges
-    row, col = edge_index
+    nbr, centre = edge_index
     t_feat = t_feat.detach()
-    logit_s = ks.log_kernel(ks.distance_pairs(s_feat[row], s_feat[col]))
-    logit_t = kt.log_kernel(kt.distance_pairs(t_feat[row], t_feat[col])).to(logit_s.dtype)
-    log_p_s = _grouped_log_softmax(logit_s, row, m)
-    log_p_t = _grouped_log_softmax(logit_t, row, m)
-    per_node = scatter(log_p_t.exp() * (log_p_t - log_p_s), row, dim=0, dim_size=m, reduce="sum")
-    has_edge = torch.zeros(m, dtype=torch.bool, device=row.device)
-    has_edge[row] = True
+    logit_s = ks.log_kernel(ks.distance_pairs(s_feat[centre], s_feat[nbr]))
+    logit_t = kt.log_kernel(kt.distance_pairs(t_feat[centre], t_feat[nbr])).to(logit_s.dtype)
+    log_p_s = _grouped_log_softmax(logit_s, centre, m)
+    log_p_t = _grouped_log_softmax(logit_t, centre, m)
+    kl = log_p_t.exp() * (log_p_t - log_p_s)
+    per_node = scatter(kl, centre, dim=0, dim_size=m, reduce="sum")
+    has_edge = torch.zeros(m, dtype=torch.bool, device=centre.device)
+    has_edge[centre] = True
     return per_node[has_edge].mean()

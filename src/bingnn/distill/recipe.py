@@ -1,27 +1,48 @@
-"""Cascaded-distillation recipes: TOML files, validated and resolved per stage.
+"""Training recipes: versioned TOML files, validated whole before any training, resolved per
+stage into the configuration a run records (``config.json``).
 
-A recipe names the data, the model sizes, the loss weights, the variants to distil and, for
-stage 0 (the float teacher) and stages 1-3 (the binary students), the optimiser settings. Two
-are shipped as package data: ``quick`` (synthetic shapes, minutes on a CPU) and ``paper`` (the
-paper's hyper-parameters on ModelNet40).
+One format serves both families (``task = "pointcloud"`` or ``"node"``). A recipe names the
+data, the model sizes, the loss, the variants to distil and, for stage 0 (the float teacher)
+and stages 1-3 (ever more binary students), the optimiser settings. Built-in recipes are
+package data (``src/bingnn/distill/recipes/``):
 
-A user recipe file is merged key by key over a built-in one, ``base = "quick"`` unless the file
-says otherwise (``base = "paper"``), so it only needs the keys it changes::
+============== ========== ===================================================================
+name           task       what
+============== ========== ===================================================================
+quick          pointcloud synthetic shapes, minutes on a CPU
+paper          pointcloud the paper's hyper-parameters on ModelNet40
+planetoid      node       Cora / CiteSeer / PubMed, full batch
+facebook       node       Facebook Page-Page, full batch, stratified split per seed
+actor          node       Actor, full batch, standard split per seed (0-9)
+ogbn-arxiv     node       full batch
+ogbn-products  node       neighbour-sampled mini-batches
+ogbn-proteins  node       full batch, 112 binary tasks
+============== ========== ===================================================================
+
+A user file is merged key by key over a built-in recipe (``base``; default ``quick`` for point
+clouds, ``planetoid`` for graphs), so it only names what it changes::
 
     base = "paper"
     variants = ["rf"]
     [stage3]
     epochs = 100
 
-Unknown keys or wrong types raise :class:`RecipeError` naming the key.
+Sections: ``[data]``, ``[model]``, ``[loss]`` (defaults of every student stage), ``[train]``
+(defaults of every stage), ``[stage0]`` ... ``[stage3]`` (a stage's own settings, loss keys
+included). A stage takes a key from its own section, else ``[train]``/``[loss]``, else the
+built-in default. Every key and value is checked when the recipe is loaded -- types, ranges,
+kernel and schedule names, that the models of every stage can be built, ``k`` against the
+point count -- so a bad value fails before the teacher trains, with :class:`RecipeError`
+naming the key.
 
-Variants are written ``"<variant>-<knn>"``: ``"bf2-hamming"``, ``"bf1-l2"``, ``"rf"`` (RF keeps
-real features: always L2), ``"bf2_bal-hamming"``; a BF variant without a metric uses Hamming.
-LSP kernel ``"auto"`` means Hamming for a Hamming-k-NN variant and L2 otherwise.
+Point-cloud variants are written ``"<variant>-<knn>"``: ``"bf2-hamming"``, ``"bf1-l2"``,
+``"rf"`` (RF keeps real features: always L2), ``"bf2_bal-hamming"``; a BF variant without a
+metric uses Hamming; LSP kernel ``"auto"`` means Hamming for a Hamming-k-NN variant and L2
+otherwise. Node variants are the binary families ``"bingcn"`` and ``"binsage"``; their float
+teacher is the same architecture at stage 0 (``gcn``, ``graphsage``).
 
-``recalibrate_bn = true`` in a stage recomputes BatchNorm running statistics over the
-un-augmented training set after every epoch, before evaluation
-(:mod:`bingnn.train.bn_recalibration`).
+``format_version = 1`` files (point clouds only, before the ``[train]`` section and the
+``task`` key) are read unchanged; ``test_batch_size`` is their name for ``eval_batch_size``.
 """
 
 from __future__ import annotations
@@ -41,15 +62,26 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
 
 __all__ = [
     "BUILTIN_RECIPES",
+    "FORMAT_VERSION",
+    "NODE_VARIANTS",
+    "TASKS",
     "RecipeError",
     "apply_overrides",
+    "check_stage_config",
     "load_recipe",
+    "node_recipe_for",
     "parse_variant",
+    "single_run_config",
     "stage_config",
+    "teacher_name",
 ]
 
-BUILTIN_RECIPES = ("quick", "paper")
-FORMAT_VERSION = 1
+TASKS = ("pointcloud", "node")
+BUILTIN_RECIPES = ("quick", "paper", "planetoid", "facebook", "actor", "ogbn-arxiv",
+                   "ogbn-products", "ogbn-proteins")
+FORMAT_VERSION = 2
+#: node variant -> its float (stage-0) architecture
+NODE_VARIANTS = {"bingcn": "gcn", "binsage": "graphsage"}
 
 
 class RecipeError(ValueError):
@@ -63,21 +95,28 @@ _TRAIN_KEYS: dict[str, Any] = {
     "weight_decay": _NUM,
     "epochs": int,
     "batch_size": int,
-    "test_batch_size": int,
+    "eval_batch_size": int,
+    "test_batch_size": int,  # format 1's name of eval_batch_size
     "schedule": dict,
     "recalibrate_bn": bool,
+    "mode": str,
+    "fanouts": list,
+    "eval_mode": str,
 }
 _LOSS_KEYS: dict[str, Any] = {
     "alpha": _NUM,
     "lsp_weight": _NUM,
     "temperature": _NUM,
     "label_smoothing": _NUM,
+    "kernel_s": str,
+    "kernel_t": str,
+    "kd_nodes": str,
 }
-_STUDENT_KEYS = {**_TRAIN_KEYS, **_LOSS_KEYS, "kernel_s": str, "kernel_t": str}
 SCHEMA: dict[str, Any] = {
     "format_version": int,
     "name": str,
     "description": str,
+    "task": str,
     "seed": int,
     "base": str,
     "variants": list,
@@ -86,43 +125,76 @@ SCHEMA: dict[str, Any] = {
         "num_points": int,
         "train_samples": int,
         "test_samples": int,
+        "val_fraction": _NUM,
         "root": str,
+        "raw_dir": str,
         "download": bool,
         "augment": bool,
+        "normalize_features": bool,
     },
     "model": {
+        # point clouds
         "k": int,
         "widths": list,
         "emb_dims": int,
         "mlp": list,
-        "dropout": _NUM,
         "balance": str,
         "prelu": bool,
         "last_layer_binary": bool,
+        # graphs
+        "hidden_channels": int,
+        "num_layers": int,
+        "input_dropout": _NUM,
+        "centering": str,
+        "binary_last": bool,
+        "node_scale": bool,
+        # both
+        "dropout": _NUM,
     },
     "loss": dict(_LOSS_KEYS),
-    "stage0": {**_TRAIN_KEYS, "teacher": str},
-    "stage1": dict(_STUDENT_KEYS),
-    "stage2": dict(_STUDENT_KEYS),
-    "stage3": dict(_STUDENT_KEYS),
+    "train": dict(_TRAIN_KEYS),
+    "stage0": {**_TRAIN_KEYS, "label_smoothing": _NUM, "teacher": str},
+    "stage1": {**_TRAIN_KEYS, **_LOSS_KEYS},
+    "stage2": {**_TRAIN_KEYS, **_LOSS_KEYS},
+    "stage3": {**_TRAIN_KEYS, **_LOSS_KEYS},
 }
-_REQUIRED = {
-    "data": ("dataset", "num_points"),
-    "stage0": ("epochs", "lr", "batch_size"),
-    "stage1": ("epochs", "lr", "batch_size"),
-    "stage2": ("epochs", "lr", "batch_size"),
-    "stage3": ("epochs", "lr", "batch_size"),
+_TASK_KEYS = {
+    "pointcloud": {
+        "data": {"dataset", "num_points", "train_samples", "test_samples", "val_fraction",
+                 "root", "download", "augment"},
+        "model": {"k", "widths", "emb_dims", "mlp", "dropout", "balance", "prelu",
+                  "last_layer_binary"},
+        "train": set(_TRAIN_KEYS) - {"mode", "fanouts", "eval_mode"},
+        "loss": set(_LOSS_KEYS) - {"kd_nodes"},
+    },
+    "node": {
+        "data": {"dataset", "root", "raw_dir", "download", "normalize_features"},
+        "model": {"hidden_channels", "num_layers", "dropout", "input_dropout", "centering",
+                  "binary_last", "node_scale"},
+        "train": set(_TRAIN_KEYS) - {"test_batch_size"},
+        "loss": set(_LOSS_KEYS),
+    },
 }
+_REQUIRED = {"pointcloud": {"data": ("dataset", "num_points")}, "node": {"data": ("dataset",)}}
+#: Values a recipe need not give (the same for both families unless a built-in says otherwise).
+_TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "schedule": {"type": "constant"},
+}
+_LOSS_DEFAULTS = {"alpha": 0.1, "temperature": 3.0, "lsp_weight": 0.0, "label_smoothing": 0.0}
 
 
 def _type_name(t: Any) -> str:
     if isinstance(t, tuple):
         return "a number"
-    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+             dict: "a table"}
     return names.get(t, str(t))
 
 
-def _validate(node: dict[str, Any], schema: dict[str, Any], where: str, source: str) -> None:
+def _validate_types(node: dict[str, Any], schema: dict[str, Any], where: str,
+                    source: str) -> None:
     for key, value in node.items():
         path = f"{where}{key}"
         if key not in schema:
@@ -133,7 +205,7 @@ def _validate(node: dict[str, Any], schema: dict[str, Any], where: str, source: 
         if isinstance(want, dict):
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: {path!r} must be a table ([{path}])")
-            _validate(value, want, f"{path}.", source)
+            _validate_types(value, want, f"{path}.", source)
             continue
         ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
         if not ok:
@@ -162,11 +234,37 @@ def _builtin(name: str) -> dict[str, Any]:
     return _read_toml(text, f"recipe {name!r}")
 
 
-def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
-    """Load a built-in recipe by name (``"quick"``, ``"paper"``) or a TOML file.
+def node_recipe_for(dataset: str) -> str:
+    """The built-in recipe of a node data set: its own (``facebook``, ``actor``, ``ogbn-*``)
+    or ``planetoid``."""
+    from bingnn.graphs.names import PLANETOID
 
-    Returns the merged, validated recipe (a plain dict; ``recipe["source"]`` says where it came
-    from). Raises :class:`RecipeError` for unknown names, missing files and bad keys/values.
+    key = dataset.lower()
+    if key in BUILTIN_RECIPES and _builtin(key).get("task") == "node":
+        return key
+    if key in PLANETOID:
+        return "planetoid"
+    raise RecipeError(
+        f"no built-in recipe for the node data set {dataset!r}; pass --recipe FILE "
+        f"(built-in: {', '.join(r for r in BUILTIN_RECIPES if r not in ('quick', 'paper'))})"
+    )
+
+
+def _rename_legacy(recipe: dict[str, Any]) -> None:
+    """Format 1's ``test_batch_size`` is ``eval_batch_size`` (before merging over a base that
+    uses the new name)."""
+    for section in ("train", "stage0", "stage1", "stage2", "stage3"):
+        st = recipe.get(section)
+        if isinstance(st, dict) and "test_batch_size" in st:
+            st.setdefault("eval_batch_size", st.pop("test_batch_size"))
+
+
+def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
+    """Load a built-in recipe by name or a TOML file, merge it over its base and validate every
+    value (module docstring).
+
+    Returns the recipe as a plain dict (``recipe["source"]`` says where it came from).
+    Raises :class:`RecipeError` for unknown names, missing files and bad keys or values.
     """
     s = str(spec)
     if s in BUILTIN_RECIPES:
@@ -182,33 +280,103 @@ def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
             user = _read_toml(p.read_text(), source)
         except (OSError, UnicodeDecodeError) as e:
             raise RecipeError(f"cannot read recipe file {p}: {e}") from e
-        _validate(user, SCHEMA, "", source)
-        base = user.pop("base", "quick")
+        _validate_types(user, SCHEMA, "", source)
+        _rename_legacy(user)
+        default_base = "planetoid" if user.get("task") == "node" else "quick"
+        base = user.pop("base", default_base)
         if base not in BUILTIN_RECIPES:
             raise RecipeError(f"{source}: base must be one of {BUILTIN_RECIPES}, got {base!r}")
         recipe = _merge(_builtin(base), user)
-        recipe.setdefault("name", p.stem)
-        if "name" not in user:
-            recipe["name"] = p.stem
-    _validate(recipe, SCHEMA, "", source)
-    if recipe.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        recipe["name"] = user.get("name", p.stem)
+    recipe["source"] = source
+    return validate_recipe(recipe)
+
+
+def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Check ``recipe`` whole (keys, types, values, every stage of every variant) and return
+    it normalised (variants in canonical spelling). Raises :class:`RecipeError`."""
+    recipe = copy.deepcopy(recipe)
+    source = str(recipe.get("source", "recipe"))
+    _validate_types({k: v for k, v in recipe.items() if k != "source"}, SCHEMA, "", source)
+    _rename_legacy(recipe)
+    version = recipe.get("format_version", 1)
+    if version > FORMAT_VERSION or version < 1:
         raise RecipeError(
-            f"{source}: format_version {recipe['format_version']} is newer than this bingnn "
-            f"understands ({FORMAT_VERSION})"
+            f"{source}: format_version {version} is not one this bingnn reads "
+            f"(1 to {FORMAT_VERSION}); upgrade bingnn"
         )
-    for section, keys in _REQUIRED.items():
+    task = recipe.setdefault("task", "pointcloud")
+    if task not in TASKS:
+        raise RecipeError(f"{source}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    allowed = _TASK_KEYS[task]
+    extra = [f"{section}.{k}" for section in ("data", "model", "train", "loss")
+             for k in recipe.get(section, {}) if k not in allowed[section]]
+    for i in range(4):
+        for k in recipe.get(f"stage{i}", {}):
+            kind = "train" if k in _TRAIN_KEYS else "loss" if k in _LOSS_KEYS else None
+            if kind is not None and k not in allowed[kind]:
+                extra.append(f"stage{i}.{k}")
+    if extra:
+        raise RecipeError(
+            f"{source}: {', '.join(repr(e) for e in extra)} "
+            f"{'does' if len(extra) == 1 else 'do'} not apply to {task} recipes"
+        )
+    for section, keys in _REQUIRED[task].items():
         for key in keys:
             if key not in recipe.get(section, {}):
                 raise RecipeError(f"{source}: missing required key '{section}.{key}'")
-    recipe["variants"] = [format_variant(*parse_variant(v)) for v in recipe.get("variants", [])]
+    recipe["variants"] = [_canonical_variant(task, v, source) for v in recipe.get("variants", [])]
     if not recipe["variants"]:
-        raise RecipeError(f"{source}: 'variants' is empty; name at least one, e.g. 'rf'")
-    for i in range(4):
-        st = recipe[f"stage{i}"]
-        if st["epochs"] < 1 or st["batch_size"] < 1 or st["lr"] <= 0:
-            raise RecipeError(f"{source}: stage{i} needs epochs >= 1, batch_size >= 1, lr > 0")
-    recipe["source"] = source
+        raise RecipeError(f"{source}: 'variants' is empty; name at least one, e.g. "
+                          f"{'rf' if task == 'pointcloud' else 'bingcn'!r}")
+    _check_data(recipe, source)
+    for section in ("train", "stage0", "stage1", "stage2", "stage3"):
+        fan = recipe.get(section, {}).get("fanouts")
+        if fan is not None and (not fan or any(
+                isinstance(k, bool) or not isinstance(k, int) or k == 0 or k < -1 for k in fan)):
+            raise RecipeError(f"{source}: {section}.fanouts must be positive integers or -1, "
+                              f"got {fan!r}")
+    for variant in recipe["variants"]:
+        for stage in range(4):
+            cfg = stage_config(recipe, stage, variant)
+            check_stage_config(cfg, f"{source}: stage{stage}" + (f" ({variant})" if stage else ""))
     return recipe
+
+
+def _canonical_variant(task: str, spec: Any, source: str) -> str:
+    if task == "pointcloud":
+        try:
+            return format_variant(*parse_variant(spec))
+        except RecipeError as e:
+            raise RecipeError(f"{source}: {e}") from e
+    key = str(spec).lower()
+    if key not in NODE_VARIANTS:
+        raise RecipeError(
+            f"{source}: unknown node variant {spec!r}; choose from {', '.join(NODE_VARIANTS)}"
+        )
+    return key
+
+
+def _check_data(recipe: dict[str, Any], source: str) -> None:
+    d = recipe["data"]
+    if recipe["task"] == "pointcloud":
+        from bingnn.data.datasets import DATASETS
+
+        if d["dataset"] not in DATASETS:
+            raise RecipeError(f"{source}: data.dataset {d['dataset']!r} is not one of "
+                              f"{', '.join(DATASETS)}")
+        for key in ("num_points", "train_samples", "test_samples"):
+            if key in d and d[key] < 1:
+                raise RecipeError(f"{source}: data.{key} must be >= 1, got {d[key]}")
+        vf = d.get("val_fraction", 0.1)
+        if not 0 < vf < 1:
+            raise RecipeError(f"{source}: data.val_fraction must be in (0, 1), got {vf}")
+    else:
+        from bingnn.graphs.names import NODE_DATASETS
+
+        if d["dataset"].lower() not in NODE_DATASETS:
+            raise RecipeError(f"{source}: data.dataset {d['dataset']!r} is not one of "
+                              f"{', '.join(NODE_DATASETS)}")
 
 
 def parse_variant(spec: str) -> tuple[str, str]:
@@ -235,27 +403,62 @@ def format_variant(variant: str, knn: str) -> str:
     return "rf" if variant == "rf" else f"{variant}-{knn}"
 
 
+def teacher_name(recipe: dict[str, Any], variant: str) -> str:
+    """The name of a variant's stage-0 teacher (its folder): ``"float"`` for point clouds
+    (one DGCNN teaches every variant), the float architecture for graphs."""
+    return "float" if recipe.get("task", "pointcloud") == "pointcloud" else NODE_VARIANTS[variant]
+
+
 def apply_overrides(
     recipe: dict[str, Any],
     variants: list[str] | None = None,
     epochs_scale: float | None = None,
+    train: dict[str, Any] | None = None,
+    loss: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    """Copy of ``recipe`` with other variants and/or every stage's epochs scaled (at least 1;
-    used for smoke runs)."""
+    """A validated copy of ``recipe`` with command-line overrides.
+
+    Args:
+        variants: replace the variants.
+        epochs_scale: multiply every stage's epochs (at least 1; smoke runs).
+        train: training keys set in *every* stage (e.g. ``{"lr": 0.02}``).
+        loss: loss keys set in every student stage.
+        data, model: keys set in ``[data]`` / ``[model]``.
+        seed: the run's seed.
+    """
     out = copy.deepcopy(recipe)
     if variants:
-        out["variants"] = [format_variant(*parse_variant(v)) for v in variants]
+        out["variants"] = list(variants)
+    for section, over in (("data", data), ("model", model)):
+        for k, v in (over or {}).items():
+            out.setdefault(section, {})[k] = v
+    for k, v in (train or {}).items():
+        out.setdefault("train", {})[k] = v
+        for i in range(4):
+            out.setdefault(f"stage{i}", {}).pop(k, None)
+    for k, v in (loss or {}).items():
+        out.setdefault("loss", {})[k] = v
+        for i in range(1, 4):
+            out.setdefault(f"stage{i}", {}).pop(k, None)
+    if seed is not None:
+        out["seed"] = int(seed)
     if epochs_scale is not None:
         if not (epochs_scale > 0 and math.isfinite(epochs_scale)):
             raise RecipeError(f"--epochs-scale must be a positive number, got {epochs_scale}")
         for i in range(4):
-            st = out[f"stage{i}"]
-            st["epochs"] = max(1, round(st["epochs"] * epochs_scale))
+            st = out.setdefault(f"stage{i}", {})
+            epochs = st.get("epochs", out.get("train", {}).get("epochs", 1))
+            st["epochs"] = max(1, round(epochs * epochs_scale))
         out["epochs_scale"] = epochs_scale
-    return out
+    return validate_recipe({k: v for k, v in out.items() if k != "epochs_scale"}) | (
+        {"epochs_scale": epochs_scale} if epochs_scale is not None else {}
+    )
 
 
-def _kernel(name: str, knn: str) -> str:
+def _kernel(name: str, knn: str, where: str) -> str:
     if name == "auto":
         return "rbf_hamming" if knn == "hamming" else "rbf_l2"
     from bingnn.distill.lsp import get_kernel
@@ -263,31 +466,61 @@ def _kernel(name: str, knn: str) -> str:
     try:
         return get_kernel(name).name
     except ValueError as e:
-        raise RecipeError(str(e)) from e
+        raise RecipeError(f"{where}: {e}") from e
+
+
+def _stage_value(recipe: dict[str, Any], stage: int, key: str, section: str,
+                 default: Any = None) -> Any:
+    st = recipe.get(f"stage{stage}", {})
+    if key in st:
+        return st[key]
+    if key in recipe.get(section, {}):
+        return recipe[section][key]
+    return default
 
 
 def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None) -> dict[str, Any]:
     """The resolved, JSON-able configuration of one stage (written as ``config.json``).
 
-    Stage 0 (``variant=None``) is the float DGCNN teacher; stages 1-3 the binary student of
-    ``variant``."""
+    Stage 0 is the float teacher of ``variant`` (any variant: for point clouds one DGCNN
+    teaches them all); stages 1-3 the binary student of ``variant``."""
     if stage not in (0, 1, 2, 3):
         raise RecipeError(f"stage must be 0, 1, 2 or 3, got {stage}")
-    st = dict(recipe[f"stage{stage}"])
-    model = dict(recipe.get("model", {}))
-    train = {
-        "optimizer": st.get("optimizer", "adam"),
-        "lr": float(st["lr"]),
-        "weight_decay": float(st.get("weight_decay", 0.0)),
-        "epochs": int(st["epochs"]),
-        "batch_size": int(st["batch_size"]),
-        "test_batch_size": int(st.get("test_batch_size", st["batch_size"])),
-        "schedule": dict(st.get("schedule", {"type": "constant"})),
-    }
-    if st.get("recalibrate_bn"):  # only when on: configs of earlier runs stay comparable
-        train["recalibrate_bn"] = True
-    loss = {**recipe.get("loss", {})}
+    task = recipe.get("task", "pointcloud")
+    if variant is None:
+        if stage > 0:
+            raise RecipeError(f"stage {stage} needs a variant")
+        variant = recipe["variants"][0]
+    where = f"{recipe.get('source', 'recipe')}: stage{stage}"
+    train: dict[str, Any] = {}
+    for key in ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "eval_batch_size",
+                "schedule"):
+        v = _stage_value(recipe, stage, key, "train", _TRAIN_DEFAULTS.get(key))
+        if v is None and key == "eval_batch_size":
+            v = train.get("batch_size")
+        if v is None and not (task == "node" and key in ("batch_size", "eval_batch_size")):
+            raise RecipeError(f"{where}: missing required key 'stage{stage}.{key}' (or "
+                              f"'train.{key}')")
+        train[key] = copy.deepcopy(v)
+    if task == "node":
+        train["mode"] = _stage_value(recipe, stage, "mode", "train", "full")
+        train["eval_mode"] = _stage_value(recipe, stage, "eval_mode", "train", "full")
+        if train["mode"] == "minibatch":
+            train["fanouts"] = list(_stage_value(recipe, stage, "fanouts", "train", [15, 10, 5]))
+        train.setdefault("batch_size", None)
+        if train["batch_size"] is None:
+            train["batch_size"] = 1024
+        if train.get("eval_batch_size") is None:
+            train["eval_batch_size"] = 4096
+    if _stage_value(recipe, stage, "recalibrate_bn", "train", False):
+        train["recalibrate_bn"] = True  # only when on: configs of earlier runs stay comparable
+
+    loss = {key: _stage_value(recipe, stage, key, "loss", default)
+            for key, default in _LOSS_DEFAULTS.items()}
+    if stage == 0:  # no teacher: cross-entropy only
+        loss = {"label_smoothing": loss["label_smoothing"]}
     cfg: dict[str, Any] = {
+        "task": task,
         "recipe": recipe.get("name"),
         "recipe_source": recipe.get("source"),
         "stage": stage,
@@ -295,26 +528,140 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         "data": dict(recipe["data"]),
         "train": train,
     }
-    common = {k: model[k] for k in ("k", "widths", "emb_dims", "mlp", "dropout") if k in model}
-    if stage == 0:
-        cfg["variant"] = "float"
-        cfg["model"] = {"arch": "dgcnn", **common}
-        cfg["teacher_file"] = st.get("teacher")
-        cfg["loss"] = {"label_smoothing": loss.get("label_smoothing", 0.2)}
-        return cfg
-    if variant is None:
-        raise RecipeError(f"stage {stage} needs a variant")
-    v, knn = parse_variant(variant)
-    extra = {k: model[k] for k in ("balance", "prelu", "last_layer_binary") if k in model}
-    if "balance" in extra and not v.endswith("_bal"):
-        extra.pop("balance")
-    cfg["variant"] = format_variant(v, knn)
-    cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage, **common, **extra}
-    for k in _LOSS_KEYS:
-        if k in st:
-            loss[k] = st[k]
-    loss["kernel_s"] = _kernel(st.get("kernel_s", "auto"), knn)
-    loss["kernel_t"] = _kernel(st.get("kernel_t", "auto"), knn if stage > 1 else "l2")
+    model = dict(recipe.get("model", {}))
+    if task == "pointcloud":
+        common = {k: model[k] for k in ("k", "widths", "emb_dims", "mlp", "dropout") if k in model}
+        if stage == 0:
+            cfg["variant"] = "float"
+            cfg["model"] = {"arch": "dgcnn", **common}
+        else:
+            v, knn = parse_variant(variant)
+            extra = {k: model[k] for k in ("balance", "prelu", "last_layer_binary") if k in model}
+            if "balance" in extra and not v.endswith("_bal"):
+                extra.pop("balance")
+            cfg["variant"] = format_variant(v, knn)
+            cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage,
+                            **common, **extra}
+            loss["kernel_s"] = _kernel(_stage_value(recipe, stage, "kernel_s", "loss", "auto"),
+                                       knn, f"{where}.kernel_s")
+            loss["kernel_t"] = _kernel(_stage_value(recipe, stage, "kernel_t", "loss", "auto"),
+                                       knn if stage > 1 else "l2", f"{where}.kernel_t")
+    else:
+        arch = NODE_VARIANTS[variant] if stage == 0 else variant
+        keys = ["hidden_channels", "num_layers", "dropout", "input_dropout", "centering",
+                "binary_last"]
+        if variant == "bingcn":
+            keys.append("node_scale")
+        cfg["variant"] = arch if stage == 0 else variant
+        cfg["model"] = {"arch": arch, **{k: model[k] for k in keys if k in model},
+                        "stage": stage}
+        if variant == "bingcn":
+            cfg["model"]["cached"] = train["mode"] == "full"
+        if stage > 0:
+            loss["kd_nodes"] = _stage_value(recipe, stage, "kd_nodes", "loss", "all")
+            for key in ("kernel_s", "kernel_t"):
+                loss[key] = _kernel(_stage_value(recipe, stage, key, "loss", "rbf_l2"), "l2",
+                                    f"{where}.{key}")
     cfg["loss"] = loss
-    cfg["init_from_teacher"] = stage >= 2
+    if stage == 0:
+        cfg["teacher_file"] = recipe.get("stage0", {}).get("teacher")
+    # A node student has its teacher's layout at every stage; a point-cloud stage-1 student
+    # (BinDGCNN) does not have the DGCNN's.
+    cfg["init_from_teacher"] = stage >= (1 if task == "node" else 2)
     return cfg
+
+
+#: ``train-node --model`` names -> (node variant, architecture)
+NODE_MODELS = {"gcn": ("bingcn", "gcn"), "bingcn": ("bingcn", "bingcn"),
+               "sage": ("binsage", "graphsage"), "binsage": ("binsage", "binsage")}
+
+
+def single_run_config(recipe: dict[str, Any], model: str, stage: int | None = None
+                      ) -> dict[str, Any]:
+    """The configuration of one node model trained from labels alone (``train-node``): the
+    recipe's stage-0 training settings with the model ``model`` (``gcn``, ``sage``, or
+    ``bingcn``/``binsage`` at ``stage``, default 3: fully binary)."""
+    if model not in NODE_MODELS:
+        raise RecipeError(f"unknown node model {model!r}; choose from {', '.join(NODE_MODELS)}")
+    variant, arch = NODE_MODELS[model]
+    float_model = arch in ("gcn", "graphsage")
+    if stage is None:
+        stage = 0 if float_model else 3
+    if float_model and stage != 0:
+        raise RecipeError(f"{model} is the float model (stage 0); for stage {stage} use "
+                          f"{variant}")
+    if stage not in (0, 1, 2, 3):
+        raise RecipeError(f"stage must be 0, 1, 2 or 3, got {stage}")
+    cfg = stage_config(recipe, 0, variant)
+    cfg["model"]["arch"] = arch
+    cfg["model"]["stage"] = stage
+    cfg["variant"] = arch
+    cfg.pop("teacher_file", None)
+    check_stage_config(cfg, f"{recipe.get('source', 'recipe')}: {model}")
+    return cfg
+
+
+def check_stage_config(cfg: dict[str, Any], where: str = "config") -> None:
+    """Check every value of a resolved stage configuration (from :func:`stage_config` or a
+    command line) without training: optimiser, schedule, loss, batch and data sizes, and
+    that the model can be built and run on the data's shapes. Raises :class:`RecipeError`."""
+    import torch
+
+    from bingnn.train.objective import Objective
+    from bingnn.train.optim import build_optimizer, build_scheduler
+
+    tr = cfg["train"]
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        v = tr.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise RecipeError(f"{where}: {key} must be an integer >= 1, got {v!r}")
+    param = torch.nn.Parameter(torch.zeros(1))
+    try:
+        opt = build_optimizer([param], tr["optimizer"], tr["lr"], tr["weight_decay"])
+        build_scheduler(opt, tr["schedule"], tr["epochs"])
+    except ValueError as e:
+        raise RecipeError(f"{where}: {e}") from e
+    loss = {k: v for k, v in cfg["loss"].items() if k != "kd_nodes"}
+    try:
+        Objective(**loss)
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"{where}: {e}") from e
+    if cfg["task"] == "node":
+        from bingnn.graphs.node_task import EVAL_MODES, KD_NODES, MODES
+
+        for key, allowed in (("mode", MODES), ("eval_mode", EVAL_MODES)):
+            if tr.get(key) not in allowed:
+                raise RecipeError(f"{where}: {key} must be one of {', '.join(allowed)}, got "
+                                  f"{tr.get(key)!r}")
+        if "kd_nodes" in cfg["loss"] and cfg["loss"]["kd_nodes"] not in KD_NODES:
+            raise RecipeError(f"{where}: kd_nodes must be one of {', '.join(KD_NODES)}, got "
+                              f"{cfg['loss']['kd_nodes']!r}")
+        fan = tr.get("fanouts")
+        if fan is not None and (not fan or any(
+                isinstance(k, bool) or not isinstance(k, int) or k == 0 or k < -1 for k in fan)):
+            raise RecipeError(f"{where}: fanouts must be positive integers or -1, got {fan!r}")
+        dims = {"in_channels": 4, "out_channels": 2}
+    else:
+        m, n = cfg["model"], cfg["data"].get("num_points", 1)
+        k = m.get("k", 20)
+        if not 1 <= k <= n:
+            raise RecipeError(
+                f"{where}: k = {k} neighbours need 1 <= k <= num_points ({n}); lower model.k "
+                "or raise data.num_points"
+            )
+        for key in ("widths", "mlp"):
+            vals = m.get(key, [1])
+            if not vals or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                               for v in vals):
+                raise RecipeError(f"{where}: model.{key} must be positive integers, got {vals!r}")
+        dims = {"num_classes": 2}
+    d = cfg["model"].get("dropout", 0.0)
+    if not 0 <= d < 1:
+        raise RecipeError(f"{where}: model.dropout must be in [0, 1), got {d}")
+    from bingnn.models import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model({**cfg["model"], **dims})
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"{where}: {e}") from e

@@ -7,19 +7,29 @@ parity tests use to check the two against each other.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
 from bingnn.engine import reference as ref
 
-try:  # the extension may be missing (source checkout without a build) or older
+# The extension may be missing (a source checkout without a build): then the numpy reference
+# runs. An extension that is there but fails to import (e.g. a bad BINGNN_DISPATCH) is an error,
+# never a silent switch to the slow path.
+if importlib.util.find_spec("bingnn._native") is not None:
     from bingnn import _native
     from bingnn.engine import kernels as K
-except ImportError:  # pragma: no cover - exercised only without a built extension
+else:  # pragma: no cover - exercised only without a built extension
     _native = None
     K = None
 
 T_HI_OFF = int(np.iinfo(np.int32).max)
 T_LO_OFF = int(np.iinfo(np.int32).min)
+
+
+def _c(a: np.ndarray | None, dtype: type | None = None) -> np.ndarray | None:
+    """C-contiguous, aligned (the native core refuses misaligned views) and of ``dtype``."""
+    return None if a is None else np.require(a, dtype, ("C", "A"))
 
 
 def has(name: str) -> bool:
@@ -53,12 +63,13 @@ def hamming_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) ->
 def l2_knn(x: np.ndarray, k: int, native: bool, num_threads: int | None) -> np.ndarray:
     """Squared-L2 k-NN (self included, ties to the smaller index) as ``bingnn.nn.knn``."""
     if native and x.shape[-1] == 3 and has("l2_knn3"):
-        return _native.l2_knn3(np.ascontiguousarray(x, np.float32), int(k),
+        return _native.l2_knn3(_c(x, np.float32), int(k),
                                int(threads(num_threads) or 0))
     if native and has("select_k_rows"):
         b, n = x.shape[:2]
         d = ref.l2_distances(x).reshape(b * n, n)
-        return _native.select_k_rows(d, int(k), int(threads(num_threads) or 0)).reshape(b, n, k)
+        idx = _native.select_k_rows(_c(d, np.float32), int(k), int(threads(num_threads) or 0))
+        return idx.reshape(b, n, k)
     return ref.l2_knn(x, k)
 
 
@@ -75,11 +86,11 @@ def edge0_minmax(
     (:func:`bingnn.engine.reference.edge_preact0`): ``(B, N, C)`` float32 each."""
     if native and has("edge_conv0_minmax"):
         return _native.edge_conv0_minmax(
-            np.ascontiguousarray(x, np.float32),
-            np.ascontiguousarray(idx, np.int32),
-            np.ascontiguousarray(weight, np.float32),
-            bn_scale,
-            bn_shift,
+            _c(x, np.float32),
+            _c(idx, np.int32),
+            _c(weight, np.float32),
+            _c(bn_scale),
+            _c(bn_shift),
             int(threads(num_threads) or 0),
         )
     y = ref.edge_preact0(x, idx, weight, bn_scale, bn_shift)
@@ -99,8 +110,8 @@ def rf_edge_minmax(h: np.ndarray, idx: np.ndarray, lo: np.ndarray, hi: np.ndarra
     self_bits = pack(ref.predicate(h, self_lo, self_hi, self_negate)).reshape(b * n, -1)
     if native and has("rf_edge_minmax"):
         return _native.rf_edge_minmax(
-            np.ascontiguousarray(h, np.float32), np.ascontiguousarray(idx, np.int32), lo, hi,
-            negate, self_bits, w_rel, w_self, int(threads(num_threads) or 0))
+            _c(h, np.float32), _c(idx, np.int32), _c(lo), _c(hi),
+            _c(negate), _c(self_bits), _c(w_rel), _c(w_self), int(threads(num_threads) or 0))
     k = idx.shape[-1]
     rel_bits = pack(ref.predicate(ref.gather(h, idx) - h[:, :, None, :], lo, hi, negate))
     y = ref.binary_gemm(rel_bits.reshape(b * n * k, -1), w_rel, c).reshape(b, n, k, -1)
@@ -115,8 +126,8 @@ def embed_pool(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
     """Global max and mean pooling of ``h = bn(prelu(alpha * y))`` over the points:
     ``y (B, N, C)`` int32 -> ``(B, 2C)`` float32 (see :func:`reference.embed_pool`)."""
     if native and has("embed_pool"):
-        return _native.embed_pool(np.ascontiguousarray(y, np.int32), alpha, slope, bn_scale,
-                                  bn_shift, int(threads(num_threads) or 0))
+        return _native.embed_pool(_c(y, np.int32), _c(alpha), _c(slope), _c(bn_scale),
+                                  _c(bn_shift), int(threads(num_threads) or 0))
     return ref.embed_pool(y, alpha, slope, bn_scale, bn_shift)
 
 

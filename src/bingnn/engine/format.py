@@ -96,6 +96,8 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     from safetensors import safe_open
 
     p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder, expected a model file (.bgnn)")
     if not p.is_file():
         raise FileNotFoundError(f"model file not found: {p}")
     size = p.stat().st_size

@@ -2,8 +2,19 @@ r"""Packed-bit kernels of the inference engine: a thin, typed numpy face over ``
 
 Every function checks shapes, dtypes and values up front and raises a ``ValueError`` or
 ``TypeError`` that says what is wrong; it then makes the arrays C-contiguous with the dtype the
-native core expects and calls it (the GIL is released; ``num_threads=None`` uses every hardware
-thread). This module imports numpy only, never PyTorch.
+native core expects and calls it (the GIL is released). The native core checks again (a direct
+call of ``bingnn._native`` is refused the same way). This module imports numpy only, never
+PyTorch.
+
+Threads: ``num_threads=None`` uses the default count: ``OMP_NUM_THREADS`` when set, else the
+CPUs of the process's affinity mask, capped by its cgroup CPU quota (``cpu_features()`` reports
+it as ``default_threads``); an explicit ``num_threads`` (1 .. 1024) is used as given. The worker
+threads are created once and reused by every call.
+
+Dispatch: the best SIMD level of the CPU (``"avx512"``, ``"avx2"``, ``"neon"``, else
+``"scalar"``) unless the environment sets ``BINGNN_DISPATCH`` (read at import; an unknown name or
+a level this CPU lacks makes the import fail with one line saying so) or :func:`set_dispatch`
+changes it.
 
 Bit layout (the one convention of the engine; ``docs/bit_layout.md`` says the same)
     A vector of ``C`` signs is packed into ``W = ceil(C / 64)`` ``uint64`` words. Element ``c``
@@ -76,11 +87,23 @@ def _check_int(value: Any, name: str, minimum: int | None = None) -> int:
     return value
 
 
+_MAX_THREADS = 1024
+
+
 def _threads(num_threads: int | None) -> int:
-    """``None`` -> 0, which the native core reads as "all hardware threads"."""
+    """``None`` -> 0, which the native core reads as "the default thread count"."""
     if num_threads is None:
         return 0
-    return _check_int(num_threads, "num_threads", minimum=1)
+    num_threads = _check_int(num_threads, "num_threads", minimum=1)
+    if num_threads > _MAX_THREADS:
+        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {num_threads}")
+    return num_threads
+
+
+def _c(x: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """C-contiguous and aligned (a numpy view at an odd byte offset is contiguous but not
+    aligned; the native core refuses those, so they are copied here)."""
+    return np.require(x, dtype, ("C", "A"))
 
 
 def _array(x: Any, name: str) -> np.ndarray:
@@ -100,7 +123,7 @@ def _packed(x: Any, name: str, ndim: int) -> np.ndarray:
         )
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return _c(x)
 
 
 def _check_padding(x: np.ndarray, n_bits: int, name: str) -> None:
@@ -131,7 +154,7 @@ def _int_vector(x: Any, name: str, length: int, dtype: type) -> np.ndarray:
     info = np.iinfo(dtype)
     if x.size and (x.min() < info.min or x.max() > info.max):
         raise ValueError(f"{name} has values outside the {np.dtype(dtype).name} range")
-    return np.ascontiguousarray(x, dtype=dtype)
+    return _c(x, dtype)
 
 
 def _check_point_sets(x: np.ndarray, name: str) -> None:
@@ -158,13 +181,15 @@ def _check_k(k: Any, n: int) -> int:
 
 
 def cpu_features() -> dict[str, Any]:
-    """CPU features seen by the native core: ISA flags, ``levels`` (dispatch levels this CPU
-    supports), ``best``, the active ``dispatch`` level and ``hardware_threads``."""
+    """CPU features seen by the native core: ``arch``, ISA flags, ``compiled_levels`` (levels
+    this build has: all but scalar are left out by ``BINGNN_PORTABLE_ONLY=1``), ``levels``
+    (those this CPU also runs), ``best``, the active ``dispatch`` level, ``portable_only``,
+    ``hardware_threads``, ``default_threads`` and where that came from (``threads_source``)."""
     return dict(_native.cpu_features())
 
 
 def get_dispatch() -> str:
-    """The active SIMD level: ``"scalar"``, ``"avx2"`` or ``"avx512"``."""
+    """The active SIMD level: ``"scalar"``, ``"avx2"``, ``"avx512"`` or ``"neon"``."""
     return str(_native.get_dispatch())
 
 
@@ -214,7 +239,7 @@ def pack_signs(x: Any, *, num_threads: int | None = None) -> np.ndarray:
         # Casting could flush tiny negatives to -0.0 (which packs as +1): keep only the sign.
         x = np.where(x >= 0, np.float32(1.0), np.float32(-1.0))
     lead, c = x.shape[:-1], x.shape[-1]
-    flat = np.ascontiguousarray(x.reshape(int(np.prod(lead, dtype=np.int64)), c))
+    flat = _c(x.reshape(int(np.prod(lead, dtype=np.int64)), c))
     out = _native.pack_signs(flat, _threads(num_threads))
     return out.reshape(*lead, n_words(c))
 
@@ -263,8 +288,8 @@ def binary_gemm(
         want = (a.shape[0], b.shape[0])
         if not isinstance(out, np.ndarray) or out.dtype != np.int32 or out.shape != want:
             raise TypeError(f"out must be an int32 numpy array of shape {want}")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError("out must be C-contiguous and writeable")
+        if not (out.flags.c_contiguous and out.flags.writeable and out.flags.aligned):
+            raise ValueError("out must be C-contiguous, aligned and writeable")
     return _native.binary_gemm(a, b, n_bits, _threads(num_threads), out)
 
 
@@ -325,7 +350,7 @@ def _conv_idx(idx: Any, x: np.ndarray) -> np.ndarray:
         raise ValueError("idx has k = 0 neighbours; the max over neighbours needs k >= 1")
     if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"idx holds neighbour indices outside [0, {n})")
-    return np.ascontiguousarray(idx, dtype=np.int32)
+    return _c(idx, np.int32)
 
 
 def _thresholds(

@@ -158,8 +158,9 @@ def _act(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray) -> np.ndarray:
 class EngineModel:
     """A binary DGCNN ready to run with numpy and the native kernels (no PyTorch).
 
-    Build it with :func:`load`. ``num_threads`` (``None`` = all hardware threads) is passed to
-    the native kernels; ``native=False`` runs the pure-numpy reference path instead.
+    Build it with :func:`load`. ``num_threads`` (``None`` = the default count, see
+    :mod:`bingnn.engine.kernels`) is passed to the native kernels; ``native=False`` runs the
+    pure-numpy reference path instead.
 
     Shapes:
         ``points (B, N, 3)`` or ``(N, 3)`` float -> :meth:`logits` ``(B, classes)`` (or
@@ -208,22 +209,31 @@ class EngineModel:
 
     # ------------------------------------------------------------------ public API
 
-    def logits(self, points: Any) -> np.ndarray:
+    def logits(self, points: Any, *, normalize: bool = False) -> np.ndarray:
         """Class scores, float32: ``(B, N, 3)`` -> ``(B, classes)``; ``(N, 3)`` ->
-        ``(classes,)``."""
-        x, single = self._check_points(points)
+        ``(classes,)``; a list of ``B`` clouds ``(n_i, 3)`` of any sizes -> ``(B, classes)``.
+
+        Real inputs (see :meth:`_real_input`): clouds are brought to the model's training point
+        count when the model records it (farthest-point subsampling, or repetition for smaller
+        clouds; fewer than ``k`` points are refused); ``normalize=True`` centres each cloud and
+        scales it into the unit sphere as the training clouds were. Arrays of the right size
+        run exactly as given (``normalize=False``, the default).
+        """
+        x, single = self._check_points(self._real_input(points, normalize))
         out = self._forward(x, None)
         return out[0] if single else out
 
-    def predict_proba(self, points: Any) -> np.ndarray:
+    def predict_proba(self, points: Any, *, normalize: bool = False) -> np.ndarray:
         """Softmax of :meth:`logits` (float32, same shapes)."""
-        z = self.logits(points).astype(np.float64)
+        z = self.logits(points, normalize=normalize).astype(np.float64)
         z = np.exp(z - z.max(axis=-1, keepdims=True))
         return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
-    def predict(self, points: Any) -> np.ndarray:
+    def predict(self, points: Any, *, normalize: bool = False) -> np.ndarray:
         """Predicted class indices: ``(B,)`` int64, or a 0-d array for one ``(N, 3)`` cloud."""
-        return np.asarray(np.argmax(self.logits(points), axis=-1), dtype=np.int64)
+        return np.asarray(
+            np.argmax(self.logits(points, normalize=normalize), axis=-1), dtype=np.int64
+        )
 
     def trace(self, points: Any) -> dict[str, np.ndarray]:
         """Every intermediate of one forward pass (for tests and debugging): per layer the
@@ -238,6 +248,24 @@ class EngineModel:
         return (
             f"EngineModel(variant={self.variant!r}, k={self.k}, widths={self.widths}, "
             f"classes={self.num_classes}, native={self.native})"
+        )
+
+    # ------------------------------------------------------------------ real inputs
+
+    @property
+    def input_points(self) -> int | None:
+        """The training point count ``N`` when the model file records it, else ``None``."""
+        n = getattr(self, "num_points", None) or self.meta.get("num_points")
+        n = n or (self.meta.get("input") or {}).get("num_points")
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+    def _real_input(self, points: Any, normalize: bool) -> Any:
+        """Resampling/normalisation of user clouds, kept out of the exact forward pass: see
+        :func:`bingnn.data.resample.to_model_input` (numpy only)."""
+        from bingnn.data.resample import to_model_input
+
+        return to_model_input(
+            points, num_points=self.input_points, min_points=self.k, normalize=normalize
         )
 
     # ------------------------------------------------------------------ checks
@@ -430,12 +458,21 @@ class EngineModel:
 def load(
     path: str | os.PathLike, *, num_threads: int | None = None, native: bool = True
 ) -> EngineModel:
-    """Load a ``.bgnn`` model file written by :func:`bingnn.export.export`.
+    """Load a ``.bgnn`` model file written by :func:`bingnn.export.export`, or a pretrained
+    student by its registered name (``"modelnet10-bf2"``, ``"modelnet10-rf"``; see
+    :mod:`bingnn.pretrained`). An existing path wins over a name.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: no such file (nor a registered name), or a registered model whose
+            files are not installed.
         ModelFileError: corrupt, truncated, foreign or newer-version file, or arrays whose
             dtype/shape do not match the model description.
     """
+    from bingnn.pretrained import resolve_engine_model
+
+    path, card = resolve_engine_model(path)
     model, arrays = read_model_file(path)
-    return EngineModel(model, arrays, num_threads=num_threads, native=native, source=str(path))
+    em = EngineModel(model, arrays, num_threads=num_threads, native=native, source=str(path))
+    if card is not None and em.input_points is None:
+        em.meta["num_points"] = int(card["num_points"])  # the card records the training N
+    return em

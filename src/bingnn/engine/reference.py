@@ -19,6 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 WORD_BITS = 64
+_BYTE_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
+
+
+def popcount_words(x: np.ndarray) -> np.ndarray:
+    """Set bits of each ``uint64`` word (``np.bitwise_count`` on numpy >= 2, a byte table on the
+    numpy 1.x that the package still supports)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    return _BYTE_POPCOUNT[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
 
 
 def n_words(n_bits: int) -> int:
@@ -52,7 +62,7 @@ def binary_gemm(a: np.ndarray, b: np.ndarray, n_bits: int) -> np.ndarray:
     step = max(1, 2**22 // max(1, b.shape[0] * b.shape[1]))
     for s in range(0, m, step):
         x = a[s : s + step, None, :] ^ b[None, :, :]
-        pc = np.bitwise_count(x).sum(axis=-1, dtype=np.int32)
+        pc = popcount_words(x).sum(axis=-1, dtype=np.int32)
         out[s : s + step] = n_bits - 2 * pc
     return out
 
@@ -66,7 +76,7 @@ def hamming_knn(x: np.ndarray, k: int) -> np.ndarray:
     """Hamming k-NN within each set (self included, ties to the smaller index).
 
     ``x (B, N, W)`` uint64 -> ``(B, N, k)`` int32."""
-    d = np.bitwise_count(x[:, :, None, :] ^ x[:, None, :, :]).sum(axis=-1, dtype=np.int32)
+    d = popcount_words(x[:, :, None, :] ^ x[:, None, :, :]).sum(axis=-1, dtype=np.int32)
     return _select_k(d, k)
 
 

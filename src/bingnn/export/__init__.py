@@ -67,7 +67,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike,
                       class_names: Sequence[str] | None = None) -> Path:
     """Export the model stored in a training checkpoint (``best.pt``, ``final.pt``,
     ``checkpoint.pt``) to ``path``. Class names default to the dataset's when known."""
-    from bingnn.train.loop import load_model_file
+    from bingnn.train.model_files import load_model_file
 
     model, ck = load_model_file(checkpoint)
     if class_names is None:

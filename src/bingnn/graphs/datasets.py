@@ -1,4 +1,9 @@
-"""One loader for every node dataset the commands know, and per-dataset default recipes.
+"""One loader for every node dataset the commands know.
+
+The training recipes of these data sets are TOML files like the point-cloud ones
+(``src/bingnn/distill/recipes/planetoid.toml``, ``facebook.toml``, ``actor.toml``,
+``ogbn-*.toml``; :mod:`bingnn.distill.recipe`). Data live under ``root``, by default the data
+root ``$BINGNN_DATA`` or ``~/.cache/bingnn`` (never the current folder).
 
 Splits, per data set (:meth:`NodeDataset.for_seed` gives run seed ``s`` its split):
 
@@ -27,7 +32,7 @@ from bingnn.graphs.ogb import OGB_NODE, load_ogb
 from bingnn.graphs.planetoid import PLANETOID, load_planetoid
 from bingnn.models._node import sparse_csr, to_sparse_csr
 
-__all__ = ["NODE_DATASETS", "NodeDataset", "RECIPES", "load_node_dataset", "recipe",
+__all__ = ["NODE_DATASETS", "NORMALIZE_FEATURES", "NodeDataset", "load_node_dataset",
            "row_normalize"]
 
 SplitMasks = tuple[Tensor, Tensor, Tensor]
@@ -56,12 +61,6 @@ class NodeDataset:
         d = copy.copy(self.data)
         d.train_mask, d.val_mask, d.test_mask = self.split_of_seed(seed)
         return d
-
-    def densify_features(self) -> None:
-        """Replace sparse features by a dense copy (for code paths that slice rows of ``x``,
-        such as neighbour sampling)."""
-        if self.data.x.layout != torch.strided:
-            self.data.x = self.data.x.to_dense()
 
 
 def row_normalize(x: Tensor) -> Tensor:
@@ -112,14 +111,19 @@ def _load_actor(root, raw_dir, download) -> NodeDataset:
                        split_of_seed=lambda seed: actor_split(full, seed))
 
 
-def load_node_dataset(name: str, root: str | os.PathLike, raw_dir: str | None = None,
-                      download: bool = False, normalize_features: bool | None = None
-                      ) -> NodeDataset:
+def load_node_dataset(name: str, root: str | os.PathLike | None = None,
+                      raw_dir: str | None = None, download: bool = False,
+                      normalize_features: bool | None = None) -> NodeDataset:
     """Load ``name`` (``cora``, ``citeseer``, ``pubmed``, ``facebook``, ``actor``,
-    ``ogbn-arxiv``, ``ogbn-products``, ``ogbn-proteins``). ``raw_dir``: folder with the raw
-    release files (offline). ``normalize_features`` divides each node's features by their
+    ``ogbn-arxiv``, ``ogbn-products``, ``ogbn-proteins``) from ``root`` (default: the data
+    root, ``$BINGNN_DATA`` or ``~/.cache/bingnn``). ``raw_dir``: folder with the raw release
+    files (offline). ``normalize_features`` divides each node's features by their
     sum, as in Kipf & Welling's GCN setup; default: the data set's entry in
     :data:`NORMALIZE_FEATURES`. Facebook and Actor come with sparse CSR features."""
+    if root is None:
+        from bingnn.data.modelnet40 import default_data_root
+
+        root = default_data_root()
     key = name.lower()
     if key in PLANETOID:
         data = load_planetoid(key, root, raw_dir=raw_dir, download=download)
@@ -147,45 +151,3 @@ NORMALIZE_FEATURES: dict[str, bool] = {
     "ogbn-arxiv": False, "ogbn-products": False, "ogbn-proteins": False,
 }
 
-
-#: Default hyper-parameters per dataset (model, training, distillation); command-line flags
-#: override. Full-batch recipes distil with KD over every node (``kd_nodes="all"``, weight
-#: 0.9), which measured far better than the paper's KD on the labelled nodes only (0.1) on
-#: Planetoid (docs/results.md). ogbn-products keeps the paper's setting: over all nodes each
-#: mini-batch epoch would sample 12x more seeds.
-RECIPES: dict[str, dict[str, Any]] = {
-    "planetoid": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.5,
-                  "lr": 0.01, "weight_decay": 5e-4, "epochs": 200, "mode": "full",
-                  "scheduler": "none", "centering": "mean", "eval_mode": "full",
-                  "kd_alpha": 0.9, "kd_nodes": "all"},
-    # Facebook: validation accuracy plateaus by epoch ~50 (float GCN, seed 0: 94.53 after 100
-    # epochs, 94.57 after 200); row-normalised features cost a point (93.55).
-    "facebook": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.0,
-                 "lr": 0.01, "weight_decay": 5e-4, "epochs": 100, "mode": "full",
-                 "scheduler": "none", "centering": "mean", "eval_mode": "full",
-                 "kd_alpha": 0.9, "kd_nodes": "all"},
-    # Actor: weight decay 5e-3 chosen on validation (GraphSAGE, splits 0-2: 37.12 vs 35.76 at
-    # 5e-4); GCN validates best with row-normalised features and 5e-4 (31.15 vs 30.63).
-    "actor": {"layers": 2, "hidden": 64, "dropout": 0.5, "input_dropout": 0.0,
-              "lr": 0.01, "weight_decay": 5e-3, "epochs": 200, "mode": "full",
-              "scheduler": "none", "centering": "mean", "eval_mode": "full",
-              "kd_alpha": 0.9, "kd_nodes": "all"},
-    "ogbn-arxiv": {"layers": 3, "hidden": 256, "dropout": 0.5, "input_dropout": 0.0,
-                   "lr": 0.01, "weight_decay": 0.0, "epochs": 500, "mode": "full",
-                   "scheduler": "none", "centering": "batchnorm", "eval_mode": "full",
-                   "kd_alpha": 0.9, "kd_nodes": "all"},
-    "ogbn-products": {"layers": 3, "hidden": 256, "dropout": 0.5, "input_dropout": 0.0,
-                      "lr": 3e-3, "weight_decay": 0.0, "epochs": 20, "mode": "minibatch",
-                      "fanouts": [15, 10, 5], "batch_size": 1024, "scheduler": "plateau",
-                      "centering": "batchnorm", "eval_mode": "layerwise",
-                      "kd_alpha": 0.1, "kd_nodes": "train"},
-    "ogbn-proteins": {"layers": 3, "hidden": 256, "dropout": 0.0, "input_dropout": 0.0,
-                      "lr": 0.01, "weight_decay": 0.0, "epochs": 1000, "mode": "full",
-                      "scheduler": "none", "centering": "batchnorm", "eval_mode": "full",
-                      "kd_alpha": 0.9, "kd_nodes": "all"},
-}
-
-
-def recipe(name: str) -> dict[str, Any]:
-    key = name.lower()
-    return dict(RECIPES["planetoid" if key in PLANETOID else key])

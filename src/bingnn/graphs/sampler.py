@@ -1,15 +1,13 @@
 """Neighbour sampling over a CSR graph, for mini-batch training on large graphs.
 
-PyG's ``NeighborLoader`` needs ``pyg-lib`` or ``torch-sparse``; where neither is installed,
-:class:`CSRNeighborLoader` does the same job in plain PyTorch. :func:`make_neighbor_loader`
-picks PyG's loader when its back-end is present and this one otherwise; both yield
-``Data(x, y, edge_index, n_id, batch_size)`` mini-batches whose first ``batch_size`` nodes are
-the seeds::
+Plain PyTorch (PyG's ``NeighborLoader`` needs ``pyg-lib`` or ``torch-sparse``), seeded by an
+explicit generator, so a data-parallel job samples reproducibly in every process. The node
+task (:class:`bingnn.graphs.node_task.NodeTask`) draws the seed batches and calls
+:func:`sample_neighbors`; the result's first ``batch_size`` nodes are the seeds::
 
-    loader = make_neighbor_loader(data, [15, 10, 5], batch_size=1024,
-                                  input_nodes=data.train_mask, shuffle=True)
-    for batch in loader:
-        out = model(batch.x, batch.edge_index)[: batch.batch_size]
+    csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
+    sub = sample_neighbors(csr, seeds, [15, 10, 5], generator)
+    out = model(data.x[sub.n_id], sub.edge_index)[: sub.batch_size]
 
 Sampling semantics (those of PyG): hop ``h`` draws, for every node first reached at hop
 ``h - 1`` (the seeds at hop 1), up to ``num_neighbors[h-1]`` of its incoming edges uniformly
@@ -20,21 +18,13 @@ order they were reached).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch_geometric.data import Data
 
-__all__ = [
-    "CSRGraph",
-    "CSRNeighborLoader",
-    "SampledSubgraph",
-    "make_neighbor_loader",
-    "pyg_sampler_available",
-    "sample_neighbors",
-]
+__all__ = ["CSRGraph", "SampledSubgraph", "sample_neighbors"]
 
 
 class CSRGraph:
@@ -186,92 +176,3 @@ def sample_neighbors(csr: CSRGraph, seeds: Tensor, num_neighbors: Sequence[int],
         edge_index = torch.empty(2, 0, dtype=torch.long)
         e_id = torch.empty(0, dtype=torch.long)
     return SampledSubgraph(n_id, edge_index, e_id, int(seeds.numel()))
-
-
-def _as_index(input_nodes: Tensor | None, num_nodes: int) -> Tensor:
-    if input_nodes is None:
-        return torch.arange(num_nodes)
-    t = torch.as_tensor(input_nodes)
-    if t.dtype == torch.bool:
-        if t.numel() != num_nodes:
-            raise ValueError(f"input_nodes mask has {t.numel()} entries for {num_nodes} nodes")
-        return t.nonzero().view(-1)
-    return t.long().view(-1)
-
-
-class CSRNeighborLoader:
-    """Mini-batches of seed nodes with their sampled computation graphs (pure PyTorch).
-
-    Args:
-        data: a PyG ``Data`` with ``x``, ``edge_index`` and optionally ``y``.
-        num_neighbors: fan-out per hop, e.g. ``[15, 10, 5]`` (``-1`` = all neighbours).
-        input_nodes: seed nodes (ids or boolean mask), default all nodes.
-        batch_size: seeds per mini-batch.
-        shuffle: reshuffle the seeds each epoch.
-        drop_last: drop the last incomplete batch.
-        seed: seed of the loader's own generator (shuffling and sampling), so epochs are
-            reproducible and independent of the global RNG; ``None`` uses the global RNG.
-    """
-
-    def __init__(self, data: Data, num_neighbors: Sequence[int], input_nodes: Tensor | None = None,
-                 batch_size: int = 1024, shuffle: bool = False, drop_last: bool = False,
-                 seed: int | None = None) -> None:
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if getattr(data, "edge_index", None) is None:
-            raise ValueError("the graph has no edge_index")
-        self.data = data
-        self.num_neighbors = [int(k) for k in num_neighbors]
-        self.csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
-        self.input_nodes = _as_index(input_nodes, data.num_nodes)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.generator = None
-        if seed is not None:
-            self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        n = self.input_nodes.numel()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[Data]:
-        seeds = self.input_nodes
-        if self.shuffle:
-            seeds = seeds[torch.randperm(seeds.numel(), generator=self.generator)]
-        for i in range(len(self)):
-            yield self.sample(seeds[i * self.batch_size:(i + 1) * self.batch_size])
-
-    def sample(self, seeds: Tensor) -> Data:
-        sub = sample_neighbors(self.csr, seeds, self.num_neighbors, self.generator)
-        out = Data(edge_index=sub.edge_index, n_id=sub.n_id, e_id=sub.e_id,
-                   batch_size=sub.batch_size, num_nodes=sub.n_id.numel())
-        for key in ("x", "y"):
-            v = getattr(self.data, key, None)
-            if v is not None:
-                out[key] = v[sub.n_id]
-        return out
-
-
-def pyg_sampler_available() -> bool:
-    """Whether PyG's ``NeighborLoader`` can run (it needs ``pyg-lib`` or ``torch-sparse``)."""
-    import torch_geometric.typing as t
-
-    return bool(t.WITH_PYG_LIB or t.WITH_TORCH_SPARSE)
-
-
-def make_neighbor_loader(data: Data, num_neighbors: Sequence[int],
-                         input_nodes: Tensor | None = None, batch_size: int = 1024,
-                         shuffle: bool = False, seed: int | None = None,
-                         backend: str = "auto", **kwargs):
-    """PyG's ``NeighborLoader`` when available (``backend="auto"`` or ``"pyg"``), else
-    :class:`CSRNeighborLoader` (``backend="csr"`` forces it)."""
-    if backend not in ("auto", "pyg", "csr"):
-        raise ValueError(f"backend must be 'auto', 'pyg' or 'csr', got {backend!r}")
-    if backend == "pyg" and not pyg_sampler_available():
-        raise RuntimeError("PyG's NeighborLoader needs pyg-lib or torch-sparse; use backend='csr'")
-    if backend != "csr" and pyg_sampler_available():
-        from torch_geometric.loader import NeighborLoader
-
-        return NeighborLoader(data, num_neighbors=list(num_neighbors), input_nodes=input_nodes,
-                              batch_size=batch_size, shuffle=shuffle, **kwargs)
-    return CSRNeighborLoader(data, num_neighbors, input_nodes, batch_size, shuffle, seed=seed,
-                             **kwargs)

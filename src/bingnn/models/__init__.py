@@ -25,7 +25,23 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         raise ValueError(f"invalid {arch} configuration: {e}") from e
 
 
+def pretrained(name: str) -> nn.Module:
+    """A pretrained model shipped with bingnn (``"modelnet10-dgcnn"``, ``"modelnet10-bf2"``,
+    ``"modelnet10-rf"``), on the CPU in eval mode. See :mod:`bingnn.pretrained`."""
+    from bingnn.pretrained.torch_models import load_pretrained
+
+    return load_pretrained(name)
+
+
+def pretrained_info(name: str) -> dict[str, Any]:
+    """The model card of a pretrained model (``num_points``, ``class_names``,
+    ``test_accuracy``, ``mean_class_accuracy``, recipe, command, licence, ...)."""
+    from bingnn.pretrained import pretrained_info as info
+
+    return info(name)
+
+
 __all__ = [
     "BinDGCNN", "BinGCN", "BinSAGE", "DGCNN", "GCN", "GraphSAGE", "STAGES", "VARIANTS",
-    "build_model",
+    "build_model", "pretrained", "pretrained_info",
 ]

@@ -103,11 +103,10 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
 
 def knn_edge_index(idx: Tensor) -> Tensor:
     """Turn ``(B, N, k)`` neighbour lists into a ``(2, B*N*k)`` edge index over the flattened
-    ``B*N`` nodes: row 0 = centre node i, row 1 = neighbour j (PyG's source/target order is
-    ``edge_index[0]`` = j -> ``edge_index[1]`` = i; here row 0 is the centre, as the LSP loss
-    reads it)."""
+    ``B*N`` nodes, in PyG's orientation: row 0 = neighbour ``j`` (source), row 1 = centre ``i``
+    (target), so messages flow ``j -> i`` as in ``MessagePassing``."""
     b, n, k = idx.shape
     offset = (torch.arange(b, device=idx.device) * n).view(b, 1, 1)
     centre = (torch.arange(n, device=idx.device).view(1, n, 1) + offset).expand(b, n, k)
     nbr = idx + offset
-    return torch.stack([centre.reshape(-1), nbr.reshape(-1)], dim=0)
+    return torch.stack([nbr.reshape(-1), centre.reshape(-1)], dim=0)

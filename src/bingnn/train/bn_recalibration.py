@@ -10,7 +10,8 @@ statistics to the weights actually evaluated and saved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,9 +21,11 @@ __all__ = ["recalibrate_batchnorm"]
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, loader: Iterable,
-                          device: torch.device | str | None = None) -> int:
+                          device: torch.device | str | None = None,
+                          forward: Callable[[nn.Module, Any], Any] | None = None) -> int:
     """Reset every BatchNorm layer of ``model`` and re-estimate its running mean and variance
-    as the average over the batches of ``loader`` (``(inputs, labels)`` batches or inputs).
+    as the average over the batches of ``loader`` (``(inputs, labels)`` batches or inputs;
+    with ``forward``, any batch: ``forward(model, batch)`` runs the model on it).
 
     Everything but BatchNorm runs in eval mode during the pass, dropout included: the
     statistics are those of the network that is evaluated, and the result is deterministic.
@@ -42,6 +45,9 @@ def recalibrate_batchnorm(model: nn.Module, loader: Iterable,
         m.train()
     try:
         for batch in loader:
+            if forward is not None:
+                forward(model, batch)
+                continue
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             model(x.to(device) if device is not None else x)
     finally:

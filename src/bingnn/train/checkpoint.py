@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from bingnn.utils.atomic import atomic_save
+from bingnn.utils.file_kind import sniff
 
 FORMAT = "bingnn-checkpoint"
 VERSION = 1
@@ -43,6 +45,18 @@ __all__ = [
 
 class CheckpointError(ValueError):
     """A checkpoint file exists but cannot be used (corrupt, truncated, foreign or unsafe)."""
+
+
+_WHAT = "a bingnn checkpoint (final.pt, best.pt or checkpoint.pt written by training)"
+
+#: What to do with files that users commonly give in a checkpoint's place.
+_ADVICE = {
+    "bgnn": "; run an exported model with `bingnn infer MODEL.bgnn FILE...`",
+    "npy": "; point clouds go to `bingnn infer MODEL.bgnn FILE...`",
+    "hdf5": "; point clouds go to `bingnn infer MODEL.bgnn FILE...`",
+    "ply": "; point clouds go to `bingnn infer MODEL.bgnn FILE...`",
+    "off": "; point clouds go to `bingnn infer MODEL.bgnn FILE...`",
+}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -81,15 +95,25 @@ def load_checkpoint(
     if not p.exists():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     if p.is_dir():
-        raise CheckpointError(f"checkpoint path {p} is a folder, expected a .pt file")
+        raise CheckpointError(
+            f"{p} is a folder, expected a checkpoint file (such as {p / 'final.pt'})"
+        )
     if p.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {p} is empty (0 bytes); delete it and re-run")
+    kind = sniff(p)
+    if kind.name not in ("torch", "pickle", "damaged_zip", "unknown"):
+        raise CheckpointError(f"{p} is {kind.description}, not {_WHAT}{_ADVICE.get(kind.name, '')}")
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        # PyTorch's message advises weights_only=False, i.e. running code from the file: say
+        # what was found instead.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = (f"holds a {found.group(1)} object" if found
+                else "cannot be read as tensors and plain data")
         raise CheckpointError(
-            f"checkpoint {p} holds objects other than tensors and plain data and was refused "
-            f"(loaded with weights_only=True): {str(e).splitlines()[0]}"
+            f"{p} is not {_WHAT}: it {what}, and bingnn loads nothing else (anything else "
+            "could run code from the file)"
         ) from e
     except Exception as e:  # noqa: BLE001 - torch raises many types for damaged files
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -7,10 +7,10 @@ instance an epoch whose row was logged but whose checkpoint was not).
 
 Example::
 
-    log = MetricsLog("run/metrics.csv", ["epoch", "train_loss", "test_oa"])
+    log = MetricsLog("run/metrics.csv", ["epoch", "loss", "val_oa"])
     log.truncate(after_epoch=start_epoch)          # on resume
-    log.append({"epoch": 1, "train_loss": 0.7, "test_oa": 0.81})
-    rows = log.rows()                               # [{"epoch": 1, "train_loss": 0.7, ...}]
+    log.append({"epoch": 1, "loss": 0.7, "val_oa": 0.81})
+    rows = log.rows()                               # [{"epoch": 1, "loss": 0.7, ...}]
 """
 
 from __future__ import annotations
