@@ -3,19 +3,23 @@
 # float GCN/GraphSAGE (stage 0 of each cascade), fully binary BinGCN/BinSAGE from scratch
 # (train-node) and distilled (stage 3 of distill-node), one torch thread.
 #
-#   bash scripts/larger_graphs.sh [SHARED_DATA] [OUT]     (defaults: ../shared/data, runs/larger)
+#   bash scripts/larger_graphs.sh [SHARED_DATA] [OUT] [ONLY]
 #
+# Defaults: ../shared/data, runs/larger, every run; ONLY, a regular expression, keeps the runs
+# whose name matches it (e.g. '^actor-' runs the Actor part alone).
 # Each command resumes where it stopped when run again. Then `bingnn report OUT/<run>` renders
 # a run's table.
 set -euo pipefail
 DATA=${1:-../shared/data}
 OUT=${2:-runs/larger}
+ONLY=${3:-}
 export OMP_NUM_THREADS=1
 COMMON=(--root "$OUT/data" --seeds 10 --threads 1 --no-progress)
 
 run() {  # run NAME CMD...: one command, its output in OUT/NAME.log, its wall time in OUT/times.log
   local name=$1
   shift
+  if [[ -n $ONLY && ! $name =~ $ONLY ]]; then return 0; fi
   mkdir -p "$OUT"
   local t0=$SECONDS
   echo "$ $*" > "$OUT/$name.log"
