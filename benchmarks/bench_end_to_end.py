@@ -30,24 +30,26 @@ def _onnx_session(model: DGCNN, n: int, path: Path, threads: int):
     """Export ``model`` to ONNX (float32, dynamic batch) and open a session with ``threads``."""
     import onnxruntime as ort
 
-    import bingnn.nn.conv.edge_conv as edge_conv
+    import bingnn.nn
+    import bingnn.nn.conv.point_edge_conv as point_edge_conv
     from bingnn.nn.knn import pairwise_distance
 
     if not path.exists():
         def knn_topk(x: torch.Tensor, k: int, metric: str = "l2") -> torch.Tensor:
             return torch.topk(pairwise_distance(x, "l2"), k, dim=-1, largest=False).indices
 
-        original = edge_conv.knn
-        edge_conv.knn = knn_topk
+        # The plain formulation (the fast one calls native kernels ONNX cannot trace).
+        original = point_edge_conv.knn_unchecked
+        point_edge_conv.knn_unchecked = knn_topk
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), bingnn.nn.reference_mode():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, (torch.zeros(1, n, 3),), str(path),
                                   input_names=["points"], output_names=["logits"],
                                   dynamic_axes={"points": {0: "B"}}, opset_version=17,
                                   dynamo=False)
         finally:
-            edge_conv.knn = original
+            point_edge_conv.knn_unchecked = original
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

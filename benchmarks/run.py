@@ -80,7 +80,14 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = ("name", "shape", "impl", "threads", "median ms", "speed-up")
+    """The rows as a text table; a row's optional ``columns`` dict adds named columns (e.g.
+    clouds per second, peak memory) after the standard ones."""
+    extra: list[str] = []
+    for r in rows:
+        for key in r.get("columns", {}):
+            if key not in extra:
+                extra.append(key)
+    head = ("name", "shape", "impl", "threads", "median ms", "speed-up", *extra)
     body = [
         (
             r["name"],
@@ -89,6 +96,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             str(r["threads"]),
             f"{r['median_ms']:.3f}",
             "-" if r.get("speedup") is None else f"{r['speedup']:.1f}x",
+            *(str(r.get("columns", {}).get(key, "")) for key in extra),
         )
         for r in rows
     ]

@@ -1,6 +1,16 @@
 // Real-valued engine steps: 3-D L2 k-NN, row selection, first-layer edge max/min, pooling.
 // Arithmetic contract in engine_float.hpp. Each kernel has a scalar reference and an AVX-512
 // path (level Avx2 runs the scalar path: these steps are small next to the binary layers).
+//
+// Every product and sum of the contract is rounded on its own, as the training side computes
+// it: the compiler must not contract a * b + c into a fused multiply-add (the AVX-512 functions
+// are compiled for an ISA that has one). The only fused operations are the explicit std::fma /
+// _mm512_fmadd_ps of BatchNorm, where PyTorch's kernel fuses too.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -64,7 +74,7 @@ void to_soa(const float* x, int64_t n, float* soa, int64_t stride) {
         soa[i] = a;
         soa[stride + i] = b;
         soa[2 * stride + i] = c;
-        soa[3 * stride + i] = (a * a + b * b) + c * c;  // baseline ISA: never contracted
+        soa[3 * stride + i] = (a * a + b * b) + c * c;
     }
 }
 
@@ -74,7 +84,7 @@ void knn3_queries_scalar(const float* soa, int64_t stride, int64_t n, int64_t q0
     for (int64_t i = q0; i < q1; ++i) {
         TopK top{cand, k};
         for (int64_t j = 0; j < n; ++j) {
-            const float dot = std::fma(x2[i], x2[j], std::fma(x1[i], x1[j], x0[i] * x0[j]));
+            const float dot = (x0[i] * x0[j] + x1[i] * x1[j]) + x2[i] * x2[j];
             const float t = sq[i] + sq[j];
             float d = t - 2.0f * dot;
             if (d < 0.0f) d = 0.0f;
@@ -147,10 +157,10 @@ BINGNN_AVX512 void knn3_queries_avx512(const float* soa, int64_t stride, int64_t
                      a2 = _mm512_set1_ps(x2[i]), s = _mm512_set1_ps(sq[i]);
         for (int64_t b = 0; b < nb; ++b) {
             const int64_t j0 = 16 * b;
-            const __m512 dot = _mm512_fmadd_ps(
-                a2, _mm512_loadu_ps(x2 + j0),
-                _mm512_fmadd_ps(a1, _mm512_loadu_ps(x1 + j0),
-                                _mm512_mul_ps(a0, _mm512_loadu_ps(x0 + j0))));
+            const __m512 dot = _mm512_add_ps(
+                _mm512_add_ps(_mm512_mul_ps(a0, _mm512_loadu_ps(x0 + j0)),
+                              _mm512_mul_ps(a1, _mm512_loadu_ps(x1 + j0))),
+                _mm512_mul_ps(a2, _mm512_loadu_ps(x2 + j0)));
             const __m512 t = _mm512_add_ps(s, _mm512_loadu_ps(sq + j0));
             __m512 dv = _mm512_max_ps(_mm512_sub_ps(t, _mm512_mul_ps(two, dot)), zero);
             const int64_t valid = std::min<int64_t>(16, n - j0);
@@ -162,67 +172,93 @@ BINGNN_AVX512 void knn3_queries_avx512(const float* soa, int64_t stride, int64_t
 }
 #endif
 
-// ---- first layer: max/min over neighbours of y = sum_q e_q w_q, e = bn([x_j - x_i, x_i])
+// ---- first layer: y_ij = u_j + v_i, per-node parts of the linear map on [x_j - x_i, x_i]
 
-inline void edge_vector(const float* x, int64_t i, int64_t j, const float* s, const float* t,
-                        float* e) {
-    for (int q = 0; q < 3; ++q) e[q] = x[3 * j + q] - x[3 * i + q];
-    for (int q = 0; q < 3; ++q) e[3 + q] = x[3 * i + q];
-    if (s != nullptr)
-        for (int q = 0; q < 6; ++q) e[q] = std::fma(e[q], s[q], t[q]);
+// Folded weights of the contract (engine_float.hpp): a (c, 3), d (c, 3), bias (c) or empty.
+struct Layer0Weights {
+    std::vector<float> a, d, bias;
+};
+
+Layer0Weights fold_layer0(const float* w, int64_t c, const float* s, const float* t) {
+    Layer0Weights f;
+    f.a.resize(static_cast<size_t>(3 * c));
+    f.d.resize(static_cast<size_t>(3 * c));
+    if (s != nullptr) f.bias.resize(static_cast<size_t>(c));
+    for (int64_t ch = 0; ch < c; ++ch) {
+        const float* wc = w + ch * 6;
+        for (int q = 0; q < 3; ++q) {
+            const float a = s != nullptr ? wc[q] * s[q] : wc[q];
+            const float b = s != nullptr ? wc[3 + q] * s[3 + q] : wc[3 + q];
+            f.a[ch * 3 + q] = a;
+            f.d[ch * 3 + q] = b - a;
+        }
+        if (s != nullptr) {
+            float acc = wc[0] * t[0];
+            for (int q = 1; q < 6; ++q) acc = acc + wc[q] * t[q];
+            f.bias[ch] = acc;
+        }
+    }
+    return f;
 }
 
-void edge0_rows_scalar(const float* x, int64_t p0, int64_t p1, int64_t n, const int32_t* idx,
-                       int64_t k, const float* w, int64_t c, const float* s, const float* t,
-                       float* ymax, float* ymin) {
-    float e[6];
+// u (n, c) and v (n, c) of the points [p0, p1) of all sets (x is (sets * n, 3)).
+void layer0_parts(const float* x, int64_t p0, int64_t p1, int64_t c, const Layer0Weights& f,
+                  float* u, float* v) {
+    const bool has_bias = !f.bias.empty();
     for (int64_t p = p0; p < p1; ++p) {
-        const int64_t set = p / n;
-        const float* xs = x + set * n * 3;
-        const int64_t i = p % n;
+        const float x0 = x[3 * p], x1 = x[3 * p + 1], x2 = x[3 * p + 2];
+        for (int64_t ch = 0; ch < c; ++ch) {
+            const float* a = f.a.data() + ch * 3;
+            const float* d = f.d.data() + ch * 3;
+            u[p * c + ch] = (x0 * a[0] + x1 * a[1]) + x2 * a[2];
+            const float vv = (x0 * d[0] + x1 * d[1]) + x2 * d[2];
+            v[p * c + ch] = has_bias ? vv + f.bias[ch] : vv;
+        }
+    }
+}
+
+// Rounding is monotone, so max_j fl(u_j + v_i) = fl(max_j u_j + v_i): the extremes of u over
+// the neighbours, then one addition.
+void edge0_rows_scalar(const float* u, const float* v, int64_t p0, int64_t p1, int64_t n,
+                       const int32_t* idx, int64_t k, int64_t c, float* ymax, float* ymin) {
+    for (int64_t p = p0; p < p1; ++p) {
+        const float* us = u + (p / n) * n * c;
         float* mx = ymax + p * c;
         float* mn = ymin + p * c;
         for (int64_t r = 0; r < k; ++r) {
-            edge_vector(xs, i, idx[p * k + r], s, t, e);
+            const float* uj = us + static_cast<int64_t>(idx[p * k + r]) * c;
             for (int64_t ch = 0; ch < c; ++ch) {
-                const float* wc = w + ch * 6;
-                float y = e[0] * wc[0];
-                for (int q = 1; q < 6; ++q) y = y + e[q] * wc[q];
-                if (r == 0 || y > mx[ch]) mx[ch] = y;
-                if (r == 0 || y < mn[ch]) mn[ch] = y;
+                if (r == 0 || uj[ch] > mx[ch]) mx[ch] = uj[ch];
+                if (r == 0 || uj[ch] < mn[ch]) mn[ch] = uj[ch];
             }
+        }
+        for (int64_t ch = 0; ch < c; ++ch) {
+            mx[ch] = mx[ch] + v[p * c + ch];
+            mn[ch] = mn[ch] + v[p * c + ch];
         }
     }
 }
 
 #if BINGNN_X86
-// wt: weights transposed to (6, c16), c16 = c rounded up to 16 (zero padded).
-BINGNN_AVX512 void edge0_rows_avx512(const float* x, int64_t p0, int64_t p1, int64_t n,
-                                     const int32_t* idx, int64_t k, const float* wt,
-                                     int64_t c, int64_t c16, const float* s, const float* t,
+BINGNN_AVX512 void edge0_rows_avx512(const float* u, const float* v, int64_t p0, int64_t p1,
+                                     int64_t n, const int32_t* idx, int64_t k, int64_t c,
                                      float* ymax, float* ymin) {
-    float e[6];
     for (int64_t p = p0; p < p1; ++p) {
-        const int64_t set = p / n;
-        const float* xs = x + set * n * 3;
-        const int64_t i = p % n;
-        for (int64_t cb = 0; cb < c16; cb += 16) {
+        const float* us = u + (p / n) * n * c;
+        for (int64_t cb = 0; cb < c; cb += 16) {
+            const int64_t valid = std::min<int64_t>(16, c - cb);
+            const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
             __m512 mx = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
             __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
             for (int64_t r = 0; r < k; ++r) {
-                edge_vector(xs, i, idx[p * k + r], s, t, e);
-                // Products with +-1 weights are exact: mul + add equals PyTorch's sum order.
-                __m512 y = _mm512_mul_ps(_mm512_set1_ps(e[0]), _mm512_loadu_ps(wt + cb));
-                for (int q = 1; q < 6; ++q)
-                    y = _mm512_add_ps(
-                        y, _mm512_mul_ps(_mm512_set1_ps(e[q]), _mm512_loadu_ps(wt + q * c16 + cb)));
-                mx = _mm512_max_ps(mx, y);
-                mn = _mm512_min_ps(mn, y);
+                const __m512 uj = _mm512_maskz_loadu_ps(
+                    keep, us + static_cast<int64_t>(idx[p * k + r]) * c + cb);
+                mx = _mm512_max_ps(mx, uj);
+                mn = _mm512_min_ps(mn, uj);
             }
-            const int64_t valid = std::min<int64_t>(16, c - cb);
-            const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
-            _mm512_mask_storeu_ps(ymax + p * c + cb, keep, mx);
-            _mm512_mask_storeu_ps(ymin + p * c + cb, keep, mn);
+            const __m512 vi = _mm512_maskz_loadu_ps(keep, v + p * c + cb);
+            _mm512_mask_storeu_ps(ymax + p * c + cb, keep, _mm512_add_ps(mx, vi));
+            _mm512_mask_storeu_ps(ymin + p * c + cb, keep, _mm512_add_ps(mn, vi));
         }
     }
 }
@@ -553,22 +589,24 @@ void edge_conv0_minmax(const float* x, int64_t sets, int64_t n, const int32_t* i
                        const float* bn_shift, float* ymax, float* ymin, int num_threads) {
     if (sets == 0 || n == 0 || c == 0) return;
     const Level level = active_level();
+    const Layer0Weights f = fold_layer0(weight, c, bn_scale, bn_shift);
+    const int64_t points = sets * n;
+    std::vector<float> u(static_cast<size_t>(points * c)), v(static_cast<size_t>(points * c));
+    parallel_for(points, num_threads, std::max<int64_t>(16, 8192 / c), [&](int64_t p0,
+                                                                          int64_t p1) {
+        layer0_parts(x, p0, p1, c, f, u.data(), v.data());
+    });
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(1, k * c / 16));
 #if BINGNN_X86
     if (level == Level::Avx512) {
-        const int64_t c16 = (c + 15) / 16 * 16;
-        std::vector<float> wt(static_cast<size_t>(6 * c16), 0.0f);
-        for (int64_t ch = 0; ch < c; ++ch)
-            for (int q = 0; q < 6; ++q) wt[q * c16 + ch] = weight[ch * 6 + q];
-        parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
-            edge0_rows_avx512(x, p0, p1, n, idx, k, wt.data(), c, c16, bn_scale, bn_shift, ymax,
-                              ymin);
+        parallel_for(points, num_threads, grain, [&](int64_t p0, int64_t p1) {
+            edge0_rows_avx512(u.data(), v.data(), p0, p1, n, idx, k, c, ymax, ymin);
         });
         return;
     }
 #endif
-    parallel_for(sets * n, num_threads, grain, [&](int64_t p0, int64_t p1) {
-        edge0_rows_scalar(x, p0, p1, n, idx, k, weight, c, bn_scale, bn_shift, ymax, ymin);
+    parallel_for(points, num_threads, grain, [&](int64_t p0, int64_t p1) {
+        edge0_rows_scalar(u.data(), v.data(), p0, p1, n, idx, k, c, ymax, ymin);
     });
 }
 

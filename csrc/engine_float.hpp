@@ -1,14 +1,24 @@
 // Kernels of the engine's real-valued steps (first layer on xyz, pooling statistics).
 //
-// They reproduce PyTorch's float32 arithmetic of BinDGCNN.eval() operation for operation, so the
-// bits that follow them match PyTorch's exactly:
-//   * squared L2 distance of 3-D points d_ij = max(0, (|x_i|^2 + |x_j|^2) - 2 <x_i, x_j>), with
-//     |x|^2 = (x0*x0 + x1*x1) + x2*x2 (no fused multiply-add, like torch's sum) and the dot
-//     product as the fused chain fma(x2, y2, fma(x1, y1, x0*y0)) (like torch's matmul on x86-64);
+// Exactness contract. The training library (bingnn.nn) computes the same float32 operations, in
+// the same order, explicitly and elementwise (no BLAS, no reduction whose order a library
+// picks), so the graphs and bits that follow them are equal by construction on every platform.
+// Every product and sum is rounded on its own: no fused multiply-add except where stated.
+//   * squared L2 distance of 3-D points:
+//       |x|^2 = (x0*x0 + x1*x1) + x2*x2,   <x_i, x_j> = (xi0*xj0 + xi1*xj1) + xi2*xj2,
+//       d_ij = max(0, (|x_i|^2 + |x_j|^2) - 2 <x_i, x_j>);
 //     neighbours ordered by (distance, index), self included;
-//   * first-layer edge pre-activations y_ijc = sum_q e_q w_cq over e = [x_j - x_i, x_i], summed
-//     left to right (the +-1 weights make every product exact), with an optional BatchNorm
-//     applied to e as fma(e, scale, shift).
+//   * first-layer pre-activations of the linear map W (c, 6) on e = [x_j - x_i, x_i], optionally
+//     after a per-channel affine map e*s + t (BatchNorm in eval mode), in their per-node form:
+//       a_cq = w_cq s_q,  b_cq = w_c(3+q) s_(3+q),  d_cq = b_cq - a_cq   (q = 0, 1, 2;
+//         without the affine map a_cq = w_cq, b_cq = w_c(3+q)),
+//       bias_c = ((((w_c0 t_0 + w_c1 t_1) + w_c2 t_2) + w_c3 t_3) + w_c4 t_4) + w_c5 t_5,
+//       u_jc = (x_j0 a_c0 + x_j1 a_c1) + x_j2 a_c2,
+//       v_ic = ((x_i0 d_c0 + x_i1 d_c1) + x_i2 d_c2) [+ bias_c],
+//       y_ijc = u_jc + v_ic;
+//     since rounding is monotone, max_j y_ijc = max_j u_jc + v_ic exactly (likewise the min).
+//   * embedding pooling: BatchNorm as fma(h, scale, shift) (PyTorch's fused CPU kernel), mean in
+//     ATen's cascade-sum order.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +34,8 @@ void l2_knn3(const float* x, int64_t sets, int64_t n, int64_t k, int32_t* idx, i
 void select_k_rows(const float* d, int64_t rows, int64_t m, int64_t k, int32_t* idx,
                    int num_threads);
 
-// Max and min over the k neighbours of the first-layer pre-activations.
-// x (sets, n, 3), idx (sets, n, k), weight (c, 6) (+-1 values), bn_scale/bn_shift (6) or null
+// Max and min over the k neighbours of the first-layer pre-activations y_ijc (contract above).
+// x (sets, n, 3), idx (sets, n, k), weight (c, 6), bn_scale/bn_shift (6) or null
 // -> ymax, ymin (sets, n, c) float32.
 void edge_conv0_minmax(const float* x, int64_t sets, int64_t n, const int32_t* idx, int64_t k,
                        const float* weight, int64_t c, const float* bn_scale,

@@ -13,6 +13,7 @@ from bingnn import _native
 from bingnn.engine import _ops, kernels
 from bingnn.engine import reference as ref
 from bingnn.nn.knn import knn as torch_knn
+from bingnn.nn.knn import knn_reference, select_smallest, xyz_sq_distance
 
 LEVELS = kernels.cpu_features()["levels"]
 
@@ -38,18 +39,81 @@ def test_l2_knn3_matches_torch(level: str, b: int, n: int, k: int) -> None:
     np.testing.assert_array_equal(_ops.l2_knn(x, k, True, None), want)
 
 
-@settings(max_examples=30, deadline=None)
-@given(b=st.integers(1, 3), n=st.integers(1, 70), seed=st.integers(0, 10**6),
-       scale=st.sampled_from([1e-3, 1.0, 1e3]))
-def test_l2_knn3_ties_and_duplicates(b: int, n: int, seed: int, scale: float) -> None:
+def check_l2_knn3_tie_case(b: int, n: int, seed: int, scale: float) -> None:
+    """The engine's 3-D k-NN, the training library's (native and PyTorch routes) and the plain
+    stable sort of the contract's distances agree exactly."""
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, n + 1))
     # Coarse grid: many equal distances and duplicate points; ties go to the smaller index.
     x = (rng.integers(-2, 3, size=(b, n, 3)) * scale).astype(np.float32)
-    want = torch_knn(torch.from_numpy(x), k, "l2").numpy()
+    want = np.argsort(ref.xyz_sq_distances(x), axis=-1, kind="stable")[..., :k]
+    xt = torch.from_numpy(x)
+    np.testing.assert_array_equal(torch_knn(xt, k, "l2").numpy(), want)
+    np.testing.assert_array_equal(knn_reference(xt, k, "l2").numpy(), want)
+    np.testing.assert_array_equal(select_smallest(xyz_sq_distance(xt), k).numpy(), want)
+    np.testing.assert_array_equal(ref.l2_knn(x, k), want)
     for lvl in LEVELS:
         with kernels.dispatch(lvl):
             np.testing.assert_array_equal(_ops.l2_knn(x, k, True, 1), want, err_msg=lvl)
+
+
+@pytest.mark.parametrize("b,n,seed,scale", [
+    (1, 8, 0, 1e-3),  # the counterexample of the BLAS-ordered dot product (issue 11)
+    (1, 8, 0, 1.0),
+    (3, 70, 1, 1e3),
+    (2, 33, 12345, 1e-3),
+    (1, 1, 0, 1.0),
+])
+def test_l2_knn3_ties_and_duplicates_examples(b: int, n: int, seed: int, scale: float) -> None:
+    check_l2_knn3_tie_case(b, n, seed, scale)
+
+
+def test_l2_knn3_counterexample_order() -> None:
+    """b=1, n=8, seed=0, scale=1e-3: with the dot product summed by a BLAS kernel, PyTorch once
+    ordered the last neighbours [7, 0, 1, 5] against the engine's [7, 0, 5, 1]; both sides now
+    compute the contract's elementwise order, so they agree by construction."""
+    rng = np.random.default_rng(0)
+    k = int(rng.integers(1, 9))
+    x = (rng.integers(-2, 3, size=(1, 8, 3)) * 1e-3).astype(np.float32)
+    got = _ops.l2_knn(x, k, True, 1)
+    np.testing.assert_array_equal(torch_knn(torch.from_numpy(x), k, "l2").numpy(), got)
+    d = ref.xyz_sq_distances(x)
+    for i in range(8):  # (distance, index) order, checked pair by pair
+        keys = [(float(d[0, i, j]), int(j)) for j in got[0, i]]
+        assert keys == sorted(keys)
+
+
+@settings(max_examples=30, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 70), seed=st.integers(0, 10**6),
+       scale=st.sampled_from([1e-3, 1.0, 1e3]))
+def test_l2_knn3_ties_and_duplicates(b: int, n: int, seed: int, scale: float) -> None:
+    check_l2_knn3_tie_case(b, n, seed, scale)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("bn", [False, True])
+def test_edge_conv0_minmax_equals_training_layer0(level: str, binary: bool, bn: bool) -> None:
+    """The engine's first layer computes the training library's pre-activations bit for bit
+    (``bingnn.nn.edge_linear.linear_parts``), real weights and BatchNorm folding included."""
+    from bingnn.nn.edge_linear import linear_parts
+    from bingnn.nn.knn import gather_neighbors
+
+    rng = np.random.default_rng(int(binary) + 2 * int(bn))
+    b, n, k, c = 2, 41, 7, 37
+    x = (rng.standard_normal((b, n, 3)) * 3).astype(np.float32)
+    idx = rng.integers(0, n, size=(b, n, k)).astype(np.int32)
+    w = rng.standard_normal((c, 6)).astype(np.float32)
+    if binary:
+        w = np.where(w >= 0, 1.0, -1.0).astype(np.float32)
+    s = rng.standard_normal(6).astype(np.float32) if bn else None
+    t = rng.standard_normal(6).astype(np.float32) if bn else None
+    u, v = linear_parts(torch.from_numpy(x), torch.from_numpy(w),
+                        None if s is None else torch.from_numpy(s),
+                        None if t is None else torch.from_numpy(t))
+    y = (gather_neighbors(u, torch.from_numpy(idx).long()) + v.unsqueeze(2)).numpy()
+    ymax, ymin = _ops.edge0_minmax(x, idx, w, s, t, True, 1)
+    np.testing.assert_array_equal(ymax, y.max(axis=2))
+    np.testing.assert_array_equal(ymin, y.min(axis=2))
 
 
 @pytest.mark.parametrize("c", [1, 16, 64, 70])

@@ -122,13 +122,29 @@ def test_xor_edge_conv_backends_agree(negated: bool, c_in: int, c_out: int) -> N
     np.testing.assert_array_equal(want, ref.pack_bits(bits))
 
 
-def test_edge_preact0_matches_torch_linear() -> None:
+def test_edge_preact0_matches_training_layer0() -> None:
+    """The engine's first-layer pre-activations are the training library's per-node parts,
+    bit for bit (the exactness contract), and the linear map on the edge features to rounding."""
+    from bingnn.nn.edge_features import edge_features
+    from bingnn.nn.edge_linear import linear_parts
+    from bingnn.nn.knn import gather_neighbors
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 50, 3)).astype(np.float32)
     idx = rng.integers(0, 50, size=(2, 50, 7)).astype(np.int32)
     w = np.where(rng.random((64, 6)) < 0.5, 1.0, -1.0).astype(np.float32)
-    from bingnn.nn.edge_features import edge_features
-
-    e = edge_features(torch.from_numpy(x), torch.from_numpy(idx).long(), "sub")
-    want = torch.nn.functional.linear(e, torch.from_numpy(w)).numpy()
-    np.testing.assert_array_equal(ref.edge_preact0(x, idx, w), want)
+    s = rng.normal(size=6).astype(np.float32)
+    t = rng.normal(size=6).astype(np.float32)
+    xt, it = torch.from_numpy(x), torch.from_numpy(idx).long()
+    for scale, shift in ((None, None), (s, t)):
+        u, v = linear_parts(xt, torch.from_numpy(w), None if scale is None else
+                            torch.from_numpy(scale), None if shift is None else
+                            torch.from_numpy(shift))
+        want = (gather_neighbors(u, it) + v.unsqueeze(2)).numpy()
+        got = ref.edge_preact0(x, idx, w, scale, shift)
+        np.testing.assert_array_equal(got, want)
+        e = edge_features(xt, it, "sub")
+        if scale is not None:
+            e = e * torch.from_numpy(scale) + torch.from_numpy(shift)
+        approx = torch.nn.functional.linear(e, torch.from_numpy(w)).numpy()
+        np.testing.assert_allclose(got, approx, rtol=1e-5, atol=1e-5)

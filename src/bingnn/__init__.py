@@ -8,6 +8,12 @@ The package has two halves that never mix:
   PyTorch.
 
 This top-level module imports neither, so ``import bingnn.engine`` stays torch-free.
+
+``bingnn.debug()`` (a context manager, like ``torch_geometric.debug``) turns on per-layer input
+checks; by default models check their input once, at entry.
 """
 
+from bingnn._flags import debug, is_debug_enabled, set_debug
+
 __version__ = "0.1.0"
+__all__ = ["debug", "is_debug_enabled", "set_debug", "__version__"]

@@ -80,12 +80,35 @@ def hamming_knn(x: np.ndarray, k: int) -> np.ndarray:
     return _select_k(d, k)
 
 
-def l2_distances(x: np.ndarray) -> np.ndarray:
-    r"""Squared L2 distances within each set, computed like ``bingnn.nn.knn`` in float32:
+def xyz_sq_distances(x: np.ndarray) -> np.ndarray:
+    r"""Squared L2 distances of 3-D points in the contract's fixed float32 order (each product
+    and sum rounded on its own; ``bingnn.nn.knn`` and the native ``l2_knn3`` compute the same):
+    :math:`|x|^2 = (x_0 x_0 + x_1 x_1) + x_2 x_2`,
+    :math:`\langle x_i, x_j \rangle = (x_{i0} x_{j0} + x_{i1} x_{j1}) + x_{i2} x_{j2}`,
     :math:`d_{ij} = \max(0, (|x_i|^2 + |x_j|^2) - 2 \langle x_i, x_j \rangle)`.
+
+    ``x (B, N, 3)`` -> ``(B, N, N)`` float32."""
+    x = np.asarray(x, dtype=np.float32)
+    x0, x1, x2 = x[..., 0], x[..., 1], x[..., 2]
+    sq = (x0 * x0 + x1 * x1) + x2 * x2
+    dot = (x0[:, :, None] * x0[:, None, :] + x1[:, :, None] * x1[:, None, :]) + (
+        x2[:, :, None] * x2[:, None, :]
+    )
+    d = (sq[:, :, None] + sq[:, None, :]) - np.float32(2.0) * dot
+    np.maximum(d, np.float32(0.0), out=d)
+    return d
+
+
+def l2_distances(x: np.ndarray) -> np.ndarray:
+    r"""Squared L2 distances within each set, as ``bingnn.nn.knn`` computes them in float32:
+    3-D points by :func:`xyz_sq_distances` (exact contract); wider features by
+    :math:`d_{ij} = \max(0, (|x_i|^2 + |x_j|^2) - 2 \langle x_i, x_j \rangle)` with a matrix
+    product (equal to PyTorch's in practice, not guaranteed at exact ties).
 
     ``x (B, N, C)`` -> ``(B, N, N)`` float32."""
     x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] == 3:
+        return xyz_sq_distances(x)
     sq = (x * x).sum(-1)
     d = (sq[:, :, None] + sq[:, None, :]) - np.float32(2.0) * np.matmul(x, x.transpose(0, 2, 1))
     np.maximum(d, np.float32(0.0), out=d)
@@ -153,6 +176,43 @@ def embed_pool(y: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
     return np.concatenate([h.max(axis=1), mean], axis=-1).astype(np.float32)
 
 
+def layer0_parts(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bn_scale: np.ndarray | None = None,
+    bn_shift: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-node parts ``u, v`` of the real first layer, in the contract's float32 order (each
+    product and sum rounded on its own), so that :math:`y_{ijc} = u_{jc} + v_{ic}` is the
+    pre-activation of the linear map ``weight (C, 6)`` on
+    :math:`e_{ij} = [x_j - x_i, x_i]` (optionally after ``e * bn_scale + bn_shift``):
+
+    .. math::
+        a_{cq} = w_{cq} s_q,\quad d_{cq} = w_{c,3+q} s_{3+q} - a_{cq},\quad
+        b_c = \big(\cdots(w_{c0} t_0 + w_{c1} t_1) + \cdots\big) + w_{c5} t_5,
+
+        u_{jc} = (x_{j0} a_{c0} + x_{j1} a_{c1}) + x_{j2} a_{c2},\quad
+        v_{ic} = \big((x_{i0} d_{c0} + x_{i1} d_{c1}) + x_{i2} d_{c2}\big) + b_c
+
+    (without the affine map ``s = 1`` and there is no ``b``). ``bingnn.nn`` computes the same
+    operations in training. ``x (B, N, 3)`` -> ``u, v (B, N, C)`` float32."""
+    x = np.asarray(x, dtype=np.float32)
+    w = np.asarray(weight, dtype=np.float32)
+    if bn_scale is not None:
+        a = w[:, :3] * bn_scale[:3]
+        d = w[:, 3:] * bn_scale[3:] - a
+    else:
+        a, d = w[:, :3], w[:, 3:] - w[:, :3]
+    u = (x[..., 0:1] * a[:, 0] + x[..., 1:2] * a[:, 1]) + x[..., 2:3] * a[:, 2]
+    v = (x[..., 0:1] * d[:, 0] + x[..., 1:2] * d[:, 1]) + x[..., 2:3] * d[:, 2]
+    if bn_scale is not None:
+        bias = w[:, 0] * bn_shift[0]
+        for q in range(1, 6):
+            bias = bias + w[:, q] * bn_shift[q]
+        v = v + bias
+    return u.astype(np.float32), v.astype(np.float32)
+
+
 def edge_preact0(
     x: np.ndarray,
     idx: np.ndarray,
@@ -160,19 +220,12 @@ def edge_preact0(
     bn_scale: np.ndarray | None = None,
     bn_shift: np.ndarray | None = None,
 ) -> np.ndarray:
-    r"""Real first-layer pre-activations :math:`y_{ijc} = \langle \mathrm{bn}([x_j - x_i, x_i]),
-    w_c \rangle` for every edge, in PyTorch's float32 order: the six products (exact with +-1
-    weights) summed left to right, the optional BatchNorm as a fused multiply-add.
+    r"""Real first-layer pre-activations :math:`y_{ijc} = u_{jc} + v_{ic}` for every edge
+    (:func:`layer0_parts`), the float32 values the training library computes.
 
     ``x (B, N, 3)``, ``idx (B, N, k)``, ``weight (C, 6)`` -> ``(B, N, k, C)`` float32."""
-    xi = np.broadcast_to(x[:, :, None, :], (*idx.shape, x.shape[-1]))
-    e = np.concatenate([gather(x, idx) - xi, xi], axis=-1)
-    if bn_scale is not None:
-        e = fma_affine(e, bn_scale, bn_shift)
-    y = e[..., 0:1] * weight[:, 0]
-    for c in range(1, weight.shape[1]):
-        y = y + e[..., c : c + 1] * weight[:, c]
-    return y
+    u, v = layer0_parts(x, weight, bn_scale, bn_shift)
+    return gather(u, idx) + v[:, :, None, :]
 
 
 def xor_edge_preact(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,

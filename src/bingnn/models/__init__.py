@@ -1,16 +1,33 @@
-"""Models: float teachers and their binary students."""
+"""Models: float teachers and their binary students.
 
+The node classifiers (``GCN``, ``BinGCN``, ``GraphSAGE``, ``BinSAGE``) need PyTorch Geometric and
+are imported on first use, so point-cloud users never load it.
+"""
+
+import importlib
 from typing import Any
 
 from torch import nn
 
 from bingnn.models.bin_dgcnn import STAGES, VARIANTS, BinDGCNN
 from bingnn.models.dgcnn import DGCNN
-from bingnn.models.gcn import GCN, BinGCN
-from bingnn.models.graphsage import BinSAGE, GraphSAGE
 
-_ARCHS: dict[str, type[nn.Module]] = {"dgcnn": DGCNN, "bindgcnn": BinDGCNN}
-_ARCHS.update(graphsage=GraphSAGE, binsage=BinSAGE, gcn=GCN, bingcn=BinGCN)
+_NODE_MODELS = {
+    "GCN": "bingnn.models.gcn",
+    "BinGCN": "bingnn.models.gcn",
+    "GraphSAGE": "bingnn.models.graphsage",
+    "BinSAGE": "bingnn.models.graphsage",
+}
+_ARCHS: dict[str, str] = {
+    "dgcnn": "DGCNN", "bindgcnn": "BinDGCNN", "graphsage": "GraphSAGE", "binsage": "BinSAGE",
+    "gcn": "GCN", "bingcn": "BinGCN",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NODE_MODELS:
+        return getattr(importlib.import_module(_NODE_MODELS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_model(config: dict[str, Any]) -> nn.Module:
@@ -19,8 +36,9 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     arch = cfg.pop("arch", None)
     if arch not in _ARCHS:
         raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(_ARCHS)}")
+    cls = globals().get(_ARCHS[arch]) or __getattr__(_ARCHS[arch])
     try:
-        return _ARCHS[arch](**cfg)
+        return cls(**cfg)
     except TypeError as e:
         raise ValueError(f"invalid {arch} configuration: {e}") from e
 

@@ -8,15 +8,38 @@ from torch import Tensor, nn
 from bingnn.nn.knn import check_point_sets
 
 
-def check_points(points: Tensor, k: int) -> None:
-    """Validate a ``(B, N, 3)`` batch of point clouds for a model with ``k`` neighbours."""
+def check_points(points: Tensor, k: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Validate a ``(B, N, 3)`` batch of point clouds for a model with ``k`` neighbours, once at
+    the model's entry (layers re-check only in debug mode, ``bingnn.debug()``), and return it in
+    the model's floating-point ``dtype`` (float16/float64 clouds are cast, so a float64 array
+    from numpy works with a float32 model)."""
     if not isinstance(points, Tensor):
         raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}")
     if points.dim() != 3 or points.shape[-1] != 3:
         raise ValueError(f"points must be shaped (B, N, 3), got {tuple(points.shape)}")
     if not points.is_floating_point():
-        raise TypeError(f"points must be floating point, got {points.dtype}")
-    check_point_sets(points, k, name="points")
+        raise TypeError(
+            f"points must be floating point, got {points.dtype}; convert them with .float()"
+        )
+    if dtype is not None and points.dtype != dtype:
+        if not torch.isfinite(points).all():
+            raise ValueError("points contains NaN or infinite values")
+        points = points.to(dtype)
+        what = f"points contains values too large for the model's {dtype} (infinite after casting)"
+    else:
+        what = "points contains NaN or infinite values"
+    check_point_sets(points, k, name="points", scan=False)
+    if not torch.isfinite(points).all():
+        raise ValueError(what)
+    return points
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating-point dtype of the model's first parameter (``None`` without one)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
 
 
 def max_avg_pool(x: Tensor) -> Tensor:

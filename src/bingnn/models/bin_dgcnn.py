@@ -9,12 +9,13 @@ from torch import Tensor, nn
 from bingnn.models._pointcloud import (
     check_points,
     max_avg_pool,
+    model_dtype,
     reset_submodules,
     run_edge_convs,
 )
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.centering import ChannelBatchNorm, get_centering
-from bingnn.nn.conv import BinEdgeConv, XorEdgeConv
+from bingnn.nn.conv import BinPointEdgeConv, XorPointEdgeConv
 
 VARIANTS = ("rf", "bf1", "bf2", "bf1_bal", "bf2_bal")
 
@@ -32,9 +33,9 @@ class BinDGCNN(nn.Module):
     The backbone of :class:`~bingnn.models.DGCNN` with binary layers. ``variant`` selects the
     edge convolution:
 
-    * ``"rf"``: :class:`~bingnn.nn.conv.BinEdgeConv` — binary blocks, real node features,
+    * ``"rf"``: :class:`~bingnn.nn.conv.BinPointEdgeConv` — binary blocks, real node features,
       Euclidean k-NN.
-    * ``"bf1"`` / ``"bf2"``: :class:`~bingnn.nn.conv.XorEdgeConv` v1 / v2 — binary node
+    * ``"bf1"`` / ``"bf2"``: :class:`~bingnn.nn.conv.XorPointEdgeConv` v1 / v2 — binary node
       features, XOR edge features, k-NN in Hamming space (``knn="hamming"``) or L2.
     * ``"bf1_bal"`` / ``"bf2_bal"``: as BF with a balance function (``balance``, mean by
       default) before every sign of node features and before the first classifier layer.
@@ -132,14 +133,14 @@ class BinDGCNN(nn.Module):
         for i in range(len(widths)):
             first = i == 0
             if variant == "rf":
-                conv = BinEdgeConv(
+                conv = BinPointEdgeConv(
                     chans[i], chans[i + 1], k=k, knn_metric="l2",
                     input_quantizer="identity" if first else act_q,
                     kernel_quantizer=weight_q, prelu=prelu,
                     rescale_points=rescale_points, rescale_neighbors=rk,
                 )  # fmt: skip
             else:
-                conv = XorEdgeConv(
+                conv = XorPointEdgeConv(
                     chans[i], chans[i + 1], k=k,
                     version=1 if variant.startswith("bf1") else 2,
                     knn_metric="l2" if first else knn,
@@ -186,7 +187,7 @@ class BinDGCNN(nn.Module):
         reset_submodules(self)
 
     def forward(self, points: Tensor, return_graphs: bool = False):
-        check_points(points, self.k)
+        points = check_points(points, self.k, model_dtype(self))
         feats, graphs = run_edge_convs(self.convs, points)
         h = self.embed_norm(self.embed(feats))
         g = self.global_balance(max_avg_pool(h))

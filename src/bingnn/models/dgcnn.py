@@ -9,19 +9,21 @@ from torch import Tensor, nn
 from bingnn.models._pointcloud import (
     check_points,
     max_avg_pool,
+    model_dtype,
     reset_submodules,
     run_edge_convs,
 )
 from bingnn.nn.centering import ChannelBatchNorm
-from bingnn.nn.conv import EdgeConv
+from bingnn.nn.conv import PointEdgeConv
 
 
 class DGCNN(nn.Module):
     r"""Dynamic Graph CNN for point-cloud classification.
 
-    Four EdgeConv layers (widths 64, 64, 128, 256), each on the k-NN graph of the previous
-    layer's output; their concatenation is mapped to ``emb_dims`` features, pooled with global
-    max and average pooling, and classified by an MLP (512 -> 256 -> classes, dropout 0.5).
+    Four EdgeConv layers (:class:`~bingnn.nn.PointEdgeConv`, widths 64, 64, 128, 256), each on
+    the k-NN graph of the previous layer's output; their concatenation is mapped to
+    ``emb_dims`` features, pooled with global max and average pooling, and classified by an MLP
+    (512 -> 256 -> classes, dropout 0.5).
     BatchNorm and LeakyReLU(0.2) throughout.
 
     Args:
@@ -62,7 +64,7 @@ class DGCNN(nn.Module):
         self.k = k
         chans = [3, *widths]
         self.convs = nn.ModuleList(
-            EdgeConv(chans[i], chans[i + 1], k=k, knn_metric="l2") for i in range(len(widths))
+            PointEdgeConv(chans[i], chans[i + 1], k=k, knn_metric="l2") for i in range(len(widths))
         )
         self.embed = nn.Sequential(
             nn.Linear(sum(widths), emb_dims, bias=False),
@@ -85,7 +87,7 @@ class DGCNN(nn.Module):
         reset_submodules(self)
 
     def forward(self, points: Tensor, return_graphs: bool = False):
-        check_points(points, self.k)
+        points = check_points(points, self.k, model_dtype(self))
         feats, graphs = run_edge_convs(self.convs, points)
         h = self.embed(feats)
         logits = self.head(max_avg_pool(h))

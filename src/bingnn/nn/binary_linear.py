@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bingnn import _flags
 from bingnn.nn import quantizers
+from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.quantizers import Quantizer
 
 
@@ -80,7 +82,12 @@ class BinaryLinear(nn.Module):
             )
         if self.training:
             self.clip_weights()
-        return F.linear(x, self.quantized_weight(), self.bias)
+        w = self.quantized_weight()
+        if self.binary_weights and not _flags.is_reference_mode():
+            # +-1 weights: on +-1 inputs the forward runs on packed bits (same values).
+            y = pm1_linear(x, w)
+            return y if self.bias is None else y + self.bias
+        return F.linear(x, w, self.bias)
 
     def extra_repr(self) -> str:
         return (

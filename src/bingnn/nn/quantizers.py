@@ -16,16 +16,36 @@ real value maps to exactly one bit, and a set bit (1) encodes ``+1``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Quantizer", "SteSign", "Tanh", "Identity", "get", "available", "binary_sign"]
+__all__ = [
+    "Quantizer", "SteSign", "Tanh", "Identity", "get", "available", "binary_sign", "ste_grad",
+]
 
 
 def binary_sign(x: Tensor) -> Tensor:
     """``sign`` with ``sign(0) = +1``: the bit convention of bingnn (torch.sign maps 0 to 0)."""
     # Scalar branches: no two full-size constant tensors per call (this runs on every layer).
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def _just_above(value: float, dtype: torch.dtype) -> float:
+    """The smallest number of ``dtype`` above ``value`` (``x < result`` iff ``x <= value``)."""
+    t = torch.tensor(value, dtype=dtype)
+    return float(torch.nextafter(t, torch.tensor(math.inf, dtype=dtype)))
+
+
+def ste_grad(grad: Tensor, x: Tensor, clip: float) -> Tensor:
+    """``grad * (|x| <= clip)`` in one fused pass (ATen's ``hardtanh_backward``, which passes
+    the gradient where ``-c < x < c``, with ``c`` the next representable number above
+    ``clip``), without a mask or a product tensor."""
+    if not x.is_floating_point() or x.dtype != grad.dtype:
+        return grad * (x.abs() <= clip).to(grad.dtype)
+    c = _just_above(clip, x.dtype)
+    return torch.ops.aten.hardtanh_backward(grad, x, -c, c)
 
 
 class _SteSignFn(torch.autograd.Function):
@@ -38,7 +58,7 @@ class _SteSignFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= ctx.clip).to(grad.dtype), None
+        return ste_grad(grad, x, ctx.clip), None
 
 
 class Quantizer(nn.Module):

@@ -1,0 +1,163 @@
+"""Training step speed: forward + backward of the point-cloud models, the plain formulation
+(``bingnn.nn.reference_mode``, the baseline) beside the fast one, in the same process.
+
+One step = ``model(points, return_graphs=True)`` (the graphs the LSP loss reads), a
+cross-entropy loss and ``backward()`` on a batch of 16 clouds of 1,024 points, k = 20, for the
+float ``DGCNN`` teacher, the three BF2 students (stages 1, 2, 3; Hamming k-NN) and the RF
+stage-3 student, each freshly initialised with the same seed. Rows report the median wall time
+of a step, clouds per second (batch / median) and the peak memory of a step (growth of the
+process's peak resident set during one step, from ``/proc/self/status`` after resetting it via
+``/proc/self/clear_refs``; Linux only, else blank). ``--smoke`` runs 64 points, k = 8, batch 2,
+once.
+
+Run: ``python benchmarks/run.py --only training --threads 1,all --out training.json``, or on
+its own with other sizes (e.g. the batch of 4 that issue 8 measured):
+``python benchmarks/bench_training.py --batch 4 --threads 1 --repeats 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import torch
+from _harness import row
+
+import bingnn.nn
+from bingnn.models import DGCNN, BinDGCNN
+
+NUM_CLASSES = 40
+
+MODELS: dict[str, Callable[[int], torch.nn.Module]] = {
+    "DGCNN": lambda k: DGCNN(NUM_CLASSES, k=k),
+    "BF2 stage 1": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=1, k=k),
+    "BF2 stage 2": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=2, k=k),
+    "BF2 stage 3": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=3, k=k),
+    "RF stage 3": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=3, k=k),
+}
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_step_mib(step: Callable[[], Any]) -> float | None:
+    """Growth of the peak resident set over one call of ``step`` (MiB), or ``None`` where the
+    kernel does not let a process reset its peak (non-Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    except OSError:
+        step()
+        return None
+    before = _status_kib("VmRSS")
+    step()
+    peak = _status_kib("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(0, peak - before) / 1024.0
+
+
+def make_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        logits, graphs = model(x, return_graphs=True)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+
+    return step
+
+
+def time_step(step: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Median wall and process-CPU milliseconds of ``step`` over ``repeats`` calls."""
+    wall, cpu = [], []
+    for _ in range(max(1, repeats)):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1e3 * median(wall), 1e3 * median(cpu)
+
+
+def run(smoke: bool, threads: list[int], models: list[str] | None = None,
+        batch: int | None = None, repeats: int | None = None,
+        points: int | None = None, k: int | None = None) -> list[dict[str, Any]]:
+    """Rows for ``models`` (all by default) at each thread count; ``batch``, ``repeats``,
+    ``points`` and ``k`` override the defaults (16, 3, 1024, 20; smoke 2, 1, 64, 8)."""
+    n0, k0, batch0, reps0 = (64, 8, 2, 1) if smoke else (1024, 20, 16, 3)
+    n, k = points or n0, k or k0
+    batch, reps = batch or batch0, repeats or reps0
+    shape = f"B={batch} N={n} k={k}"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, n, 3, generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    rows: list[dict[str, Any]] = []
+    for name in models or list(MODELS):
+        for t in threads:
+            torch.set_num_threads(t)
+            for impl, reference in (("plain (reference)", True), ("fast", False)):
+                torch.manual_seed(0)
+                model = MODELS[name](k).train()
+                with bingnn.nn.reference_mode(reference):
+                    step = make_step(model, x, y)
+                    peak = peak_step_mib(step)  # also the warm-up
+                    ms, cpu_ms = time_step(step, reps)
+                rows.append(row(
+                    f"train step {name}", shape, impl, t, ms, baseline=reference,
+                    clouds_per_s=batch / (ms / 1e3), peak_mib=peak, cpu_ms=cpu_ms,
+                    columns={"clouds/s": f"{batch / (ms / 1e3):.2f}",
+                             "peak MiB": "-" if peak is None else f"{peak:.0f}"},
+                ))
+                del model, step
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from run import add_ratios, environment, format_table, parse_threads
+
+    ap = argparse.ArgumentParser(description="plain vs fast training steps of the point-cloud "
+                                 "models (forward + backward), same process")
+    ap.add_argument("--batch", type=int, default=16, help="clouds per step (default 16)")
+    ap.add_argument("--points", type=int, default=1024, help="points per cloud (default 1024)")
+    ap.add_argument("--k", type=int, default=20, help="neighbours (default 20)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed steps per row (median)")
+    ap.add_argument("--threads", type=parse_threads, default=parse_threads("1"),
+                    help="comma-separated thread counts, 'all' = every core (default 1)")
+    ap.add_argument("--models", default=None,
+                    help=f"comma-separated subset of: {', '.join(MODELS)}")
+    ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    args = ap.parse_args(argv)
+    models = None if args.models is None else [m.strip() for m in args.models.split(",")]
+    unknown = sorted(set(models or []) - set(MODELS))
+    if unknown:
+        ap.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    for name, value in (("batch", args.batch), ("points", args.points), ("k", args.k),
+                        ("repeats", args.repeats)):
+        if value < 1:
+            ap.error(f"--{name} must be >= 1, got {value}")
+    rows = run(False, args.threads, models, batch=args.batch, repeats=args.repeats,
+               points=args.points, k=args.k)
+    add_ratios(rows)
+    print(format_table(rows))
+    if args.out is not None:
+        from bingnn.utils.atomic import atomic_write_text
+
+        payload = {"args": vars(args) | {"out": str(args.out)}, "environment": environment(),
+                   "rows": rows}
+        atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    raise SystemExit(main())

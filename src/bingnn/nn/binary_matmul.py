@@ -1,0 +1,129 @@
+r"""Products of +-1 matrices by XOR and popcount in training's forward pass.
+
+When both operands of a linear map are exactly +-1 (binary activations times binary weights,
+distillation stage 3), :math:`\langle a, b \rangle = C - 2\,\mathrm{popcount}(a \oplus b)` on
+packed bits gives the same integers as a float matrix product (exact in float32 while
+:math:`C < 2^{24}`), with the engine's native binary GEMM. The backward pass is the usual float
+one (its operands are real gradients). Used on CPU float32 tensors with the native extension
+built; elsewhere the float product runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bingnn.nn import _kernels
+
+try:
+    from bingnn import _native
+except ImportError:  # pragma: no cover - exercised only without a built extension
+    _native = None
+
+
+def is_pm1(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is exactly +1 or -1 (one pass, one synchronisation)."""
+    return bool(((x == 1) | (x == -1)).all())
+
+
+def packed_route(*tensors: Tensor) -> bool:
+    """Whether the packed forward applies: native binary GEMM built, CPU float32 operands."""
+    return (
+        _native is not None
+        and hasattr(_native, "binary_gemm")
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    )
+
+
+def pack_rows(x: Tensor) -> Tensor:
+    """Signs of ``x (..., C)`` packed into ``(..., ceil(C / 64))`` words, as int64 (bit layout of
+    the engine: bit ``c % 64`` of word ``c // 64``, set = +1)."""
+    lead, c = x.shape[:-1], x.shape[-1]
+    flat = x.detach().reshape(-1, c).contiguous().numpy()
+    packed = _native.pack_signs(flat, _kernels.threads())
+    return torch.from_numpy(packed.view(np.int64)).reshape(*lead, packed.shape[-1])
+
+
+def packed_gemm(a: Tensor, b: Tensor, n_bits: int) -> Tensor:
+    """``(M, W) x (N, W)`` packed int64 rows -> ``(M, N)`` float32 +-1 dot products."""
+    a_u = a.contiguous().numpy().view(np.uint64)
+    b_u = b.contiguous().numpy().view(np.uint64)
+    if hasattr(_native, "binary_gemm_f32"):  # converted block by block, in cache
+        out = torch.empty(a.shape[0], b.shape[0])
+        _native.binary_gemm_f32(a_u, b_u, int(n_bits), out.numpy(), _kernels.threads())
+        return out
+    out_i = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
+    _native.binary_gemm(a_u, b_u, int(n_bits), _kernels.threads(), out_i)
+    return torch.from_numpy(out_i).to(torch.float32)
+
+
+class _PackedLinear(torch.autograd.Function):
+    """``F.linear(x, w)`` of +-1 operands: packed forward, float backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        lead, c = x.shape[:-1], x.shape[-1]
+        y = packed_gemm(pack_rows(x).reshape(-1, (c + 63) // 64), pack_rows(w), c)
+        return y.view(*lead, w.shape[0])
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        gx = torch.matmul(g, w) if ctx.needs_input_grad[0] else None
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = g.reshape(-1, g.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]))
+        return gx, gw
+
+
+def pm1_linear(x: Tensor, w: Tensor, x_pm1: bool | None = None) -> Tensor:
+    """``F.linear(x, w)`` for +-1 weights ``w``; when ``x`` is +-1 too (``x_pm1``, checked if
+    ``None``) and the packed route applies, the forward runs on packed bits (same values)."""
+    if packed_route(x, w) and (x_pm1 if x_pm1 is not None else is_pm1(x)):
+        return _PackedLinear.apply(x, w)
+    return F.linear(x, w)
+
+
+class XorEdgeLinear(torch.autograd.Function):
+    r"""The relative half of a binary XorEdgeConv:
+    :math:`y_{ij} = [x_j \oplus x_i]\, W_a^\top = (x_j \odot x_i)(-W_a)^\top` for
+    ``x (B, N, C)`` of +-1, ``idx (B, N, k)``, ``w_a (C_out, C)`` -> ``(B, N, k, C_out)``.
+
+    With +-1 weights (``packed=True``) the forward XORs packed rows and runs the binary GEMM;
+    otherwise it multiplies the float edge features. Only ``x`` and ``idx`` are saved: the
+    backward rebuilds the edge features, so no ``(B, N, k, C)`` tensor lives between the passes.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, w_a: Tensor,  # type: ignore[override]
+                packed: bool) -> Tensor:
+        ctx.save_for_backward(x, idx, w_a)
+        b, n, c = x.shape
+        k = idx.shape[-1]
+        if packed:
+            px = pack_rows(x).reshape(b * n, -1)
+            flat = (idx + (torch.arange(b) * n).view(b, 1, 1)).reshape(-1)
+            xor = px.index_select(0, flat).view(b * n, k, -1) ^ px.unsqueeze(1)
+            y = packed_gemm(xor.reshape(b * n * k, -1), pack_rows(w_a), c)
+            return y.view(b, n, k, -1)
+        return F.linear(_kernels.xor_edge_features(x, idx), -w_a)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        x, idx, w_a = ctx.saved_tensors
+        b, n, c = x.shape
+        k = idx.shape[-1]
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = None
+        if ctx.needs_input_grad[2]:
+            prod = _kernels.xor_edge_features(x, idx)
+            gw = -(g2.t().matmul(prod.reshape(-1, c)))
+            del prod
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gprod = torch.matmul(g2, w_a).neg_().view(b, n, k, c)
+            gx = _kernels.xor_edge_features_backward(gprod, x, idx)
+        return gx, None, gw, None

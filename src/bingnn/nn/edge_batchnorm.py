@@ -1,0 +1,153 @@
+r"""BatchNorm over the edges of a k-NN graph, without a normalised edge tensor.
+
+A BatchNorm on ``(B, N, k, C)`` edge values is, per channel, the affine map
+:math:`z \mapsto s z + t` with :math:`s = \gamma / \sqrt{\sigma^2 + \epsilon}` and
+:math:`t = \beta - \mu s`: in training :math:`\mu, \sigma^2` are the mean and (biased)
+variance over all :math:`M = B N k` edges, in eval mode the running statistics. The fast
+EdgeConvs therefore need only these statistics (with their gradients) and apply the affine map
+to the ``(B, N, C)`` values that survive the max over neighbours
+(:mod:`bingnn.nn.neighbor_max`). The running statistics are updated as ``nn.BatchNorm1d`` updates
+them (momentum or cumulative average, variance with Bessel's correction over the :math:`M`
+edges), so a model trained on the fast path has the same state as one trained on the plain one.
+
+* :func:`linear_edge_stats`: statistics of factorized values :math:`y_{ij} = u_j + v_i` from
+  per-node sums (no edge tensor).
+* :class:`EdgeActStatsSelect`: statistics of :math:`h = \mathrm{PReLU}(\alpha (r_{ij} + v_i))`
+  over an edge tensor ``r`` (computed by :func:`bingnn.nn._kernels.edge_act_stats`), with a
+  hand-written backward that recomputes ``h`` instead of storing it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from bingnn.nn import _kernels
+from bingnn.nn.neighbor_max import NeighborValues
+
+
+def uses_batch_stats(bn: nn.BatchNorm1d) -> bool:
+    """Whether ``bn`` normalises with the statistics of the current batch (training mode, or
+    no running statistics)."""
+    return bn.training or (bn.running_mean is None and bn.running_var is None)
+
+
+def forward_replaced(bn: nn.Module) -> bool:
+    """Whether ``bn`` normalises with batch statistics through a ``forward`` replaced on the
+    instance (e.g. the data-parallel trainer's BatchNorm over every process's batch,
+    :func:`bingnn.train.distributed.sync_batchnorm`). The fast convolutions compute the
+    statistics themselves, so they then run the plain formulation, which calls that forward."""
+    return uses_batch_stats(bn) and "forward" in vars(bn)
+
+
+def check_count(count: int, channels: int) -> None:
+    if count <= 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size "
+            f"[{count}, {channels}]"
+        )
+
+
+def update_running_stats(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor, count: int,
+                         cols: slice | None = None, step: bool = True) -> None:
+    """Update ``bn``'s running statistics (channels ``cols``, all by default) with a batch's
+    ``mean`` and biased ``var`` over ``count`` values, exactly as ``nn.BatchNorm1d`` does in
+    training mode; ``step`` also counts the batch (do it once per forward)."""
+    if not (bn.training and bn.track_running_stats) or bn.running_mean is None:
+        return
+    with torch.no_grad():
+        if step and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            factor = 1.0 / float(bn.num_batches_tracked)
+        else:
+            factor = bn.momentum
+        cols = cols if cols is not None else slice(None)
+        rm, rv = bn.running_mean[cols], bn.running_var[cols]
+        unbiased = var.detach().to(rv.dtype) * (count / (count - 1))
+        rm.mul_(1.0 - factor).add_(mean.detach().to(rm.dtype), alpha=factor)
+        rv.mul_(1.0 - factor).add_(unbiased, alpha=factor)
+
+
+def bn_affine(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+    """``(s, t)`` of the training-mode BatchNorm with batch statistics ``mean, var``."""
+    s = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        s = s * bn.weight
+    t = -mean * s
+    if bn.bias is not None:
+        t = t + bn.bias
+    return s, t
+
+
+def linear_edge_stats(values: NeighborValues) -> tuple[Tensor, Tensor]:
+    r"""Mean and biased variance over the :math:`M = B N k` edges of factorized values
+    :math:`y_{ij} = u_{\mathrm{idx}_{ij}} + v_i`, from per-node sums, differentiable.
+
+    With :math:`d_j` the number of edges that pick :math:`j` as neighbour,
+    :math:`S_i = \sum_{j \in \mathcal{N}(i)} u_j`, :math:`\mu_u = \sum_j d_j u_j / M`,
+    :math:`\mu_v = \sum_i v_i / (B N)`, :math:`\tilde u = u - \mu_u`, :math:`\tilde v = v - \mu_v`:
+
+    .. math::
+        \mu = \mu_u + \mu_v, \qquad
+        \sigma^2 = \frac{1}{M}\Big(\sum_j d_j \tilde u_j^2
+            + 2 \sum_i \tilde v_i \cdot (S_i - k \mu_u) + k \sum_i \tilde v_i^2\Big)
+
+    (both terms centred, so no large cancellation), accumulated in float64. Needs
+    ``values.extremes(with_sum=True)`` first (it keeps :math:`S`)."""
+    u, v, idx = values.u, values.v, values.idx
+    b, n, k = idx.shape
+    m = b * n * k
+    wide = torch.float64
+    deg = torch.zeros(b, n, dtype=wide, device=idx.device)
+    deg.scatter_add_(1, idx.reshape(b, n * k), torch.ones(1, dtype=wide, device=idx.device)
+                     .expand(b, n * k))
+    deg = deg.unsqueeze(-1)
+    uw, vw = u.to(wide), v.to(wide)
+    mu_u = (deg * uw).sum((0, 1)) / m
+    mu_v = vw.mean((0, 1))
+    uc, vc = uw - mu_u, vw - mu_v
+    s = values.sum_u().to(wide) - k * mu_u
+    var = ((deg * uc * uc).sum((0, 1)) + 2.0 * (vc * s).sum((0, 1))
+           + k * (vc * vc).sum((0, 1))) / m
+    return (mu_u + mu_v).to(u.dtype), var.clamp_min(0.0).to(u.dtype)
+
+
+class EdgeActStatsSelect(torch.autograd.Function):
+    r"""Mean and biased variance over all edges of
+    :math:`h_{ij} = \mathrm{PReLU}(\alpha \odot (r_{ij} + v_i))` (``slope=None``: no PReLU),
+    and the selected edge values :math:`r_{i,\mathrm{rank}_{ic},c}`, with one fused backward.
+
+    Forward: ``rel (B, N, k, C)``, ``v (B, N, C)``, ``alpha (C)``, ``slope (C)`` or ``None``,
+    the statistics ``mean, var (C)`` already computed without gradient
+    (:func:`bingnn.nn._kernels.edge_act_stats`), ``rank (B, N, C)`` -> ``mean, var, sel``.
+    Backward: with :math:`\partial h = \partial\mu / M + 2 \partial\sigma^2 (h - \mu) / M`
+    recomputed edge by edge (``h`` is never stored), the gradient of ``sel`` scattered to the
+    selected ranks in the same pass."""
+
+    @staticmethod
+    def forward(ctx, rel: Tensor, v: Tensor, alpha: Tensor, slope: Tensor | None,  # type: ignore[override]
+                mean: Tensor, var: Tensor, rank: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.save_for_backward(rel, v, alpha, slope, mean, rank)
+        ctx.has_slope = slope is not None
+        b, n, k, c = rel.shape
+        sel = _kernels.select_rank(rel.reshape(b * n, k, c), rank.reshape(b * n, c))
+        return mean.clone(), var.clone(), sel.view(b, n, c)
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None,  # type: ignore[override]
+                 g_sel: Tensor | None):
+        rel, v, alpha, slope, mean, rank = ctx.saved_tensors
+        if not ctx.has_slope:
+            slope = None
+        b, n, k, c = rel.shape
+        m = b * n * k
+        zero = torch.zeros(c, dtype=rel.dtype, device=rel.device)
+        c1 = g_mean / m if g_mean is not None else zero
+        c2 = g_var * (2.0 / m) if g_var is not None else zero
+        grad_rel, grad_v, g_alpha, g_slope = _kernels.edge_act_stats_backward(
+            rel.reshape(b * n, k, c), v.reshape(b * n, c), alpha, slope, mean, c1, c2,
+            None if g_sel is None else rank.reshape(b * n, c),
+            None if g_sel is None else g_sel.reshape(b * n, c))
+        return (grad_rel.view(b, n, k, c), grad_v.view(b, n, c), g_alpha,
+                g_slope if slope is not None else None, None, None, None)

@@ -1,0 +1,152 @@
+r"""The relative half of a binary RF EdgeConv in training, fused: BatchNorm over the edges,
+quantizer and linear map of :math:`d_{ij} = x_j - x_i`, without an edge tensor between the
+steps.
+
+.. math::
+    y_{ij} = q\big(\gamma \odot (d_{ij} - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta\big)\,
+        W_a^\top
+
+with :math:`\mu, \sigma^2` the statistics of :math:`d` over all :math:`M = B N k` edges and
+:math:`q` a sign (straight-through, clipped at ``clip``) or ``tanh``. The native kernels
+(``csrc/train_float.hpp``) compute the statistics and the quantized features from the points
+and the neighbour lists directly; with +-1 weights the sign bits go packed into the binary
+GEMM. The backward rebuilds the features from the points, takes the two float products and
+returns the BatchNorm backward (:math:`\partial d = \gamma/\sqrt{\sigma^2+\epsilon}\,
+(\partial z - \overline{\partial z} - \hat d\,\overline{\partial z\,\hat d})`) scattered to
+the neighbour and the centre. CPU float32 only (:func:`applies`); the PyTorch operations of
+:class:`~bingnn.nn.BinPointEdgeConv` run elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bingnn.nn import _kernels
+from bingnn.nn.binary_matmul import pack_rows, packed_gemm
+
+try:
+    from bingnn import _native
+except ImportError:  # pragma: no cover - exercised only without a built extension
+    _native = None
+
+
+def applies(x: Tensor) -> bool:
+    """Whether the fused kernels can run on ``x``."""
+    return _kernels.use_native(x) and hasattr(_native, "edge_diff_quant")
+
+
+def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor, eps: float,
+                mode: int, packed: bool) -> dict[str, Tensor]:
+    """Forward values (no gradient): ``y (B, N, k, C_out)`` of the module docstring and the
+    BatchNorm quantities ``mean, var, invstd, s, t`` (``z = d * s + t``)."""
+    with torch.no_grad():
+        b, n, c = x.shape
+        k = idx.shape[-1]
+        th = _kernels.threads()
+        xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
+        mean64, var64 = _native.edge_diff_stats(xn, ixn, th)
+        mean, var = torch.from_numpy(mean64).float(), torch.from_numpy(var64).float()
+        invstd = torch.rsqrt(var + eps)
+        s = (gamma.detach() * invstd).contiguous()
+        t = (beta.detach() - mean * s).contiguous()
+        if packed:
+            bits = torch.empty(b * n * k, (c + 63) // 64, dtype=torch.int64)
+            _native.edge_diff_quant(xn, ixn, s.numpy(), t.numpy(), 0, None,
+                                    bits.numpy().view("uint64"), th)
+            y = packed_gemm(bits, pack_rows(w_a.detach()), c).view(b, n, k, -1)
+        else:
+            q = torch.empty(b, n, k, c)
+            _native.edge_diff_quant(xn, ixn, s.numpy(), t.numpy(), mode, q.numpy(), None, th)
+            y = F.linear(q, w_a.detach())
+        return {"y": y, "mean": mean, "var": var, "invstd": invstd, "s": s, "t": t}
+
+
+def _bn_quant_backward(gq: Tensor, x: Tensor, idx: Tensor, v: dict[str, Tensor], mode: int,
+                       clip: float, need_x: bool) -> tuple[Tensor | None, Tensor, Tensor]:
+    """``gx``, ``d gamma``, ``d beta`` from the gradient ``gq (B, N, k, C)`` of the quantized
+    features (two passes: the BatchNorm's sums, then the scatter to the points)."""
+    b, n, c = x.shape
+    m = b * n * idx.shape[-1]
+    th = _kernels.threads()
+    args = (gq.numpy(), x.detach().contiguous().numpy(), idx.contiguous().numpy(),
+            v["s"].numpy(), v["t"].numpy(), v["mean"].numpy(), v["invstd"].numpy(), mode, clip)
+    sum_gz, sum_gzx = _native.edge_diff_quant_backward(*args, None, None, None, th)
+    sum_gz = torch.from_numpy(sum_gz).float()
+    sum_gzx = torch.from_numpy(sum_gzx).float()
+    gx = None
+    if need_x:
+        gx = torch.empty(b, n, c)
+        _native.edge_diff_quant_backward(*args, (sum_gz / m).numpy(), (sum_gzx / m).numpy(),
+                                         gx.numpy(), th)
+    return gx, sum_gzx, sum_gz
+
+
+class EdgeDiffSelect(torch.autograd.Function):
+    """The module docstring's ``y`` at one neighbour rank per (point, output channel):
+    ``rank (B, N, C_out)`` -> ``y[b, i, rank, o]`` ``(B, N, C_out)``, for a max over
+    neighbours that follows. Forward values come from :func:`edge_values`; the backward costs
+    1/k of the dense products (``edge_select_backward``), then the BatchNorm and quantizer
+    backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor,  # type: ignore[override]
+                w_a: Tensor, rank: Tensor, values: dict[str, Tensor], mode: int,
+                clip: float) -> Tensor:
+        b, n, k, c_out = values["y"].shape
+        sel = _kernels.select_rank(values["y"].reshape(b * n, k, c_out),
+                                   rank.reshape(b * n, c_out)).view(b, n, c_out)
+        ctx.save_for_backward(x, idx, w_a, rank)
+        ctx.values = {key: values[key] for key in ("mean", "invstd", "s", "t")}
+        ctx.mode, ctx.clip = mode, clip
+        return sel
+
+    @staticmethod
+    def backward(ctx, gsel: Tensor):  # type: ignore[override]
+        x, idx, w_a, rank = ctx.saved_tensors
+        v = ctx.values
+        b, n, c = x.shape
+        k = idx.shape[-1]
+        gq = torch.empty(b, n, k, c)
+        gw = torch.empty(w_a.shape) if ctx.needs_input_grad[4] else None
+        _native.edge_select_backward(
+            x.detach().contiguous().numpy(), idx.contiguous().numpy(), v["s"].numpy(),
+            v["t"].numpy(), ctx.mode, gsel.contiguous().numpy(), rank.contiguous().numpy(),
+            w_a.detach().contiguous().numpy(), gq.numpy(), None if gw is None else gw.numpy(),
+            _kernels.threads())
+        gx, g_gamma, g_beta = _bn_quant_backward(gq, x, idx, v, ctx.mode, ctx.clip,
+                                                 ctx.needs_input_grad[0])
+        return (gx, None, g_gamma if ctx.needs_input_grad[2] else None,
+                g_beta if ctx.needs_input_grad[3] else None, gw, None, None, None, None)
+
+
+class XorEdgeSelect(torch.autograd.Function):
+    r"""As :class:`EdgeDiffSelect` for the XOR edges of a binary XorPointEdgeConv:
+    :math:`y_{ij} = (x_j \odot x_i)(-W_a)^\top` at one rank per (point, channel); forward
+    values given (``y``), backward at 1/k of the dense cost."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, idx: Tensor, w_a: Tensor, rank: Tensor,  # type: ignore[override]
+                y: Tensor) -> Tensor:
+        b, n, k, c_out = y.shape
+        ctx.save_for_backward(x, idx, w_a, rank)
+        return _kernels.select_rank(y.reshape(b * n, k, c_out),
+                                    rank.reshape(b * n, c_out)).view(b, n, c_out)
+
+    @staticmethod
+    def backward(ctx, gsel: Tensor):  # type: ignore[override]
+        x, idx, w_a, rank = ctx.saved_tensors
+        b, n, c = x.shape
+        k = idx.shape[-1]
+        gq = torch.empty(b, n, k, c)
+        gw = torch.empty(w_a.shape) if ctx.needs_input_grad[2] else None
+        neg_w = (-w_a.detach()).contiguous()
+        _native.edge_select_backward(
+            x.detach().contiguous().numpy(), idx.contiguous().numpy(), None, None, 2,
+            gsel.contiguous().numpy(), rank.contiguous().numpy(), neg_w.numpy(), gq.numpy(),
+            None if gw is None else gw.numpy(), _kernels.threads())
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = _kernels.xor_edge_features_backward(gq, x.detach(), idx)
+        return gx, None, None if gw is None else gw.neg_(), None, None

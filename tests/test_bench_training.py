@@ -1,0 +1,59 @@
+"""The training benchmark runs in smoke mode: one plain baseline and one fast row per model and
+thread count, in the harness's row format (speed is measured by the benchmark, not asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_training_bench_smoke() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_training", BENCH / "bench_training.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        rows = mod.run(smoke=True, threads=[1], models=["DGCNN", "BF2 stage 3"])
+    finally:
+        sys.path.remove(str(BENCH))
+    assert [(r["name"], r["impl"]) for r in rows] == [
+        ("train step DGCNN", "plain (reference)"), ("train step DGCNN", "fast"),
+        ("train step BF2 stage 3", "plain (reference)"), ("train step BF2 stage 3", "fast"),
+    ]
+    assert [r["baseline"] for r in rows] == [True, False, True, False]
+    for r in rows:
+        assert r["median_ms"] > 0 and r["clouds_per_s"] > 0 and r["cpu_ms"] > 0
+        assert set(r["columns"]) == {"clouds/s", "peak MiB"}
+    assert set(mod.MODELS) == {"DGCNN", "BF2 stage 1", "BF2 stage 2", "BF2 stage 3",
+                               "RF stage 3"}
+
+
+def test_training_bench_command_line(tmp_path, capsys) -> None:
+    """The stand-alone command (other batch sizes than run.py's) prints the table, writes the
+    rows and refuses bad sizes in one line."""
+    import json
+
+    import pytest
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_training", BENCH / "bench_training.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        out = tmp_path / "rows.json"
+        assert mod.main(["--batch", "2", "--points", "24", "--k", "4", "--repeats", "1",
+                         "--models", "DGCNN", "--out", str(out)]) == 0
+        assert "train step DGCNN" in capsys.readouterr().out
+        rows = json.loads(out.read_text())["rows"]
+        assert [r["shape"] for r in rows] == ["B=2 N=24 k=4"] * 2
+        assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] > 0
+        for bad in (["--batch", "0"], ["--models", "VGG"]):
+            with pytest.raises(SystemExit) as e:
+                mod.main(bad)
+            assert e.value.code == 2
+            assert "error: " in capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        sys.path.remove(str(BENCH))
