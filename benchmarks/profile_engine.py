@@ -1,15 +1,20 @@
-"""Where the engine's time goes: median time of each stage of one forward pass.
+"""Where the engine's time goes: median wall time of each layer of one forward pass.
 
     python benchmarks/profile_engine.py [--variant bf2] [--batch 1] [--points 1024] [--threads 1]
+    python benchmarks/profile_engine.py --model FILE.bgnn --graph cora   # any exported model
 
-Stages (BF): L2 k-NN on xyz, first layer (edge max/min + thresholds), each binary XorEdgeConv
-layer (Hamming k-NN + XOR + popcount + thresholds, fused), the embedding (binary GEMM + column
-statistics + pooling) and the classifier head.
+Point-cloud models (default: a ModelNet40-sized BinDGCNN, random weights): the L2 k-NN on xyz,
+the first layer (edge max/min + thresholds), each binary XorEdgeConv layer (Hamming k-NN + XOR
++ popcount + thresholds, fused), the embedding (binary GEMM + pooling, fused) and the head.
+Node models: every layer of the file over the whole graph (``--graph cora|citeseer`` reads the
+Planetoid raw files under ``--raw``, ``--graph powerlaw`` generates one, see
+``bench_node_inference.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -19,51 +24,68 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import median_ms  # noqa: E402
+
+def profile(em, args_for_call: tuple, repeats: int) -> tuple[dict[str, float], float]:
+    """Median seconds per layer and of the whole call."""
+    import time
+
+    em._runner.timings = None
+    em.logits(*args_for_call)  # warm-up
+    em._runner.timings = {}
+    totals = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        em.logits(*args_for_call)
+        totals.append(time.perf_counter() - t0)
+    timings = em._runner.timings
+    em._runner.timings = None
+    return {k: statistics.median(v) for k, v in timings.items()}, statistics.median(totals)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="bf2", choices=["bf1", "bf2"])
+    ap.add_argument("--variant", default="bf2", choices=["bf1", "bf2", "rf"])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--model", type=Path, default=None, help="an exported .bgnn to profile")
+    ap.add_argument("--graph", default="powerlaw", help="node models: cora, citeseer, powerlaw")
+    ap.add_argument("--raw", default=None, help="folder of the Planetoid raw files")
+    ap.add_argument("--nodes", type=int, default=100_000, help="power-law graph size")
     args = ap.parse_args(argv)
 
     import bingnn.engine
-    from bingnn.engine import _ops
-    from bingnn.export import export
-    from bingnn.models import BinDGCNN
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export(BinDGCNN(num_classes=40, variant=args.variant), Path(tmp) / "m.bgnn")
-        em = bingnn.engine.load(path, num_threads=args.threads)
-    x = np.random.default_rng(0).standard_normal((args.batch, args.points, 3), dtype=np.float32)
-    reps = args.repeats
-    tr = em.trace(x)
-    a, widths = em._a, em.widths
-    stages = {}
-    stages["k-NN on xyz (L2)"] = median_ms(em._l2_knn, x, repeats=reps)
-    stages["layer 0 (edge max/min, thresholds)"] = median_ms(em._layer0_bf, x, tr["idx0"],
-                                                             repeats=reps)
-    chans = [3, *widths]
-    for li in range(1, len(widths)):
-        lo, hi, neg = em._pred(f"layer{li}.p_")
-        stages[f"layer {li} (Hamming k-NN + XorEdgeConv, fused)"] = median_ms(
-            _ops.xor_edge_conv_knn, tr[f"x{li - 1}"], em.k, a[f"layer{li}.w_rel"],
-            a[f"layer{li}.w_self"], lo, hi, neg, a[f"layer{li}.out_negate"], chans[li], True,
-            args.threads, repeats=reps)
-    cat = em._concat_bits([tr[f"x{li}"] for li in range(len(widths))])
-    stages["embedding (binary GEMM + stats + pooling)"] = median_ms(em._embed_pool, cat, True,
-                                                                    repeats=reps)
-    stages["classifier head"] = median_ms(em._head, tr["pooled"], None, repeats=reps)
-    total = median_ms(em.logits, x, repeats=reps)
-    print(f"{args.variant} B={args.batch} N={args.points} threads={args.threads}")
-    for name, ms in stages.items():
-        print(f"  {name:<48} {ms:8.3f} ms  {100 * ms / total:5.1f} %")
-    print(f"  {'sum of stages':<48} {sum(stages.values()):8.3f} ms")
-    print(f"  {'end to end (logits)':<48} {total:8.3f} ms")
+    if args.model is None:
+        from bingnn.export import export
+        from bingnn.models import BinDGCNN
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export(BinDGCNN(num_classes=40, variant=args.variant), Path(tmp) / "m.bgnn")
+            em = bingnn.engine.load(path, num_threads=args.threads)
+    else:
+        em = bingnn.engine.load(args.model, num_threads=args.threads)
+    if em.is_point_model:
+        x = np.random.default_rng(0).standard_normal((args.batch, args.points, 3),
+                                                     dtype=np.float32)
+        call: tuple = (x,)
+        what = f"{em.variant} B={args.batch} N={args.points}"
+    else:
+        from bench_node_inference import load_graph
+
+        g = load_graph(args.graph, args.nodes, raw=args.raw)
+        if g.x.shape[1] != em.in_channels:
+            raise SystemExit(f"the model reads {em.in_channels} features, {args.graph} has "
+                             f"{g.x.shape[1]}")
+        call = (g.x, g.edge_index)
+        what = f"{em.arch} on {args.graph} ({g.x.shape[0]} nodes, {g.edge_index.shape[1]} edges)"
+    layers, total = profile(em, call, args.repeats)
+    print(f"{what} threads={args.threads}")
+    for name, s in layers.items():
+        print(f"  {name:<32} {1e3 * s:10.3f} ms  {100 * s / total:5.1f} %")
+    print(f"  {'sum of layers':<32} {1e3 * sum(layers.values()):10.3f} ms")
+    print(f"  {'end to end (logits)':<32} {1e3 * total:10.3f} ms")
     return 0
 
 

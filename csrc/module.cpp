@@ -22,6 +22,7 @@ using namespace bingnn::bind;
 
 namespace bingnn {
 void bind_engine_float(py::module_& m);  // bind_engine.cpp: the engine's real-valued kernels
+void bind_graph(py::module_& m);         // bind_graph.cpp: the graph models' kernels
 void bind_train_float(py::module_& m);   // bind_train.cpp: the training library's fast paths
 }
 
@@ -380,5 +381,6 @@ PYBIND11_MODULE(_native, m) {
         py::arg("n"), py::arg("num_threads"), py::arg("grain") = 1, py::arg("throw_at") = -1);
 
     bind_engine_float(m);
+    bind_graph(m);
     bind_train_float(m);
 }

@@ -122,8 +122,9 @@ grep -q "BINGNN_DISPATCH=avx512: dispatch level 'avx512' is not supported" "$WOR
 say "ARM64: golden check (kernels and whole models, every level, and the numpy backend)"
 run_arm64 scripts/arm64_golden.py check "$WORK/golden.npz"
 
-say "ARM64: pytest (kernels, bindings, fuzz; scalar and neon)"
+say "ARM64: pytest (kernels, graph kernels, bindings, fuzz; scalar and neon)"
 run_arm64 -m pytest -q -p no:cacheprovider -m "not slow and not install and not spawns" \
-    tests/test_engine_kernels.py tests/test_native_bindings.py tests/test_engine_fuzz.py
+    tests/test_engine_kernels.py tests/test_engine_graph_kernels.py \
+    tests/test_native_bindings.py tests/test_engine_fuzz.py
 
 say "ARM64 checks passed in $((SECONDS - T0)) s"

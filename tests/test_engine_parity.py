@@ -103,16 +103,17 @@ def check_trace(model: BinDGCNN, em: EngineModel, x: np.ndarray) -> None:
         np.testing.assert_allclose(e["x0"], t["x0"], rtol=1e-5, atol=1e-5)
         for li in range(1, len(model.convs)):
             prev = t[f"x{li - 1}"]
-            np.testing.assert_array_equal(em._l2_knn(prev), t[f"idx{li}"], err_msg=f"idx{li}")
-            got = em._rf_layer(li, prev, t[f"idx{li}"].astype(np.int32))
+            (idx,) = em.run_layer(f"knn{li}", prev)
+            np.testing.assert_array_equal(idx, t[f"idx{li}"], err_msg=f"idx{li}")
+            (got,) = em.run_layer(f"layer{li}", prev, t[f"idx{li}"].astype(np.int32))
             np.testing.assert_array_equal(got, t[f"x{li}"], err_msg=f"x{li}")
-        pooled = em._rf_embed([t[f"x{li}"] for li in range(len(model.convs))])
+        feats = {f"x{li}": t[f"x{li}"] for li in range(len(model.convs))}
+        pooled = em.run_from(feats)["pooled"]
         np.testing.assert_allclose(pooled, t["pooled"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(e["logits"], t["logits"], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(e["logits"].argmax(-1), t["logits"].argmax(-1))
     # The classifier's bits, fed PyTorch's own pooled features: exact.
-    head: dict[str, np.ndarray] = {}
-    em._head(t["pooled"], head)
+    head = em.run_from({"pooled": t["pooled"]})
     np.testing.assert_array_equal(head["fc1_bits"], t["fc1_bits"])
     np.testing.assert_array_equal(head["fc2_bits"], t["fc2_bits"])
     np.testing.assert_array_equal(head["h2"], t["h2"])

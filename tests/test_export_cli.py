@@ -149,3 +149,97 @@ print(main(["train", "--epochs", "1", "--out", {out!r}]),
     assert "'bingnn train' needs torch" in res.stderr
     assert "'bingnn train-node' needs torch" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_export_never_destroys_the_checkpoint(exported, tmp_path, capsys) -> None:
+    """Issue 11 finding 2: ``export X.pt -o X.pt`` used to replace the checkpoint (rc 0)."""
+    ck, out, _ = exported
+    mine = tmp_path / "final.pt"
+    mine.write_bytes(ck.read_bytes())
+    before = mine.read_bytes()
+    assert main(["export", str(mine), "-o", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "is the input checkpoint" in err and len(err.splitlines()) == 1
+    assert mine.read_bytes() == before
+    # --force does not make the input writable either.
+    assert main(["export", str(mine), "-o", str(mine), "--force"]) == 2
+    assert "is the input checkpoint" in capsys.readouterr().err
+    assert mine.read_bytes() == before
+    # Any existing file needs --force, a model file too.
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me")
+    assert main(["export", str(mine), "-o", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and len(err.splitlines()) == 1 and other.read_text() == "keep me"
+    assert main(["export", str(mine), "-o", str(other), "--force"]) == 0
+    assert bingnn.engine.load(other).variant == "bf2"
+    dest = tmp_path / "m.bgnn"
+    dest.write_bytes(b"an older model")
+    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40"]) == 2
+    assert "--force" in capsys.readouterr().err and dest.read_bytes() == b"an older model"
+    # With --force the model file is replaced; the training point count is recorded.
+    assert main(["export", str(mine), "-o", str(dest), "--num-points", "40", "--force"]) == 0
+    assert bingnn.engine.load(dest).num_points == 40
+    assert "points=40" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.pt", "m.bgnn", "notes.txt"]
+
+
+def test_export_without_overwrite_is_atomic(exported, tmp_path, monkeypatch) -> None:
+    """A file that appears at the output while the model is folded is kept: the finished file
+    takes the name only if it is still free (no check-then-replace race)."""
+    import bingnn.export as bexport
+    from bingnn.export import ExportError, export_checkpoint
+
+    ck, _, _ = exported
+    dest = tmp_path / "m.bgnn"
+    real_fold = bexport.fold
+
+    def fold_then_race(*args, **kwargs):
+        result = real_fold(*args, **kwargs)
+        dest.write_bytes(b"written meanwhile")
+        return result
+
+    monkeypatch.setattr(bexport, "fold", fold_then_race)
+    with pytest.raises(ExportError, match="exists"):
+        export_checkpoint(ck, dest, overwrite=False)
+    assert dest.read_bytes() == b"written meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bgnn"]  # no temporary file left
+    # The library default overwrites, like torch.save.
+    monkeypatch.setattr(bexport, "fold", real_fold)
+    export_checkpoint(ck, dest)
+    assert bingnn.engine.load(dest).variant == "bf2"
+    with pytest.raises(ExportError, match="input checkpoint"):
+        export_checkpoint(ck, ck)
+
+
+def test_export_to_a_directory_names_no_temp_file(exported, tmp_path, capsys) -> None:
+    ck, _, _ = exported
+    capsys.readouterr()
+    assert main(["export", str(ck), "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and ".tmp" not in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_node_model_from_training_checkpoint(tmp_path, capsys) -> None:
+    """A checkpoint as train-node writes it (weights + model config) exports to a node model
+    that the engine runs with the PyTorch model's predictions."""
+    from bingnn.models import BinGCN
+    from bingnn.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = BinGCN(12, 16, 3).eval()
+    ck = tmp_path / "best.pt"
+    save_checkpoint(ck, {"model": model.state_dict(), "model_config": model.config})
+    out = tmp_path / "gcn.bgnn"
+    assert main(["export", str(ck), "-o", str(out)]) == 0
+    assert "bingcn features=12 classes=3" in capsys.readouterr().out
+    em = bingnn.engine.load(out)
+    rng = np.random.default_rng(0)
+    x = (rng.random((30, 12)) < 0.3).astype(np.float32)
+    ei = rng.integers(0, 30, (2, 90))
+    with torch.no_grad():
+        want = model(torch.from_numpy(x), torch.from_numpy(ei)).argmax(-1).numpy()
+    np.testing.assert_array_equal(em.predict(x, ei), want)
+    assert main(["export", str(ck), "-o", str(tmp_path / "p.bgnn"), "--num-points", "9"]) == 2
+    assert "point-cloud models only" in capsys.readouterr().err

@@ -69,6 +69,33 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
 
 
+@pytest.mark.parametrize("links", [True, False])
+def test_no_overwrite_keeps_an_existing_file(tmp_path: Path, monkeypatch, links: bool) -> None:
+    """``overwrite=False`` publishes only under a free name, with or without hard links (a file
+    that appears while the data is written is kept)."""
+    if not links:
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(atomic.os, "link", no_link)
+    out = tmp_path / "m.bgnn"
+    atomic_write_bytes(out, b"first", overwrite=False)
+    assert out.read_bytes() == b"first"
+    with pytest.raises(FileExistsError, match="m.bgnn exists"):
+        atomic_write_bytes(out, b"second", overwrite=False)
+    with pytest.raises(FileExistsError), atomic_open(out, overwrite=False) as f:
+        f.write(b"third")
+        out.unlink()
+        out.write_bytes(b"appeared meanwhile")
+    assert out.read_bytes() == b"appeared meanwhile"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(tmp_path / "dangling", b"x", overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "m.bgnn"]
+    atomic_write_bytes(out, b"forced")
+    assert out.read_bytes() == b"forced"
+
+
 def test_writing_over_a_folder_says_so(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     with pytest.raises(IsADirectoryError, match=r"d is a folder; give a file name"):

@@ -30,7 +30,8 @@ from bingnn.engine import reference as ref
 from bingnn.models.bin_dgcnn import BinDGCNN
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
 
-__all__ = ["ExportError", "fold_bindgcnn"]
+__all__ = ["ExportError", "check_class_names", "float_predicate", "fold_bindgcnn",
+           "int_predicate"]
 
 T_HI_OFF = int(np.iinfo(np.int32).max)
 T_LO_OFF = int(np.iinfo(np.int32).min)
@@ -230,17 +231,20 @@ def _check_supported(model: nn.Module) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- folding
 
 
-def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None
+def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None,
+                  num_points: int | None = None
                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Fold ``model`` (eval semantics) into ``(description, arrays)`` for the model file."""
+    """Fold ``model`` (eval semantics) into ``(description, arrays)`` for the model file;
+    ``num_points`` is the number of points per cloud the model was trained on."""
+    from bingnn.engine.legacy import V1_RENAMES, point_model_description
+
     cfg = _check_supported(model)
     variant, widths, e = cfg["variant"], list(cfg["widths"]), cfg["emb_dims"]
     m0, m1 = cfg["mlp"]
     ncls = cfg["num_classes"]
-    if class_names is not None:
-        class_names = [str(s) for s in class_names]
-        if len(class_names) != ncls:
-            raise ExportError(f"{len(class_names)} class names given for {ncls} classes")
+    class_names = check_class_names(class_names, ncls)
+    if num_points is not None and (isinstance(num_points, bool) or int(num_points) < 1):
+        raise ExportError(f"num_points must be a positive integer, got {num_points!r}")
     was_training = model.training
     model.eval()
     try:
@@ -248,20 +252,19 @@ def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None
         arrays.update(_fold_head(model, e, m0))
     finally:
         model.train(was_training)
-    desc = {
-        "arch": "bindgcnn",
-        "variant": variant,
-        "k": int(cfg["k"]),
-        "num_classes": int(ncls),
-        "class_names": class_names,
-        "widths": widths,
-        "emb_dims": int(e),
-        "mlp": [int(m0), int(m1)],
-        "graph_metric": "l2" if variant == "rf" else "hamming",
-        "input": {"shape": ["B", "N", 3], "dtype": "float32", "min_points": int(cfg["k"])},
-        "source_config": cfg,
-    }
-    return desc, arrays
+    desc = point_model_description(
+        variant, int(cfg["k"]), widths, int(e), [int(m0), int(m1)], int(ncls), class_names,
+        None if num_points is None else int(num_points), cfg)
+    return desc, {V1_RENAMES.get(k, k): v for k, v in arrays.items()}
+
+
+def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str] | None:
+    if class_names is None:
+        return None
+    names = [str(s) for s in class_names]
+    if len(names) != num_classes:
+        raise ExportError(f"{len(names)} class names given for {num_classes} classes")
+    return names
 
 
 def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:

@@ -121,9 +121,29 @@ def _create_temp(dest: Path) -> tuple[int, str]:
     raise FileExistsError(f"could not create a temporary file next to {dest}")
 
 
+def _publish_new(tmp: str, dest: Path) -> None:
+    """Give the finished ``tmp`` the name ``dest`` only if no file has that name: a hard link
+    fails atomically when ``dest`` exists (``os.replace`` would overwrite it). File systems
+    without hard links fall back to a check just before the rename."""
+    try:
+        os.link(tmp, dest)
+    except FileExistsError:
+        raise FileExistsError(f"{dest} exists") from None
+    except OSError:  # no hard links here (FAT, some network file systems)
+        if os.path.lexists(dest):
+            raise FileExistsError(f"{dest} exists") from None
+        os.replace(tmp, dest)
+        return
+    os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on a clean exit it replaces ``path``."""
+def atomic_open(path: str | os.PathLike, mode: str = "wb",
+                overwrite: bool = True) -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on a clean exit it replaces ``path``.
+
+    ``overwrite=False``: the finished file takes the name only if nothing has it by then;
+    otherwise ``FileExistsError`` is raised and the temporary file removed."""
     if "w" not in mode:
         raise ValueError("atomic_open is for writing")
     dest = Path(path)
@@ -133,15 +153,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-            os.replace(tmp, dest)  # still locked: a concurrent cleaner leaves it alone
+            # still locked: a concurrent cleaner leaves it alone
+            if overwrite:
+                os.replace(tmp, dest)
+            else:
+                _publish_new(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as f:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> None:
+    with atomic_open(path, "wb", overwrite=overwrite) as f:
         f.write(data)
 
 
