@@ -144,7 +144,7 @@ def build(arch: str, stage: int, f: int, classes: int, seed: int = 0):
     torch.manual_seed(seed)
     cls = BinSAGE if arch == "sage" else BinGCN
     kw = {"cached": True} if arch == "gcn" and stage == 0 else {}
-    model = cls(f, HIDDEN, classes, num_layers=LAYERS, stage=stage, **kw)
+    model = cls(f, HIDDEN, LAYERS, classes, stage=stage, **kw)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():

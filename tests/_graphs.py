@@ -41,4 +41,7 @@ def _shared_data() -> Path:
     return here.parent / "shared" / "data"
 
 
-PLANETOID_RAW = _shared_data() / "planetoid"
+SHARED_DATA = _shared_data()
+PLANETOID_RAW = SHARED_DATA / "planetoid"
+FACEBOOK_RAW = SHARED_DATA / "facebook"
+ACTOR_RAW = SHARED_DATA / "actor"

@@ -133,7 +133,7 @@ def check(model: torch.nn.Module, em: EngineModel, x: np.ndarray, ei: np.ndarray
 def make(arch: str, f: int, hidden: int, classes: int, layers: int, seed: int, **kw):
     torch.manual_seed(seed)
     cls = BinSAGE if arch == "sage" else BinGCN
-    return perturb(cls(f, hidden, classes, num_layers=layers, dropout=0.0, **kw), seed)
+    return perturb(cls(f, hidden, layers, classes, dropout=0.0, **kw), seed)
 
 
 @pytest.mark.parametrize("arch", ["sage", "gcn"])
@@ -293,11 +293,11 @@ def test_bad_inputs_give_one_clear_error(bad_x, bad_ei, err, match) -> None:
 
 
 @pytest.mark.parametrize("make_model,match", [
-    (lambda: BinSAGE(8, 16, 3, stage=2), "stage 2"),
-    (lambda: GraphSAGE(8, 16, 3), "stage 0"),
-    (lambda: GCN(8, 16, 3), "stage 0"),
-    (lambda: BinSAGE(8, 16, 3, binary_last=False), "binary_last"),
-    (lambda: BinSAGE(8, 16, 3, aggr="max"), "aggr='max'"),
+    (lambda: BinSAGE(8, 16, 2, 3, stage=2), "stage 2"),
+    (lambda: GraphSAGE(8, 16, 2, 3), "stage 0"),
+    (lambda: GCN(8, 16, 2, 3), "stage 0"),
+    (lambda: BinSAGE(8, 16, 2, 3, binary_last=False), "binary_last"),
+    (lambda: BinSAGE(8, 16, 2, 3, aggr="max"), "aggr='max'"),
 ])
 def test_unsupported_node_models_refused(make_model, match, tmp_path) -> None:
     with pytest.raises(ExportError, match=match):
@@ -357,7 +357,7 @@ def test_planetoid_parity(planetoid, name: str, arch: str, centering: str, tmp_p
     data = planetoid[name]
     torch.manual_seed(0)
     cls = BinSAGE if arch == "sage" else BinGCN
-    model = _train(cls(data.num_features, 64, int(data.y.max()) + 1, num_layers=2,
+    model = _train(cls(data.num_features, 64, 2, int(data.y.max()) + 1,
                        centering=centering), data)
     em = bingnn.engine.load(export(model, tmp_path / "m.bgnn"))
     x, ei = data.x.numpy(), data.edge_index.numpy()

@@ -228,7 +228,7 @@ def test_export_node_model_from_training_checkpoint(tmp_path, capsys) -> None:
     from bingnn.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    model = BinGCN(12, 16, 3).eval()
+    model = BinGCN(12, 16, 2, 3).eval()
     ck = tmp_path / "best.pt"
     save_checkpoint(ck, {"model": model.state_dict(), "model_config": model.config})
     out = tmp_path / "gcn.bgnn"

@@ -240,7 +240,7 @@ def test_layerwise_inference_equals_forward(model_cls, centering):
     n = 37
     x = torch.randn(n, 9, generator=g)
     ei = torch.randint(0, n - 3, (2, 90), generator=g)  # the last 3 nodes are isolated
-    model = model_cls(9, 16, 5, num_layers=3, centering=centering)
+    model = model_cls(9, 16, 3, 5, centering=centering)
     model.train()
     for _ in range(2):  # move BatchNorm statistics away from their initial values
         model(x, ei)
@@ -254,24 +254,24 @@ def test_layerwise_inference_equals_forward(model_cls, centering):
     (3, "ste_sign", "ste_sign"),
 ])
 def test_model_stages_set_quantizers(stage, act, weights):
-    m = BinSAGE(5, 8, 3, num_layers=3, stage=stage)
+    m = BinSAGE(5, 8, 3, 3, stage=stage)
     first, hidden = m.convs[0], m.convs[1]
     assert first.lin_l.input_quantizer.name == "identity"  # real inputs in layer 1
     assert hidden.lin_l.input_quantizer.name == act
     assert hidden.lin_l.linear.kernel_quantizer.name == weights
     assert first.lin_l.linear.kernel_quantizer.name == weights
     # every stage shares one layout: a student loads its teacher exactly
-    BinSAGE(5, 8, 3, num_layers=3, stage=3).load_state_dict(m.state_dict())
+    BinSAGE(5, 8, 3, 3, stage=3).load_state_dict(m.state_dict())
 
 
 def test_model_argument_checks():
     with pytest.raises(ValueError, match="stage"):
-        BinGCN(4, 8, 2, stage=4)
+        BinGCN(4, 8, 2, 2, stage=4)
     with pytest.raises(ValueError, match="num_layers"):
-        BinSAGE(4, 8, 2, num_layers=0)
+        BinSAGE(4, 8, 0, 2)
     with pytest.raises(ValueError, match="dropout"):
-        GCN(4, 8, 2, dropout=1.0)
-    m = BinSAGE(4, 8, 2)
+        GCN(4, 8, 2, 2, dropout=1.0)
+    m = BinSAGE(4, 8, 3, 2)
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         m(torch.randn(3, 5), torch.empty(2, 0, dtype=torch.long))
     with pytest.raises(RuntimeError, match="eval"):
@@ -285,7 +285,7 @@ def test_binary_model_learns_separable_graph():
     x = F.one_hot(y, 8).float() + 0.3 * torch.randn(n, 8, generator=g)
     same = (y[:, None] == y[None, :]) & (torch.rand(n, n, generator=g) < 0.15)
     ei = same.nonzero().t()
-    model = BinSAGE(8, 16, c, num_layers=2, dropout=0.0)
+    model = BinSAGE(8, 16, 2, c, dropout=0.0)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(60):
         opt.zero_grad()

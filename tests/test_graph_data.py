@@ -12,7 +12,7 @@ import torch
 from _graphs import PLANETOID_RAW
 
 from bingnn.distill.recipe import load_recipe, node_recipe_for, stage_config
-from bingnn.graphs.datasets import load_node_dataset
+from bingnn.graphs.datasets import NODE_DATASETS, load_node_dataset
 from bingnn.graphs.node_metrics import node_score as evaluate
 from bingnn.graphs.ogb import load_ogb
 from bingnn.graphs.planetoid import RAW_SUFFIXES, load_planetoid
@@ -178,7 +178,7 @@ def test_ogb_missing_dataset_is_clear(tmp_path):
 
 
 def test_recipes_cover_every_dataset():
-    for name in ("cora", "citeseer", "pubmed", "ogbn-arxiv", "ogbn-products", "ogbn-proteins"):
+    for name in NODE_DATASETS:
         r = load_recipe(node_recipe_for(name))
         assert r["task"] == "node"
         cfg = stage_config(r, 0)

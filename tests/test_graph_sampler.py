@@ -179,7 +179,7 @@ def test_full_neighbourhood_batches_reproduce_full_graph_outputs():
     """A model on a sampled computation graph with fan-outs -1 gives the seeds exactly the
     logits of the full graph (eval mode), the property mini-batch training relies on."""
     data = _data()
-    model = BinSAGE(5, 8, 3, num_layers=3).eval()
+    model = BinSAGE(5, 8, 3, 3).eval()
     full = model(data.x, data.edge_index)
     csr = CSRGraph.from_edge_index(data.edge_index, data.num_nodes)
     for seeds in torch.arange(40).split(7):

@@ -32,8 +32,8 @@ def _fit(model, task, epochs, lr, teacher=None, objective=None):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: BinSAGE(8, 32, 3, num_layers=2, dropout=0.2, centering="mean"),
-    lambda: BinGCN(8, 32, 3, num_layers=2, dropout=0.2, centering="mean"),
+    lambda: BinSAGE(8, 32, 2, 3, dropout=0.2, centering="mean"),
+    lambda: BinGCN(8, 32, 2, 3, dropout=0.2, centering="mean"),
 ])
 def test_full_batch_binary_training_beats_features_alone(make):
     res = _fit(make(), NodeTask(sbm(), 3), 60, 0.02)
@@ -45,7 +45,7 @@ def test_full_batch_binary_training_beats_features_alone(make):
 def test_minibatch_training_with_sampler_and_layerwise_eval():
     task = NodeTask(sbm(), 3, mode="minibatch", fanouts=[5, 5], batch_size=8,
                     eval_mode="layerwise", eval_batch_size=16)
-    res = _fit(BinSAGE(8, 32, 3, num_layers=2, dropout=0.0, centering="mean"), task, 25, 0.02)
+    res = _fit(BinSAGE(8, 32, 2, 3, dropout=0.0, centering="mean"), task, 25, 0.02)
     assert res.record["test"]["acc"] > 0.65
     # the epoch's seed batches cover every training node once, in a seeded order
     batches = task.global_seed_batches(3)
@@ -61,8 +61,8 @@ def _batch(task):
 def test_kd_objective_is_zero_for_identical_teacher():
     task = NodeTask(sbm(), 3)
     torch.manual_seed(0)
-    student = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+    student = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
     teacher.load_state_dict(student.state_dict())
     b = _batch(task)
     obj = Objective(alpha=1.0, temperature=2.0)
@@ -77,8 +77,8 @@ def test_kd_objective_is_zero_for_identical_teacher():
 def test_kd_over_all_nodes_matches_a_plain_computation():
     data = sbm()
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
-    student = BinSAGE(8, 16, 3, num_layers=2, dropout=0.0, stage=3)
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
+    student = BinSAGE(8, 16, 2, 3, dropout=0.0, stage=3)
     task = NodeTask(data, 3, kd_over_all_nodes=True)
     b = _batch(task)
     train = data.train_mask.nonzero().view(-1)
@@ -102,7 +102,7 @@ def test_kd_over_all_nodes_transfers_the_teacher_beyond_the_labels(mode):
     few[data.train_mask.nonzero().view(-1)[:3]] = True
     data.train_mask = few
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+    teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
     with torch.no_grad():  # a confident, non-trivial teacher
         for p in teacher.parameters():
             p.mul_(3.0)
@@ -110,7 +110,7 @@ def test_kd_over_all_nodes_transfers_the_teacher_beyond_the_labels(mode):
     agree = {}
     for every in (False, True):
         torch.manual_seed(1)
-        student = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="none")
+        student = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="none")
         task = NodeTask(data, 3, mode=mode, fanouts=[-1, -1], batch_size=32,
                         kd_over_all_nodes=every)
         _fit(student, task, 60, 0.02, teacher=teacher, objective=Objective(alpha=1.0))
@@ -125,8 +125,8 @@ def test_kd_over_all_nodes_transfers_the_teacher_beyond_the_labels(mode):
 def test_lsp_on_graph_edges_enters_the_loss():
     task = NodeTask(sbm(), 3)
     torch.manual_seed(0)
-    teacher = GraphSAGE(8, 16, 3, num_layers=3, dropout=0.0)
-    student = BinSAGE(8, 16, 3, num_layers=3, dropout=0.0, stage=2)
+    teacher = GraphSAGE(8, 16, 3, 3, dropout=0.0)
+    student = BinSAGE(8, 16, 3, 3, dropout=0.0, stage=2)
     b = _batch(task)
     t_logits, t_struct = task.forward(teacher.eval(), b, True)
     s_logits, s_struct = task.forward(student, b, True)
@@ -141,14 +141,14 @@ def test_lsp_on_graph_edges_enters_the_loss():
 
 def test_match_binary_scale_folds_mean_abs_weight():
     torch.manual_seed(0)
-    teacher = BinGCN(6, 8, 3, stage=2)
-    student = BinGCN(6, 8, 3, stage=3)
+    teacher = BinGCN(6, 8, 2, 3, stage=2)
+    student = BinGCN(6, 8, 2, 3, stage=3)
     student.load_state_dict(teacher.state_dict())
     w = student.convs[0].block.linear.weight.detach().clamp(-1, 1)
     assert match_binary_scale(student, teacher) == 2
     torch.testing.assert_close(student.convs[0].block.rescale.channel_scale.detach(),
                                w.abs().mean(1))
-    assert match_binary_scale(BinGCN(6, 8, 3, stage=3), BinGCN(6, 8, 3, stage=3)) == 0
+    assert match_binary_scale(BinGCN(6, 8, 2, 3, stage=3), BinGCN(6, 8, 2, 3, stage=3)) == 0
 
 
 def _sbm_recipe(epochs=4, hidden=16):
@@ -267,3 +267,28 @@ def test_cli_train_node_and_distill_node(tmp_path, capsys, monkeypatch):
     assert main(["distill-node", *common, "--model", "bingcn", "--teacher",
                  str(out / "seed0" / "best.pt"), "--out", str(tmp_path / "x")]) == 2
     assert "stage 0" in capsys.readouterr().err
+
+
+def test_node_task_of_run_seed_s_uses_the_split_of_seed_s():
+    from bingnn.distill.cascade import build_task
+    from bingnn.distill.recipe import apply_overrides
+
+    data = sbm()
+    n = data.num_nodes
+
+    def split(seed):  # a different partition per seed, as Facebook's and Actor's are
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
+        for m, part in zip(masks, (order[:30], order[30:50], order[50:]), strict=True):
+            m[part] = True
+        return tuple(masks)
+
+    recipe = _sbm_recipe()
+    for seed in (0, 3):
+        cfg = stage_config(apply_overrides(recipe, seed=seed), 0, "binsage")
+        cache = DataCache()
+        cache.put(cfg, NodeDataset(data, 3, False, "acc", split_of_seed=split))
+        task = build_task(cfg, DistContext(), data=cache)
+        for name, mask in zip(("train", "val", "test"), split(seed), strict=True):
+            assert torch.equal(task.idx[name], mask.nonzero().view(-1))
+    assert torch.equal(data.train_mask, sbm().train_mask)  # the cached graph is untouched

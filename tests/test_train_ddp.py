@@ -20,7 +20,7 @@ def _specs():
     torch.manual_seed(7)
     pc_teacher = DGCNN(num_classes=12, **PC_SMALL)
     torch.manual_seed(5)
-    node_teacher = GraphSAGE(8, 16, 3, num_layers=2, dropout=0.0, centering="mean")
+    node_teacher = GraphSAGE(8, 16, 2, 3, dropout=0.0, centering="mean")
     kd = {"alpha": 0.7, "temperature": 2.0}
     return [
         # float DGCNN with BatchNorm everywhere: statistics over the global batch. SGD: Adam

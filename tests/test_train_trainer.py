@@ -38,7 +38,7 @@ def _node_run(schedule, out, epochs=8, stop_after=None, mode="minibatch"):
     data = sbm()
     task = NodeTask(data, 3, mode=mode, fanouts=[3, 3], batch_size=10, seed=1)
     torch.manual_seed(0)
-    model = BinSAGE(8, 16, 3, num_layers=2, dropout=0.3, centering="batchnorm")
+    model = BinSAGE(8, 16, 2, 3, dropout=0.3, centering="batchnorm")
     opt = build_optimizer(model.parameters(), "adam", 0.01, 1e-4)
     sched = build_scheduler(opt, schedule, epochs)
 
@@ -154,7 +154,7 @@ def test_node_selection_reads_validation_never_test(tmp_path):
 
     task = Recording(data, 3)
     torch.manual_seed(0)
-    model = BinSAGE(8, 16, 3, num_layers=2, dropout=0.2, centering="mean")
+    model = BinSAGE(8, 16, 2, 3, dropout=0.2, centering="mean")
     opt = build_optimizer(model.parameters(), "adam", 0.02)
     res = fit(task, model, Objective(), opt, build_scheduler(opt, None, 6), epochs=6)
     assert reads == ["val"] * 6 + ["test"]
@@ -167,7 +167,7 @@ def test_node_selection_reads_validation_never_test(tmp_path):
 
 def test_bad_arguments():
     task = NodeTask(sbm(), 3)
-    model = BinSAGE(8, 16, 3, num_layers=2)
+    model = BinSAGE(8, 16, 2, 3)
     opt = build_optimizer(model.parameters())
     with pytest.raises(ValueError, match="epochs"):
         fit(task, model, Objective(), opt, build_scheduler(opt, None, 1), epochs=0)
@@ -197,11 +197,11 @@ def test_bf16_autocast_is_for_float_models_only():
     assert _is_float_model(DGCNN(**small))
     assert _is_float_model(BinDGCNN(stage=1, **small))
     assert not _is_float_model(BinDGCNN(stage=2, **small))
-    assert not _is_float_model(BinSAGE(8, 16, 3, stage=3))
+    assert not _is_float_model(BinSAGE(8, 16, 2, 3, stage=3))
     task = NodeTask(sbm(), 3)
     cpu = torch.device("cpu")
-    assert _Teacher(BinSAGE(8, 16, 3, stage=0), task, False, True, cpu).amp
-    assert not _Teacher(BinSAGE(8, 16, 3, stage=2), task, False, True, cpu).amp
+    assert _Teacher(BinSAGE(8, 16, 2, 3, stage=0), task, False, True, cpu).amp
+    assert not _Teacher(BinSAGE(8, 16, 2, 3, stage=2), task, False, True, cpu).amp
 
 
 def test_a_checkpoint_of_another_loop_is_refused(tmp_path):

@@ -1,10 +1,13 @@
-"""``bingnn train-node`` and ``bingnn distill-node``: node classification on Planetoid and OGB.
+"""``bingnn train-node`` and ``bingnn distill-node``: node classification on Planetoid,
+Facebook Page-Page, Actor and OGB.
 
 Both take the data set's recipe (``src/bingnn/distill/recipes/planetoid.toml``,
-``ogbn-*.toml``, or ``--recipe FILE``), apply the command-line options over it, and run
-``--seeds`` independent runs; the score reported is the test score of the weights of the best
-validation epoch, as mean and standard deviation over seeds (OGB's leaderboard protocol).
-Layout of ``--out``::
+``facebook.toml``, ``actor.toml``, ``ogbn-*.toml``, or ``--recipe FILE``), apply the
+command-line options over it, and run ``--seeds`` independent runs; the score reported is the
+test score of the weights of the best validation epoch, as mean and standard deviation over
+seeds (OGB's leaderboard protocol). Run seed ``s`` seeds the model and, where a data set has no
+single fixed split, picks the split: Facebook's stratified split with split seed ``s``, Actor's
+standard split ``s`` (``bingnn.graphs.datasets``). Layout of ``--out``::
 
     seed<k>/                     train-node: one run folder (config.json, metrics.csv,
                                  checkpoint.pt, best.pt, final.pt, done.json)
@@ -54,18 +57,23 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
 
     d = p.add_argument_group("data")
     d.add_argument("--dataset", required=True, choices=NODE_DATASETS,
-                   help="Planetoid (public split) or OGB node property prediction")
+                   help="Planetoid (public split), Facebook Page-Page (stratified split of "
+                   "the run seed), Actor (standard split of the run seed, 0-9) or OGB node "
+                   "property prediction")
     d.add_argument("--recipe", default=None,
                    help="recipe TOML file (default: the data set's built-in recipe, "
-                   "'planetoid' or 'ogbn-*'); the options below override it")
+                   "'planetoid', 'facebook', 'actor' or 'ogbn-*'); the options below "
+                   "override it")
     d.add_argument("--root", default=None,
                    help="data folder (default: $BINGNN_DATA or ~/.cache/bingnn)")
     d.add_argument("--raw-dir", default=None,
-                   help="Planetoid: folder with the original ind.<name>.* files (offline)")
+                   help="folder with the original release files, copied into --root "
+                   "(offline): Planetoid's ind.<name>.*, Facebook's *_edges.csv, "
+                   "*_target.csv, *_features.json, Actor's out1_*.txt and split files")
     d.add_argument("--download", action="store_true", help="download the dataset if missing")
     d.add_argument("--normalize-features", action=argparse.BooleanOptionalAction, default=None,
                    help="row-normalise node features (default: the recipe's; on for "
-                   "Planetoid, off for OGB)")
+                   "Planetoid, off for Facebook, Actor and OGB)")
     m = p.add_argument_group("model (defaults: the recipe's)")
     if distill:
         m.add_argument("--model", required=True, choices=("binsage", "bingcn"),
@@ -107,9 +115,10 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train-node", help="train a (binary) GraphSAGE/GCN node classifier",
-        description="Train float or binary GraphSAGE/GCN on Planetoid or OGB node property "
-        "prediction, over several seeds (mean +- std). The weights of the best validation "
-        "epoch are kept (best.pt) and scored on the test nodes.",
+        description="Train float or binary GraphSAGE/GCN on Planetoid, Facebook Page-Page, "
+        "Actor or OGB node property prediction, over several seeds (mean +- std). The "
+        "weights of the best validation epoch are kept (best.pt) and scored on the test "
+        "nodes.",
     )
     _add_common(p, distill=False)
     p.set_defaults(func=run_train)
@@ -202,6 +211,17 @@ def _print_table(ctx, args, agg: list[dict[str, Any]]) -> None:
     say(ctx, args, "\n".join(lines), always=True)
 
 
+def _check_seeds(args: argparse.Namespace) -> None:
+    """Actor has 10 standard splits and run seed ``s`` uses split ``s``: a seed without a split
+    fails before any training."""
+    from bingnn.graphs.actor import NUM_SPLITS
+
+    if args.dataset.lower() == "actor" and (args.seed < 0 or args.seed + args.seeds > NUM_SPLITS):
+        raise ValueError(f"Actor has {NUM_SPLITS} standard splits and run seed s uses split s; "
+                         f"seeds {args.seed}-{args.seed + args.seeds - 1} go beyond 0-"
+                         f"{NUM_SPLITS - 1}: use --seed 0 --seeds {NUM_SPLITS} at most")
+
+
 def run_train(args: argparse.Namespace) -> int:
     from bingnn.distill.cascade import DataCache, run_seeds, run_stage
     from bingnn.distill.recipe import NODE_MODELS, apply_overrides, single_run_config
@@ -209,6 +229,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     variant = NODE_MODELS[args.model][0]
     recipe = build_recipe(args, variant)
+    _check_seeds(args)
     single_run_config(recipe, args.model, args.stage)  # every value, before training
     ctx = runtime(args)
     out = _out(args, "train-node")
@@ -237,6 +258,7 @@ def run_distill(args: argparse.Namespace) -> int:
     if args.teacher and not Path(args.teacher).is_file():
         raise FileNotFoundError(f"teacher model file not found: {args.teacher}")
     recipe = build_recipe(args, args.model)
+    _check_seeds(args)
     ctx = runtime(args)
     out = _out(args, "distill-node")
     data = DataCache()

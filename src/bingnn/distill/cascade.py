@@ -133,8 +133,10 @@ def build_task(cfg: dict[str, Any], ctx: DistContext, data: DataCache | None = N
         from bingnn.graphs.node_task import NodeTask
 
         ds = data.get(cfg, ctx)
+        # run seed s trains on split s where a data set has several (Facebook, Actor)
+        graph = ds.for_seed(int(cfg["seed"]))
         return NodeTask(
-            ds.data, ds.num_classes, metric=ds.metric, evaluator=ds.evaluator,
+            graph, ds.num_classes, metric=ds.metric, evaluator=ds.evaluator,
             multilabel=ds.multilabel, mode=tr["mode"], fanouts=tr.get("fanouts", (15, 10, 5)),
             batch_size=tr["batch_size"], eval_mode=tr["eval_mode"],
             eval_batch_size=tr["eval_batch_size"],

@@ -12,6 +12,8 @@ name           task       what
 quick          pointcloud synthetic shapes, minutes on a CPU
 paper          pointcloud the paper's hyper-parameters on ModelNet40
 planetoid      node       Cora / CiteSeer / PubMed, full batch
+facebook       node       Facebook Page-Page, full batch, stratified split per seed
+actor          node       Actor, full batch, standard split per seed (0-9)
 ogbn-arxiv     node       full batch
 ogbn-products  node       neighbour-sampled mini-batches
 ogbn-proteins  node       full batch, 112 binary tasks
@@ -75,7 +77,8 @@ __all__ = [
 ]
 
 TASKS = ("pointcloud", "node")
-BUILTIN_RECIPES = ("quick", "paper", "planetoid", "ogbn-arxiv", "ogbn-products", "ogbn-proteins")
+BUILTIN_RECIPES = ("quick", "paper", "planetoid", "facebook", "actor", "ogbn-arxiv",
+                   "ogbn-products", "ogbn-proteins")
 FORMAT_VERSION = 2
 #: node variant -> its float (stage-0) architecture
 NODE_VARIANTS = {"bingcn": "gcn", "binsage": "graphsage"}
@@ -232,7 +235,8 @@ def _builtin(name: str) -> dict[str, Any]:
 
 
 def node_recipe_for(dataset: str) -> str:
-    """The built-in recipe of a node data set: its own (``ogbn-*``) or ``planetoid``."""
+    """The built-in recipe of a node data set: its own (``facebook``, ``actor``, ``ogbn-*``)
+    or ``planetoid``."""
     from bingnn.graphs.names import PLANETOID
 
     key = dataset.lower()

@@ -60,7 +60,12 @@ def _check_data(data: Data) -> None:
         raise ValueError("the graph needs node features x and labels y")
     if data.num_nodes == 0:
         raise ValueError("the graph has no nodes")
-    if not torch.isfinite(data.x).all():
+    x = data.x
+    if x.layout == torch.sparse_coo:
+        x = x.coalesce().values()
+    elif x.layout == torch.sparse_csr:  # sparse bag-of-words features: check what is stored
+        x = x.values()
+    if not torch.isfinite(x).all():
         raise ValueError("node features contain NaN or inf")
 
 
@@ -114,6 +119,10 @@ class NodeTask(Task):
                 raise ValueError(f"batch_size must be >= 1, got {batch_size}")
             if not fanouts or any(int(k) == 0 or int(k) < -1 for k in fanouts):
                 raise ValueError(f"fan-outs must be positive or -1 (all), got {list(fanouts)}")
+        if mode == "minibatch" and data.x.layout != torch.strided:
+            # the sampler slices rows of x; a shallow copy keeps the caller's sparse features
+            data = copy.copy(data)
+            data.x = data.x.to_dense()
         self.data = data
         self.num_classes = int(num_classes)
         self.metric, self.evaluator, self.multilabel = metric, evaluator, bool(multilabel)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from bingnn.models._node import NodeModel, batches, check_arch, check_stage
+from bingnn.models._node import NodeModel, batches, check_arch, check_stage, is_sparse
 from bingnn.nn.conv.bin_gcn_conv import BinGCNConv
 
 
@@ -16,9 +16,13 @@ class BinGCN(NodeModel):
     dropout between them. The first layer keeps real inputs (Planetoid bag-of-words features
     are already 0/1) with the stage's weights; later layers centre and quantize.
 
+    The arguments follow PyTorch Geometric's ``GCN``: ``BinGCN(in_channels, hidden_channels,
+    num_layers, out_channels)``; everything after ``out_channels`` is keyword-only.
+
     Args:
-        in_channels, hidden_channels, out_channels: feature sizes.
-        num_layers: depth, default 2.
+        in_channels, hidden_channels: input and hidden feature sizes.
+        num_layers: number of convolutions (depth).
+        out_channels: output size (number of classes).
         dropout, input_dropout: dropout between layers / on the input features.
         stage: 0 float, 1 float weights + ``tanh``, 2 binary activations, 3 fully binary.
         centering: centering of hidden layers (``"batchnorm"`` default).
@@ -27,7 +31,9 @@ class BinGCN(NodeModel):
         cached: cache the normalised adjacency (transductive full-batch training).
 
     Shapes:
-        ``x (N, in_channels)``, ``edge_index (2, E)`` -> logits ``(N, out_channels)``.
+        ``x (N, in_channels)`` (dense, or sparse CSR/COO: the first transform is then a
+        sparse-dense product), ``edge_index (2, E)`` (PyG's orientation: row 0 source, row 1
+        target) -> logits ``(N, out_channels)``.
     """
 
     arch = "bingcn"
@@ -36,8 +42,9 @@ class BinGCN(NodeModel):
         self,
         in_channels: int,
         hidden_channels: int,
+        num_layers: int,
         out_channels: int,
-        num_layers: int = 2,
+        *,
         dropout: float = 0.5,
         input_dropout: float = 0.0,
         stage: int = 3,
@@ -47,7 +54,7 @@ class BinGCN(NodeModel):
         cached: bool = False,
     ) -> None:
         super().__init__()
-        check_arch(in_channels, hidden_channels, out_channels, num_layers, dropout, input_dropout)
+        check_arch(in_channels, hidden_channels, num_layers, out_channels, dropout, input_dropout)
         act_q, w_q = check_stage(stage)
         self.config = {
             "arch": self.arch, "in_channels": in_channels, "hidden_channels": hidden_channels,
@@ -84,9 +91,12 @@ class BinGCN(NodeModel):
     def _layerwise_layer(self, i: int, x: Tensor, targets: Tensor, csr, state: dict) -> Tensor:
         conv: BinGCNConv = self.convs[i]
         if "h" not in state or state["h_layer"] != i:  # node-wise transform, in batches
-            state["h"] = torch.cat(
-                [conv.transform(x[b]) for b in batches(x.size(0), 65536)], dim=0
-            ) if x.size(0) else x.new_zeros(0, conv.out_channels)
+            if is_sparse(x):  # one sparse-dense product (sparse rows cannot be sliced)
+                state["h"] = conv.transform(x)
+            else:
+                state["h"] = torch.cat(
+                    [conv.transform(x[b]) for b in batches(x.size(0), 65536)], dim=0
+                ) if x.size(0) else x.new_zeros(0, conv.out_channels)
             state["h_layer"] = i
         src, dst_local, w = state["csr"].in_edges(targets)
         ei = torch.stack([src, dst_local])

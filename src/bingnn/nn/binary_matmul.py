@@ -29,11 +29,13 @@ def is_pm1(x: Tensor) -> bool:
 
 
 def packed_route(*tensors: Tensor) -> bool:
-    """Whether the packed forward applies: native binary GEMM built, CPU float32 operands."""
+    """Whether the packed forward applies: native binary GEMM built, dense CPU float32
+    operands (sparse bag-of-words node features take the float product)."""
     return (
         _native is not None
         and hasattr(_native, "binary_gemm")
-        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and all(t.device.type == "cpu" and t.dtype == torch.float32
+                and t.layout == torch.strided for t in tensors)
     )
 
 
