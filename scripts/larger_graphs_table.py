@@ -1,7 +1,11 @@
 """The Markdown table of docs/results.md's "Larger real graphs" section, from the run folders
 ``scripts/larger_graphs.sh`` writes (their ``results.csv``: the mean and std rows over seeds).
 
-    python scripts/larger_graphs_table.py [OUT]        (default: runs/larger)
+    python scripts/larger_graphs_table.py [OUT [KEY:NAME ...]]
+
+OUT defaults to runs/larger; KEY:NAME pairs name the data sets by their run-folder prefix
+(default ``fb:"Facebook Page-Page" actor:Actor``; ``scripts/planetoid_graphs.sh`` writes
+``cora``/``citeseer`` runs).
 """
 
 from __future__ import annotations
@@ -38,11 +42,11 @@ def _cell(s: dict | None) -> str:
     return f"**{tm:.2f} ± {ts:.2f}** (val {vm:.2f} ± {vs:.2f}{seeds})"
 
 
-def main(out: Path) -> None:
+def main(out: Path, datasets: tuple[tuple[str, str], ...] = DATASETS) -> None:
     print("| data set | model | float (stage 0) | binary from scratch | binary distilled "
           "(stage 3) | distilled − float |")
     print("|---|---|---|---|---|---|")
-    for key, name in DATASETS:
+    for key, name in datasets:
         for _fam, label, binary in FAMILIES:
             cascade = out / f"{key}-{binary}-distill" / "results.csv"
             fl, st3 = _stats(cascade, 0), _stats(cascade, 3)
@@ -53,4 +57,7 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/larger"))
+    pairs = tuple(tuple(a.split(":", 1)) for a in sys.argv[2:])
+    if any(len(p) != 2 for p in pairs):
+        sys.exit("usage: larger_graphs_table.py [OUT [KEY:NAME ...]], e.g. cora:Cora")
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/larger"), pairs or DATASETS)
