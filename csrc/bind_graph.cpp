@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bind_checks.hpp"
 #include "bingnn_core.hpp"
 #include "graph_kernels.hpp"
 
@@ -18,34 +19,30 @@ namespace py = pybind11;
 namespace bingnn {
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
-
-void need(bool ok, const std::string& msg) {
-    if (!ok) throw std::invalid_argument(msg);
-}
+using bind::Arr;
+using bind::require;
 
 // indptr (rows + 1) non-decreasing from 0, ending at the number of entries; indices in [0, m).
 void check_csr(const Arr<int64_t>& indptr, const Arr<int32_t>& indices, int64_t m,
                const char* what) {
-    need(indptr.ndim() == 1 && indptr.shape(0) >= 1 && indices.ndim() == 1,
+    require(indptr.ndim() == 1 && indptr.shape(0) >= 1 && indices.ndim() == 1,
          std::string(what) + ": indptr must be (rows + 1,) int64 and indices (nnz,) int32");
     const int64_t* p = indptr.data();
     const int64_t rows = indptr.shape(0) - 1;
-    need(p[0] == 0 && p[rows] == indices.shape(0),
+    require(p[0] == 0 && p[rows] == indices.shape(0),
          std::string(what) + ": indptr must start at 0 and end at the number of entries");
     for (int64_t r = 0; r < rows; ++r)
-        need(p[r] <= p[r + 1], std::string(what) + ": indptr must be non-decreasing");
+        require(p[r] <= p[r + 1], std::string(what) + ": indptr must be non-decreasing");
     const int32_t* q = indices.data();
     for (int64_t e = 0; e < indices.shape(0); ++e)
-        need(q[e] >= 0 && q[e] < m, std::string(what) + ": an index is out of range");
+        require(q[e] >= 0 && q[e] < m, std::string(what) + ": an index is out of range");
 }
 
 // The element type of a 2-D node-value array (float32, int8, int16 or int32) whose rows are
 // contiguous (a column slice of a wider array is fine: see row_stride).
 Elem elem_of(const py::array& a, const char* what) {
-    need(a.ndim() == 2, std::string(what) + " must be 2-D");
-    need(a.size() == 0 ||
+    require(a.ndim() == 2, std::string(what) + " must be 2-D");
+    require(a.size() == 0 ||
              ((a.shape(0) <= 1 || (a.strides(0) >= a.shape(1) * a.itemsize() &&
                                    a.strides(0) % a.itemsize() == 0)) &&
               (a.shape(1) <= 1 || a.strides(1) == a.itemsize())),
@@ -95,7 +92,7 @@ const float* optional_vector(const py::object& obj, int64_t n, Arr<float>& keep,
                              const char* what) {
     if (obj.is_none()) return nullptr;
     keep = obj.cast<Arr<float>>();
-    need(keep.ndim() == 1 && keep.shape(0) == n,
+    require(keep.ndim() == 1 && keep.shape(0) == n,
          std::string(what) + " must have shape (" + std::to_string(n) + ",)");
     return keep.data();
 }
@@ -106,9 +103,9 @@ void bind_graph(py::module_& m) {
     m.def(
         "graph_csr_by_target",
         [](const Arr<int64_t>& src, const Arr<int64_t>& dst, int64_t n, int) {
-            need(src.ndim() == 1 && dst.ndim() == 1 && src.shape(0) == dst.shape(0),
+            require(src.ndim() == 1 && dst.ndim() == 1 && src.shape(0) == dst.shape(0),
                  "src and dst must be (E,) int64 of one length");
-            need(n >= 0 && n < (int64_t{1} << 31), "n must be in [0, 2**31)");
+            require(n >= 0 && n < (int64_t{1} << 31), "n must be in [0, 2**31)");
             const int64_t e = src.shape(0);
             Arr<int64_t> indptr({n + 1});
             Arr<int32_t> indices({e});
@@ -120,7 +117,7 @@ void bind_graph(py::module_& m) {
                 py::gil_scoped_release nogil;
                 ok = graph_csr_by_target(sp, dp, e, n, ip, xp);
             }
-            need(ok, "edge_index holds node indices outside [0, num_nodes)");
+            require(ok, "edge_index holds node indices outside [0, num_nodes)");
             return py::make_tuple(indptr, indices);
         },
         py::arg("src"), py::arg("dst"), py::arg("n"), py::arg("num_threads") = 0);
@@ -130,7 +127,7 @@ void bind_graph(py::module_& m) {
         [](const Arr<int64_t>& indptr, const Arr<int32_t>& indices, float fill) {
             const int64_t n = indptr.shape(0) - 1;
             check_csr(indptr, indices, n, "graph_gcn_csr");
-            need(fill > 0.0f && std::isfinite(fill), "fill must be a positive number");
+            require(fill > 0.0f && std::isfinite(fill), "fill must be a positive number");
             const int64_t total = graph_gcn_size(indptr.data(), indices.data(), n);
             Arr<int64_t> ip({n + 1});
             Arr<int32_t> ix({total});
@@ -151,7 +148,7 @@ void bind_graph(py::module_& m) {
            const py::object& alpha, const py::object& t0_bias, const py::object& t0_alpha,
            const py::object& second, const py::object& bias, const py::object& slope,
            bool keep_rows, const py::object& signs, const py::object& scale) -> py::object {
-            need(h.ndim() == 2, "h must be (M, C)");
+            require(h.ndim() == 2, "h must be (M, C)");
             AggSource src;
             src.elem = elem_of(h, "h");
             src.data = h.data();
@@ -170,9 +167,9 @@ void bind_graph(py::module_& m) {
             std::vector<py::object> keep;
             if (!second.is_none()) {
                 auto tup = second.cast<py::tuple>();
-                need(tup.size() == 4, "second is (x, row_scale, bias, alpha)");
+                require(tup.size() == 4, "second is (x, row_scale, bias, alpha)");
                 py::array x = py::array::ensure(tup[0]);
-                need(x && x.ndim() == 2 && x.shape(0) == rows && x.shape(1) == c,
+                require(x && x.ndim() == 2 && x.shape(0) == rows && x.shape(1) == c,
                      "second's x must have the output's shape (rows, C)");
                 ep.second.elem = elem_of(x, "second's x");
                 ep.second.x = x.data();
@@ -199,13 +196,13 @@ void bind_graph(py::module_& m) {
                 auto tup = signs.cast<py::tuple>();
                 const auto mode = tup[0].cast<std::string>();
                 if (mode == "threshold") {
-                    need(tup.size() == 4, "signs is ('threshold', lo, hi, negate)");
+                    require(tup.size() == 4, "signs is ('threshold', lo, hi, negate)");
                     ro.sign = SignMode::Threshold;
                     ro.lo = optional_vector(tup[1], c, lo, "lo");
                     ro.hi = optional_vector(tup[2], c, hi, "hi");
                     neg = tup[3].cast<Arr<uint8_t>>();
-                    need(neg.ndim() == 1 && neg.shape(0) == c, "negate must have shape (C,)");
-                    need(ro.lo && ro.hi, "lo and hi are needed");
+                    require(neg.ndim() == 1 && neg.shape(0) == c, "negate must have shape (C,)");
+                    require(ro.lo && ro.hi, "lo and hi are needed");
                     ro.negate = neg.data();
                 } else if (mode == "mean" || mode == "none") {
                     ro.sign = mode == "mean" ? SignMode::Mean : SignMode::None;
@@ -217,17 +214,17 @@ void bind_graph(py::module_& m) {
             }
             if (!scale.is_none()) {
                 auto tup = scale.cast<py::tuple>();
-                need(tup.size() == 3, "scale is (centering, bn_scale, bn_shift)");
+                require(tup.size() == 3, "scale is (centering, bn_scale, bn_shift)");
                 ro.scale = parse_centering(tup[0].cast<std::string>());
                 ro.bn_scale = optional_vector(tup[1], c, bs, "bn_scale");
                 ro.bn_shift = optional_vector(tup[2], c, bt, "bn_shift");
-                need((ro.scale == Centering::BatchNorm) ==
+                require((ro.scale == Centering::BatchNorm) ==
                          (ro.bn_scale != nullptr && ro.bn_shift != nullptr),
                      "bn_scale and bn_shift are needed exactly for batchnorm centring");
                 beta = Arr<float>({rows});
                 ro.beta = beta.mutable_data();
             }
-            need(keep_rows || ro.bits || ro.beta, "nothing to write");
+            require(keep_rows || ro.bits || ro.beta, "nothing to write");
             const int64_t* pp = indptr.data();
             const int32_t* xp = indices.data();
             {
@@ -250,7 +247,7 @@ void bind_graph(py::module_& m) {
     m.def(
         "graph_feature_stats",
         [](const Arr<float>& x, int num_threads) {
-            need(x.ndim() == 2, "x must be (N, F) float32");
+            require(x.ndim() == 2, "x must be (N, F) float32");
             FeatureStats st;
             {
                 py::gil_scoped_release nogil;
@@ -264,9 +261,9 @@ void bind_graph(py::module_& m) {
         "graph_signed_linear_csr",
         [](const Arr<int64_t>& indptr, const Arr<int32_t>& indices, const py::object& data,
            const Arr<uint64_t>& w, int64_t f_in, int num_threads, const std::string& out) {
-            need(f_in >= 1, "f_in must be >= 1");
+            require(f_in >= 1, "f_in must be >= 1");
             check_csr(indptr, indices, f_in, "graph_signed_linear_csr");
-            need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
+            require(w.ndim() == 2 && w.shape(1) == n_words(f_in),
                  "w must be (C_out, ceil(f_in / 64)) uint64");
             const int64_t rows = indptr.shape(0) - 1, c_out = w.shape(0);
             Arr<float> dk;
@@ -280,7 +277,7 @@ void bind_graph(py::module_& m) {
                 ok = graph_signed_linear_csr(indptr.data(), indices.data(), dp, rows, w.data(),
                                              c_out, f_in, e, zp, num_threads);
             }
-            need(ok, "the features are not integers small enough for out='" + out + "'");
+            require(ok, "the features are not integers small enough for out='" + out + "'");
             return z;
         },
         py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("w"), py::arg("f_in"),
@@ -290,9 +287,9 @@ void bind_graph(py::module_& m) {
         "graph_signed_linear_dense",
         [](const Arr<float>& x, const Arr<uint64_t>& w, int num_threads,
            const std::string& out) {
-            need(x.ndim() == 2 && x.shape(1) >= 1, "x must be (N, F) float32 with F >= 1");
+            require(x.ndim() == 2 && x.shape(1) >= 1, "x must be (N, F) float32 with F >= 1");
             const int64_t rows = x.shape(0), f_in = x.shape(1);
-            need(w.ndim() == 2 && w.shape(1) == n_words(f_in),
+            require(w.ndim() == 2 && w.shape(1) == n_words(f_in),
                  "w must be (C_out, ceil(F / 64)) uint64");
             const int64_t c_out = w.shape(0);
             const Elem e = parse_elem(out);
@@ -304,7 +301,7 @@ void bind_graph(py::module_& m) {
                 ok = graph_signed_linear_dense(x.data(), rows, f_in, w.data(), c_out, e, zp,
                                                num_threads);
             }
-            need(ok, "the features are not integers small enough for out='" + out + "'");
+            require(ok, "the features are not integers small enough for out='" + out + "'");
             return z;
         },
         py::arg("x"), py::arg("w"), py::arg("num_threads") = 0, py::arg("out") = "float32");
@@ -313,9 +310,9 @@ void bind_graph(py::module_& m) {
         "graph_threshold_pack",
         [](const Arr<float>& v, const Arr<float>& lo, const Arr<float>& hi,
            const Arr<uint8_t>& negate, int num_threads) {
-            need(v.ndim() == 2, "v must be (rows, C) float32");
+            require(v.ndim() == 2, "v must be (rows, C) float32");
             const int64_t rows = v.shape(0), c = v.shape(1);
-            need(lo.ndim() == 1 && hi.ndim() == 1 && negate.ndim() == 1 && lo.shape(0) == c &&
+            require(lo.ndim() == 1 && hi.ndim() == 1 && negate.ndim() == 1 && lo.shape(0) == c &&
                      hi.shape(0) == c && negate.shape(0) == c,
                  "lo, hi and negate must have shape (C,)");
             Arr<uint64_t> out({rows, n_words(c)});
@@ -332,9 +329,9 @@ void bind_graph(py::module_& m) {
     m.def(
         "graph_center_sign",
         [](const Arr<float>& v, const std::string& centering, int num_threads) {
-            need(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
+            require(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
             const Centering mode = parse_centering(centering);
-            need(mode != Centering::BatchNorm, "batchnorm signs are thresholds (threshold_pack)");
+            require(mode != Centering::BatchNorm, "batchnorm signs are thresholds (threshold_pack)");
             const int64_t rows = v.shape(0), c = v.shape(1);
             Arr<uint64_t> out({rows, n_words(c)});
             {
@@ -349,13 +346,13 @@ void bind_graph(py::module_& m) {
         "graph_node_scale",
         [](const Arr<float>& v, const std::string& centering, const py::object& bn_scale,
            const py::object& bn_shift, int num_threads) {
-            need(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
+            require(v.ndim() == 2 && v.shape(1) >= 1, "v must be (rows, C) float32 with C >= 1");
             const Centering mode = parse_centering(centering);
             const int64_t rows = v.shape(0), c = v.shape(1);
             Arr<float> sk, tk;
             const float* sp = optional_vector(bn_scale, c, sk, "bn_scale");
             const float* tp = optional_vector(bn_shift, c, tk, "bn_shift");
-            need((mode == Centering::BatchNorm) == (sp != nullptr && tp != nullptr),
+            require((mode == Centering::BatchNorm) == (sp != nullptr && tp != nullptr),
                  "bn_scale and bn_shift are needed exactly for batchnorm centring");
             Arr<float> beta({rows});
             {
@@ -373,21 +370,21 @@ void bind_graph(py::module_& m) {
         [](const py::list& terms, const py::object& bias, const py::object& slope,
            int num_threads) {
             const auto n_terms = static_cast<int>(terms.size());
-            need(n_terms == 1 || n_terms == 2, "graph_affine takes one or two terms");
+            require(n_terms == 1 || n_terms == 2, "graph_affine takes one or two terms");
             AffineTerm t[2];
             // Keep the converted arrays alive for the duration of the call.
             std::vector<py::object> keep;
             int64_t rows = -1, c = -1;
             for (int i = 0; i < n_terms; ++i) {
                 auto tup = terms[i].cast<py::tuple>();
-                need(tup.size() == 4, "a term is (x, row_scale, bias, alpha)");
+                require(tup.size() == 4, "a term is (x, row_scale, bias, alpha)");
                 py::array x = py::array::ensure(tup[0]);
-                need(x && x.ndim() == 2, "a term's x must be a 2-D array");
+                require(x && x.ndim() == 2, "a term's x must be a 2-D array");
                 if (rows < 0) {
                     rows = x.shape(0);
                     c = x.shape(1);
                 }
-                need(x.shape(0) == rows && x.shape(1) == c, "terms must share their shape");
+                require(x.shape(0) == rows && x.shape(1) == c, "terms must share their shape");
                 t[i].elem = elem_of(x, "a term's x");
                 t[i].x = x.data();
                 t[i].ld = row_stride(x);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bind_checks.hpp"
 #include "bingnn_core.hpp"
 #include "train_float.hpp"
 
@@ -18,25 +19,21 @@ namespace py = pybind11;
 namespace bingnn {
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
-
-void need(bool ok, const std::string& msg) {
-    if (!ok) throw std::invalid_argument(msg);
-}
+using bind::Arr;
+using bind::require;
 
 std::vector<int64_t> shape_of(const py::array& a) {
     return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
 }
 
 void need_shape(const py::array& a, const std::vector<int64_t>& want, const char* name) {
-    need(shape_of(a) == want, std::string(name) + " has the wrong shape");
+    require(shape_of(a) == want, std::string(name) + " has the wrong shape");
 }
 
 template <class T>
 T* out_ptr(Arr<T>& a, const std::vector<int64_t>& want, const char* name) {
     need_shape(a, want, name);
-    need(a.writeable(), std::string(name) + " must be writeable");
+    require(a.writeable(), std::string(name) + " must be writeable");
     return a.mutable_data();
 }
 
@@ -44,7 +41,7 @@ void check_idx(const Arr<int64_t>& idx, int64_t sets, int64_t n, int64_t k) {
     need_shape(idx, {sets, n, k}, "idx");
     const int64_t* p = idx.data();
     for (int64_t q = 0; q < idx.size(); ++q)
-        need(p[q] >= 0 && p[q] < n, "idx holds a neighbour index outside [0, N)");
+        require(p[q] >= 0 && p[q] < n, "idx holds a neighbour index outside [0, N)");
 }
 
 }  // namespace
@@ -57,15 +54,15 @@ void bind_train_float(py::module_& m) {
            std::optional<Arr<float>> sum, int num_threads) {
             int64_t sets, n, k, c;
             if (idx) {
-                need(src.ndim() == 3 && idx->ndim() == 3,
+                require(src.ndim() == 3 && idx->ndim() == 3,
                      "neighbor_extremes expects src (B, N, C) and idx (B, N, k)");
                 sets = src.shape(0), n = src.shape(1), c = src.shape(2), k = idx->shape(2);
                 check_idx(*idx, sets, n, k);
             } else {
-                need(src.ndim() == 4, "neighbor_extremes expects edges (B, N, k, C)");
+                require(src.ndim() == 4, "neighbor_extremes expects edges (B, N, k, C)");
                 sets = src.shape(0), n = src.shape(1), k = src.shape(2), c = src.shape(3);
             }
-            need(k >= 1, "neighbor_extremes needs k >= 1");
+            require(k >= 1, "neighbor_extremes needs k >= 1");
             const std::vector<int64_t> o{sets, n, c};
             float* pmx = out_ptr(mx, o, "mx");
             int64_t* prm = out_ptr(rmx, o, "rmx");
@@ -83,7 +80,7 @@ void bind_train_float(py::module_& m) {
     m.def(
         "neighbor_scatter_sum",
         [](const Arr<float>& g, const Arr<int64_t>& idx, Arr<float>& out, int num_threads) {
-            need(g.ndim() == 3 && idx.ndim() == 3,
+            require(g.ndim() == 3 && idx.ndim() == 3,
                  "neighbor_scatter_sum expects g (B, N, C) and idx (B, N, k)");
             const int64_t sets = g.shape(0), n = g.shape(1), c = g.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
@@ -99,12 +96,12 @@ void bind_train_float(py::module_& m) {
         "edge_act_stats",
         [](const Arr<float>& rel, const Arr<float>& v, const Arr<float>& alpha,
            std::optional<Arr<float>> slope, int num_threads) {
-            need(rel.ndim() == 3, "edge_act_stats expects rel (rows, k, C)");
+            require(rel.ndim() == 3, "edge_act_stats expects rel (rows, k, C)");
             const int64_t rows = rel.shape(0), k = rel.shape(1), c = rel.shape(2);
             need_shape(v, {rows, c}, "v");
             need_shape(alpha, {c}, "alpha");
             if (slope) need_shape(*slope, {c}, "slope");
-            need(rows >= 1 && k >= 1, "edge_act_stats needs at least one edge");
+            require(rows >= 1 && k >= 1, "edge_act_stats needs at least one edge");
             Arr<double> mean({c}), var({c});
             const float* pr = rel.data();
             const float* pv = v.data();
@@ -128,19 +125,19 @@ void bind_train_float(py::module_& m) {
            const Arr<float>& c2, std::optional<Arr<int64_t>> sel_rank,
            std::optional<Arr<float>> sel_grad, Arr<float>& grad_rel, Arr<float>& grad_v,
            int num_threads) {
-            need(rel.ndim() == 3, "edge_act_stats_backward expects rel (rows, k, C)");
+            require(rel.ndim() == 3, "edge_act_stats_backward expects rel (rows, k, C)");
             const int64_t rows = rel.shape(0), k = rel.shape(1), c = rel.shape(2);
             need_shape(v, {rows, c}, "v");
             for (const Arr<float>* a : {&alpha, &mean, &c1, &c2}) need_shape(*a, {c}, "vector");
             if (slope) need_shape(*slope, {c}, "slope");
-            need(sel_rank.has_value() == sel_grad.has_value(),
+            require(sel_rank.has_value() == sel_grad.has_value(),
                  "give both sel_rank and sel_grad, or neither");
             if (sel_rank) {
                 need_shape(*sel_rank, {rows, c}, "sel_rank");
                 need_shape(*sel_grad, {rows, c}, "sel_grad");
                 const int64_t* pr = sel_rank->data();
                 for (int64_t q = 0; q < sel_rank->size(); ++q)
-                    need(pr[q] >= 0 && pr[q] < k, "sel_rank holds a rank outside [0, k)");
+                    require(pr[q] >= 0 && pr[q] < k, "sel_rank holds a rank outside [0, k)");
             }
             float* pgr = out_ptr(grad_rel, {rows, k, c}, "grad_rel");
             float* pgv = out_ptr(grad_v, {rows, c}, "grad_v");
@@ -171,10 +168,10 @@ void bind_train_float(py::module_& m) {
         "binary_gemm_f32",
         [](const Arr<uint64_t>& a, const Arr<uint64_t>& b, int64_t n_bits, Arr<float>& out,
            int num_threads) {
-            need(a.ndim() == 2 && b.ndim() == 2 && a.shape(1) == b.shape(1),
+            require(a.ndim() == 2 && b.ndim() == 2 && a.shape(1) == b.shape(1),
                  "binary_gemm_f32 expects a (M, W) and b (N, W) uint64");
             const int64_t m = a.shape(0), n = b.shape(0), w = a.shape(1);
-            need(n_bits >= 0 && w == n_words(n_bits), "binary_gemm_f32: W must be ceil(C / 64)");
+            require(n_bits >= 0 && w == n_words(n_bits), "binary_gemm_f32: W must be ceil(C / 64)");
             float* po = out_ptr(out, {m, n}, "out");
             const uint64_t* pa = a.data();
             const uint64_t* pb = b.data();
@@ -187,12 +184,12 @@ void bind_train_float(py::module_& m) {
     m.def(
         "select_rank",
         [](const Arr<float>& src, const Arr<int64_t>& rank, Arr<float>& out, int num_threads) {
-            need(src.ndim() == 3, "select_rank expects src (rows, k, C)");
+            require(src.ndim() == 3, "select_rank expects src (rows, k, C)");
             const int64_t rows = src.shape(0), k = src.shape(1), c = src.shape(2);
             need_shape(rank, {rows, c}, "rank");
             const int64_t* pr = rank.data();
             for (int64_t q = 0; q < rank.size(); ++q)
-                need(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
+                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* po = out_ptr(out, {rows, c}, "out");
             const float* ps = src.data();
             py::gil_scoped_release nogil;
@@ -203,13 +200,13 @@ void bind_train_float(py::module_& m) {
     m.def(
         "scatter_rank",
         [](const Arr<float>& g, const Arr<int64_t>& rank, Arr<float>& out, int num_threads) {
-            need(g.ndim() == 2 && out.ndim() == 3, "scatter_rank expects g (rows, C), out "
+            require(g.ndim() == 2 && out.ndim() == 3, "scatter_rank expects g (rows, C), out "
                                                    "(rows, k, C)");
             const int64_t rows = g.shape(0), c = g.shape(1), k = out.shape(1);
             need_shape(rank, {rows, c}, "rank");
             const int64_t* pr = rank.data();
             for (int64_t q = 0; q < rank.size(); ++q)
-                need(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
+                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* po = out_ptr(out, {rows, k, c}, "out");
             const float* pg = g.data();
             py::gil_scoped_release nogil;
@@ -220,7 +217,7 @@ void bind_train_float(py::module_& m) {
     m.def(
         "xor_edge_features",
         [](const Arr<float>& x, const Arr<int64_t>& idx, Arr<float>& out, int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "xor_edge_features expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
@@ -236,7 +233,7 @@ void bind_train_float(py::module_& m) {
         "xor_edge_features_backward",
         [](const Arr<float>& g, const Arr<float>& x, const Arr<int64_t>& idx, Arr<float>& out,
            int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "xor_edge_features_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
@@ -253,11 +250,11 @@ void bind_train_float(py::module_& m) {
     m.def(
         "edge_diff_stats",
         [](const Arr<float>& x, const Arr<int64_t>& idx, int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_diff_stats expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
-            need(sets * n * k >= 1, "edge_diff_stats needs at least one edge");
+            require(sets * n * k >= 1, "edge_diff_stats needs at least one edge");
             Arr<double> mean({c}), var({c});
             const float* px = x.data();
             const int64_t* pi = idx.data();
@@ -276,14 +273,14 @@ void bind_train_float(py::module_& m) {
         [](const Arr<float>& x, const Arr<int64_t>& idx, const Arr<float>& s,
            const Arr<float>& t, int mode, std::optional<Arr<float>> out_f,
            std::optional<Arr<uint64_t>> out_bits, int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_diff_quant expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
             need_shape(s, {c}, "s");
             need_shape(t, {c}, "t");
-            need(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
-            need(!out_bits || mode == 0, "packed bits need mode 0 (sign)");
+            require(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
+            require(!out_bits || mode == 0, "packed bits need mode 0 (sign)");
             float* pf = out_f ? out_ptr(*out_f, {sets, n, k, c}, "out_f") : nullptr;
             uint64_t* pb =
                 out_bits ? out_ptr(*out_bits, {sets * n * k, n_words(c)}, "out_bits") : nullptr;
@@ -303,14 +300,14 @@ void bind_train_float(py::module_& m) {
            const Arr<float>& s, const Arr<float>& t, const Arr<float>& mean,
            const Arr<float>& invstd, int mode, float clip, std::optional<Arr<float>> c1,
            std::optional<Arr<float>> c2, std::optional<Arr<float>> gx, int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_diff_quant_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
             need_shape(g, {sets, n, k, c}, "g");
             for (const Arr<float>* a : {&s, &t, &mean, &invstd}) need_shape(*a, {c}, "vector");
-            need(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
-            need(!gx || (c1 && c2), "gx needs c1 and c2");
+            require(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
+            require(!gx || (c1 && c2), "gx needs c1 and c2");
             if (c1) need_shape(*c1, {c}, "c1");
             if (c2) need_shape(*c2, {c}, "c2");
             float* pgx = gx ? out_ptr(*gx, {sets, n, c}, "gx") : nullptr;
@@ -340,21 +337,21 @@ void bind_train_float(py::module_& m) {
            std::optional<Arr<float>> t, int mode, const Arr<float>& gsel,
            const Arr<int64_t>& rank, const Arr<float>& w, std::optional<Arr<float>> g_q,
            std::optional<Arr<float>> g_w, int num_threads) {
-            need(x.ndim() == 3 && idx.ndim() == 3,
+            require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_select_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
-            need(mode >= 0 && mode <= 2, "mode must be 0 (sign), 1 (tanh) or 2 (product)");
-            need(mode == 2 || (s && t), "modes 0 and 1 need s and t");
+            require(mode >= 0 && mode <= 2, "mode must be 0 (sign), 1 (tanh) or 2 (product)");
+            require(mode == 2 || (s && t), "modes 0 and 1 need s and t");
             if (s) need_shape(*s, {c}, "s");
             if (t) need_shape(*t, {c}, "t");
-            need(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
+            require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
             const int64_t c_out = w.shape(0);
             need_shape(gsel, {sets, n, c_out}, "gsel");
             need_shape(rank, {sets, n, c_out}, "rank");
             const int64_t* pr = rank.data();
             for (int64_t q = 0; q < rank.size(); ++q)
-                need(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
+                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* pgq = g_q ? out_ptr(*g_q, {sets, n, k, c}, "g_q") : nullptr;
             float* pgw = g_w ? out_ptr(*g_w, {c_out, c}, "g_w") : nullptr;
             const float* px = x.data();
@@ -372,7 +369,7 @@ void bind_train_float(py::module_& m) {
         py::arg("num_threads") = 0);
 
     auto rows_of = [](const Arr<float>& x, const char* name) {
-        need(x.ndim() == 2, std::string(name) + " expects x (rows, C) float32");
+        require(x.ndim() == 2, std::string(name) + " expects x (rows, C) float32");
         return std::make_pair(static_cast<int64_t>(x.shape(0)), static_cast<int64_t>(x.shape(1)));
     };
     auto vec_ptr = [](const std::optional<Arr<float>>& a, int64_t c, const char* name)
