@@ -245,3 +245,14 @@ def knn_edge_index(idx: Tensor) -> Tensor:
     centre = (torch.arange(n, device=idx.device).view(1, n, 1) + offset).expand(b, n, k)
     nbr = idx + offset
     return torch.stack([nbr.reshape(-1), centre.reshape(-1)], dim=0)
+
+
+def layer_graph(x: Tensor, k: int, metric: str, in_channels: int, layer: str) -> Tensor:
+    """The k-NN graph a point-set layer named ``layer`` runs on: its input's shapes (values too
+    in debug mode) and channel count checked, then :func:`knn_unchecked`."""
+    check_point_sets(x, k, scan=_flags.is_debug_enabled())
+    if x.shape[-1] != in_channels:
+        raise ValueError(
+            f"{layer} expected {in_channels} input channels, got shape {tuple(x.shape)}"
+        )
+    return knn_unchecked(x, k, metric)

@@ -22,7 +22,7 @@ from bingnn.nn.edge_batchnorm import (
 )
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
-from bingnn.nn.knn import check_point_sets, gather_neighbors, knn_unchecked
+from bingnn.nn.knn import gather_neighbors, layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
 from bingnn.nn.quantizers import Identity, Quantizer, SteSign, Tanh
 
@@ -100,13 +100,7 @@ class BinPointEdgeConv(nn.Module):
         self.block.reset_parameters()
 
     def forward(self, x: Tensor, return_graph: bool = False):
-        check_point_sets(x, self.k, scan=_flags.is_debug_enabled())
-        if x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expected {self.in_channels} input channels, got shape "
-                f"{tuple(x.shape)}"
-            )
-        idx = knn_unchecked(x, self.k, self.knn_metric)
+        idx = layer_graph(x, self.k, self.knn_metric, self.in_channels, type(self).__name__)
         if _flags.is_reference_mode() or not self.has_fast_path():
             out = self.forward_reference(x, idx)
         else:

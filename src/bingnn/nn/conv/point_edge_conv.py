@@ -18,7 +18,7 @@ from bingnn.nn.edge_batchnorm import (
 )
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import linear_parts
-from bingnn.nn.knn import check_point_sets, knn_unchecked
+from bingnn.nn.knn import layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
 
 
@@ -77,13 +77,7 @@ class PointEdgeConv(nn.Module):
         self.bn.reset_parameters()
 
     def forward(self, x: Tensor, return_graph: bool = False):
-        check_point_sets(x, self.k, scan=_flags.is_debug_enabled())
-        if x.shape[-1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expected {self.in_channels} input channels, got shape "
-                f"{tuple(x.shape)}"
-            )
-        idx = knn_unchecked(x, self.k, self.knn_metric)
+        idx = layer_graph(x, self.k, self.knn_metric, self.in_channels, type(self).__name__)
         if _flags.is_reference_mode() or forward_replaced(self.bn):
             out = self.forward_reference(x, idx)
         else:
