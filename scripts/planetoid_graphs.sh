@@ -3,18 +3,20 @@
 # (stage 0 of each cascade), fully binary BinGCN/BinSAGE from scratch (train-node, the
 # planetoid recipe's settings) and distilled (stages 1-3 of distill-node), one torch thread.
 #
-#   bash scripts/planetoid_graphs.sh [PLANETOID_RAW] [OUT]
+#   bash scripts/planetoid_graphs.sh [PLANETOID_RAW] [OUT] [DATASETS]
 #
-# Defaults: ../shared/data/planetoid, runs/planetoid. Each command resumes where it stopped
+# Defaults: ../shared/data/planetoid, runs/planetoid, "cora citeseer" (two instances, one per
+# data set, may run side by side: they write different run folders). Each command resumes where it stopped
 # when run again; `python scripts/larger_graphs_table.py OUT cora:Cora citeseer:CiteSeer`
 # prints the summary table, `bingnn report OUT/<run>` a run's per-stage table.
 set -euo pipefail
 RAW=${1:-../shared/data/planetoid}
 OUT=${2:-runs/planetoid}
+read -r -a DATASETS <<< "${3:-cora citeseer}"
 export OMP_NUM_THREADS=1
 COMMON=(--raw-dir "$RAW" --root "$OUT/data" --seeds 10 --threads 1 --no-progress)
 mkdir -p "$OUT"
-for ds in cora citeseer; do
+for ds in "${DATASETS[@]}"; do
   for model in bingcn binsage; do
     for cmd in distill-node train-node; do
       name=$ds-$model-$([[ $cmd == distill-node ]] && echo distill || echo scratch)
