@@ -28,19 +28,24 @@ NUM_CLASSES = 40
 
 def _onnx_session(model: DGCNN, n: int, path: Path, threads: int):
     """Export ``model`` to ONNX (float32, dynamic batch) and open a session with ``threads``."""
+    import importlib
+
     import onnxruntime as ort
 
     import bingnn.nn
-    import bingnn.nn.conv.point_edge_conv as point_edge_conv
+
+    # the module, not the function bingnn.nn.knn that the package exports under its name
+    knn_module = importlib.import_module("bingnn.nn.knn")
     from bingnn.nn.knn import pairwise_distance
 
     if not path.exists():
         def knn_topk(x: torch.Tensor, k: int, metric: str = "l2") -> torch.Tensor:
             return torch.topk(pairwise_distance(x, "l2"), k, dim=-1, largest=False).indices
 
-        # The plain formulation (the fast one calls native kernels ONNX cannot trace).
-        original = point_edge_conv.knn_unchecked
-        point_edge_conv.knn_unchecked = knn_topk
+        # The plain formulation and a traceable k-NN (the fast paths and the exact-distance
+        # k-NN call native kernels ONNX cannot trace); layers build graphs via knn_unchecked.
+        original = knn_module.knn_unchecked
+        knn_module.knn_unchecked = knn_topk
         try:
             with warnings.catch_warnings(), bingnn.nn.reference_mode():
                 warnings.simplefilter("ignore")
@@ -49,7 +54,7 @@ def _onnx_session(model: DGCNN, n: int, path: Path, threads: int):
                                   dynamic_axes={"points": {0: "B"}}, opset_version=17,
                                   dynamo=False)
         finally:
-            point_edge_conv.knn_unchecked = original
+            knn_module.knn_unchecked = original
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
