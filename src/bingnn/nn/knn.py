@@ -149,9 +149,9 @@ def knn(x: Tensor, k: int, metric: str = "l2") -> Tensor:
 
 
 def knn_unchecked(x: Tensor, k: int, metric: str = "l2") -> Tensor:
-    """:func:`knn` without the value scan (layers call it; their model checked its input once,
-    and debug mode re-checks per layer). Shapes are still checked."""
-    check_point_sets(x, k, scan=_flags.is_debug_enabled())
+    """The k-NN of :func:`knn` on an input its caller has already checked with
+    :func:`check_point_sets` (:func:`knn` with the value scan, :func:`layer_graph` with it in
+    debug mode only), so no check runs twice."""
     metric = _check_metric(metric)
     with torch.no_grad():
         x = x.detach()
