@@ -16,16 +16,8 @@ ONLY=${3:-}
 export OMP_NUM_THREADS=1
 COMMON=(--root "$OUT/data" --seeds 10 --threads 1 --no-progress)
 
-run() {  # run NAME CMD...: one command, its output in OUT/NAME.log, its wall time in OUT/times.log
-  local name=$1
-  shift
-  if [[ -n $ONLY && ! $name =~ $ONLY ]]; then return 0; fi
-  mkdir -p "$OUT"
-  local t0=$SECONDS
-  echo "$ $*" > "$OUT/$name.log"
-  "$@" >> "$OUT/$name.log" 2>&1
-  echo "$name $((SECONDS - t0))s" >> "$OUT/times.log"
-}
+# shellcheck source=scripts/node_runs.sh
+source "$(dirname "$0")/node_runs.sh"
 
 run fb-bingcn-distill bingnn distill-node --dataset facebook --model bingcn \
   --raw-dir "$DATA/facebook" "${COMMON[@]}" --out "$OUT/fb-bingcn-distill"

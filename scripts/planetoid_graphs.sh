@@ -15,17 +15,13 @@ OUT=${2:-runs/planetoid}
 read -r -a DATASETS <<< "${3:-cora citeseer}"
 export OMP_NUM_THREADS=1
 COMMON=(--raw-dir "$RAW" --root "$OUT/data" --seeds 10 --threads 1 --no-progress)
-mkdir -p "$OUT"
+# shellcheck source=scripts/node_runs.sh
+source "$(dirname "$0")/node_runs.sh"
 for ds in "${DATASETS[@]}"; do
   for model in bingcn binsage; do
-    for cmd in distill-node train-node; do
-      name=$ds-$model-$([[ $cmd == distill-node ]] && echo distill || echo scratch)
-      t0=$SECONDS
-      echo "$ bingnn $cmd --dataset $ds --model $model ${COMMON[*]} --out $OUT/$name" \
-        > "$OUT/$name.log"
-      bingnn "$cmd" --dataset "$ds" --model "$model" "${COMMON[@]}" --out "$OUT/$name" \
-        >> "$OUT/$name.log" 2>&1
-      echo "$name $((SECONDS - t0))s" >> "$OUT/times.log"
-    done
+    run "$ds-$model-distill" bingnn distill-node --dataset "$ds" --model "$model" "${COMMON[@]}" \
+      --out "$OUT/$ds-$model-distill"
+    run "$ds-$model-scratch" bingnn train-node --dataset "$ds" --model "$model" "${COMMON[@]}" \
+      --out "$OUT/$ds-$model-scratch"
   done
 done
