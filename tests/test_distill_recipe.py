@@ -66,6 +66,22 @@ def test_quick_recipe_and_stage_models():
     assert c["model"]["widths"] == r["model"]["widths"]
 
 
+def test_modelnet10_recipe_sizes_and_shipping_budget():
+    """The ModelNet10 recipe reads the real data set, holds out a validation split, and its
+    three shipped models (teacher + two students, float16) fit the 5 MB repository budget."""
+    from bingnn.models import build_model
+
+    r = load_recipe("modelnet10")
+    assert r["data"]["dataset"] == "modelnet10" and r["data"]["val_fraction"] > 0
+    assert r["variants"] == ["bf2-hamming", "rf"]
+    params = 0
+    for stage, variant in ((0, None), (3, "bf2-hamming"), (3, "rf")):
+        c = stage_config(r, stage, variant)
+        model = build_model({**c["model"], "num_classes": 10})
+        params += sum(p.numel() for p in model.parameters())
+    assert 2 * params < 5_000_000
+
+
 def test_user_file_overrides(tmp_path):
     p = tmp_path / "mine.toml"
     p.write_text('base = "paper"\nvariants = ["rf"]\n[stage3]\nepochs = 7\n')

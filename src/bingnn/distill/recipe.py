@@ -77,8 +77,8 @@ __all__ = [
 ]
 
 TASKS = ("pointcloud", "node")
-BUILTIN_RECIPES = ("quick", "paper", "planetoid", "facebook", "actor", "ogbn-arxiv",
-                   "ogbn-products", "ogbn-proteins")
+BUILTIN_RECIPES = ("quick", "paper", "modelnet10", "planetoid", "facebook", "actor",
+                   "ogbn-arxiv", "ogbn-products", "ogbn-proteins")
 FORMAT_VERSION = 2
 #: node variant -> its float (stage-0) architecture
 NODE_VARIANTS = {"bingcn": "gcn", "binsage": "graphsage"}
@@ -246,7 +246,7 @@ def node_recipe_for(dataset: str) -> str:
         return "planetoid"
     raise RecipeError(
         f"no built-in recipe for the node data set {dataset!r}; pass --recipe FILE "
-        f"(built-in: {', '.join(r for r in BUILTIN_RECIPES if r not in ('quick', 'paper'))})"
+        f"(built-in: {', '.join(r for r in BUILTIN_RECIPES if _builtin(r).get('task') == 'node')})"
     )
 
 
