@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from _tiny_recipe import write_tiny
+from _tiny_recipe import TINY_RECIPE, write_tiny
 
 from bingnn.distill.cascade import run_cascade, stage_dir
 from bingnn.distill.recipe import load_recipe, stage_config
@@ -122,3 +122,55 @@ def test_resume_is_exact(tmp_path):
     ra = read_metrics(tmp_path / "a" / "metrics.csv")
     rb = read_metrics(tmp_path / "b" / "metrics.csv")
     assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+
+
+def test_start_at_a_later_stage_reuses_another_runs_stage(tmp_path):
+    """[stage3] teacher = run A's stage-2 best.pt runs stage 3 alone, and it is run A's stage 3
+    (same seed, same data, same teacher and initialisation); a file of the wrong stage or a
+    missing one is refused in one line."""
+    recipe = load_recipe(write_tiny(tmp_path / "tiny.toml"))
+    a = tmp_path / "a"
+    rows_a = run_cascade(recipe, a, device="cpu", progress=False)
+    s2 = stage_dir(a, 2, "rf") / "best.pt"
+    b_file = write_tiny(tmp_path / "b.toml", f'teacher = "{s2}"\n')  # appended to [stage3]
+    rb = load_recipe(b_file)
+    seen: list = []
+    rows_b = run_cascade(rb, tmp_path / "b", device="cpu", progress=False,
+                         callbacks=[_recorder(seen)])
+    assert seen == [("rf", 3, 1)]
+    assert not stage_dir(tmp_path / "b", 0, "float").exists()
+    assert [(r["stage"], r["variant"]) for r in rows_b] == [(3, "rf")]
+    want = {k: v for k, v in rows_a[-1].items() if k != "time_s"}
+    assert {k: v for k, v in rows_b[0].items() if k != "time_s"} == want
+    wa = load_checkpoint(stage_dir(a, 3, "rf") / "best.pt")["model"]
+    wb = load_checkpoint(stage_dir(tmp_path / "b", 3, "rf") / "best.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    cfg = json.loads((stage_dir(tmp_path / "b", 3, "rf") / "config.json").read_text())
+    assert cfg["teacher_file"] == str(s2)
+
+    wrong = write_tiny(tmp_path / "c.toml", f'teacher = "{stage_dir(a, 1, "rf") / "best.pt"}"\n')
+    with pytest.raises(ValueError, match="not this cascade's stage-2 model: stage 1"):
+        run_cascade(load_recipe(wrong), tmp_path / "c", device="cpu", progress=False)
+    missing = write_tiny(tmp_path / "d.toml", f'teacher = "{tmp_path / "nope.pt"}"\n')
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_cascade(load_recipe(missing), tmp_path / "d", device="cpu", progress=False)
+
+
+_S3 = {"[stage3]\n": '[stage3]\nteacher = "y.pt"\n'}
+
+
+@pytest.mark.parametrize("edit, needle", [
+    ({"[stage2]\n": '[stage2]\nteacher = "x.pt"\n', **_S3}, "a cascade starts at one stage"),
+    ({'variants = ["rf"]': 'variants = ["rf", "bf2"]', **_S3}, "name that one variant"),
+    ({"[stage0]\n": '[stage0]\nteacher = "t.pt"\n', **_S3},
+     "stage0.teacher and stage3.teacher are both set"),
+])
+def test_later_stage_teacher_recipe_checks(tmp_path, edit, needle):
+    path = tmp_path / "r.toml"
+    text = TINY_RECIPE
+    for old, new in edit.items():
+        assert old in text
+        text = text.replace(old, new)
+    path.write_text(text)
+    with pytest.raises(ValueError, match=needle):
+        load_recipe(path)

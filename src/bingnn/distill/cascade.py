@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from bingnn.distill.binary_scale import match_binary_scale
-from bingnn.distill.recipe import check_stage_config, stage_config, teacher_name
+from bingnn.distill.recipe import check_stage_config, stage_config, start_stage, teacher_name
 from bingnn.train.distributed import DistContext, init_distributed
 from bingnn.train.model_files import load_model_file, save_model_file, write_json
 from bingnn.train.objective import Objective
@@ -354,12 +354,16 @@ def run_cascade(
         rows.append(summary_row(stage, cfg["variant"], rec))
         return folder / "best.pt"
 
+    first, given = start_stage(recipe)
     for variant in recipe["variants"]:
-        name = teacher_name(recipe, variant)
-        if name not in done_teachers:
-            done_teachers[name] = one(0, variant, None)
-        t = done_teachers[name]
-        for stage in range(1, last_stage + 1):
+        if given is not None:
+            t = _start_teacher(given, stage_config(recipe, first - 1, variant))
+        else:
+            name = teacher_name(recipe, variant)
+            if name not in done_teachers:
+                done_teachers[name] = one(0, variant, None)
+            t = done_teachers[name]
+        for stage in range(first, last_stage + 1):
             t = one(stage, variant, t)
     if ctx.is_main:
         write_summary(root, rows, f"{recipe.get('name', '')}: test accuracy per stage")
@@ -367,6 +371,23 @@ def run_cascade(
         say(f"results: {root / 'summary.csv'}, chart: {root / 'accuracy.png'}")
     ctx.barrier()
     return rows
+
+
+def _start_teacher(path: str, expected: dict[str, Any]) -> Path:
+    """The model file that teaches the first stage run (``[stageN] teacher``), checked to be the
+    stage-(N-1) model of this variant (architecture, variant, stage)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"teacher file {p} does not exist; give the best.pt of the "
+                                f"stage-{expected['stage']} run to start from")
+    got = load_model_file(p)[1]["model_config"]
+    want = expected["model"]
+    keys = [k for k in ("arch", "variant", "knn", "stage") if k in want]
+    diff = [f"{k} {got.get(k)!r} (expected {want[k]!r})" for k in keys if got.get(k) != want[k]]
+    if diff:
+        raise ValueError(f"teacher file {p} is not this cascade's stage-{expected['stage']} "
+                         f"model: {', '.join(diff)}")
+    return p
 
 
 def run_seeds(

@@ -10,6 +10,7 @@ package data (``src/bingnn/distill/recipes/``):
 name           task       what
 ============== ========== ===================================================================
 quick          pointcloud synthetic shapes, minutes on a CPU
+modelnet10     pointcloud real ModelNet10 shapes, 512 points, sized for a 2-core CPU
 paper          pointcloud the paper's hyper-parameters on ModelNet40
 planetoid      node       Cora / CiteSeer / PubMed, full batch
 facebook       node       Facebook Page-Page, full batch, stratified split per seed
@@ -29,11 +30,14 @@ clouds, ``planetoid`` for graphs), so it only names what it changes::
 
 Sections: ``[data]``, ``[model]``, ``[loss]`` (defaults of every student stage), ``[train]``
 (defaults of every stage), ``[stage0]`` ... ``[stage3]`` (a stage's own settings, loss keys
-included). A stage takes a key from its own section, else ``[train]``/``[loss]``, else the
-built-in default. Every key and value is checked when the recipe is loaded -- types, ranges,
-kernel and schedule names, that the models of every stage can be built, ``k`` against the
-point count -- so a bad value fails before the teacher trains, with :class:`RecipeError`
-naming the key.
+included). ``stage0.teacher = FILE`` takes a trained float teacher instead of training one;
+``stageN.teacher = FILE`` (N = 1-3, one variant) starts the cascade at stage N, taught (and,
+as the previous stage would, initialised) by that stage-(N-1) model file: an ablation of a
+late stage reuses the earlier stages of another run. A stage takes a key from its own
+section, else ``[train]``/``[loss]``, else the built-in default. Every key and value is
+checked when the recipe is loaded -- types, ranges, kernel and schedule names, that the models
+of every stage can be built, ``k`` against the point count -- so a bad value fails before the
+teacher trains, with :class:`RecipeError` naming the key.
 
 Point-cloud variants are written ``"<variant>-<knn>"``: ``"bf2-hamming"``, ``"bf1-l2"``,
 ``"rf"`` (RF keeps real features: always L2), ``"bf2_bal-hamming"``; a BF variant without a
@@ -73,6 +77,7 @@ __all__ = [
     "parse_variant",
     "single_run_config",
     "stage_config",
+    "start_stage",
     "teacher_name",
 ]
 
@@ -156,9 +161,9 @@ SCHEMA: dict[str, Any] = {
     "loss": dict(_LOSS_KEYS),
     "train": dict(_TRAIN_KEYS),
     "stage0": {**_TRAIN_KEYS, "label_smoothing": _NUM, "teacher": str},
-    "stage1": {**_TRAIN_KEYS, **_LOSS_KEYS},
-    "stage2": {**_TRAIN_KEYS, **_LOSS_KEYS},
-    "stage3": {**_TRAIN_KEYS, **_LOSS_KEYS},
+    "stage1": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
+    "stage2": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
+    "stage3": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
 }
 _TASK_KEYS = {
     "pointcloud": {
@@ -332,6 +337,7 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
         raise RecipeError(f"{source}: 'variants' is empty; name at least one, e.g. "
                           f"{'rf' if task == 'pointcloud' else 'bingcn'!r}")
     _check_data(recipe, source)
+    _check_start(recipe, source)
     for section in ("train", "stage0", "stage1", "stage2", "stage3"):
         fan = recipe.get(section, {}).get("fanouts")
         if fan is not None and (not fan or any(
@@ -343,6 +349,34 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
             cfg = stage_config(recipe, stage, variant)
             check_stage_config(cfg, f"{source}: stage{stage}" + (f" ({variant})" if stage else ""))
     return recipe
+
+
+def start_stage(recipe: dict[str, Any]) -> tuple[int, str | None]:
+    """``(S, path)``: the cascade starts at student stage ``S`` taught by the model file
+    ``path`` (``[stageS] teacher``), or ``(1, None)`` for a whole cascade."""
+    for stage in (1, 2, 3):
+        path = recipe.get(f"stage{stage}", {}).get("teacher")
+        if path:
+            return stage, str(path)
+    return 1, None
+
+
+def _check_start(recipe: dict[str, Any], source: str) -> None:
+    """``[stageN] teacher`` (N = 1-3): at most one, for a recipe of one variant, not beside a
+    stage-0 teacher (stage 0 is not run then)."""
+    given = [n for n in (1, 2, 3) if recipe.get(f"stage{n}", {}).get("teacher")]
+    if not given:
+        return
+    if len(given) > 1:
+        raise RecipeError(f"{source}: teacher is set for stages {given}; a cascade starts at one "
+                          "stage, give the teacher of that stage only")
+    if len(recipe["variants"]) != 1:
+        raise RecipeError(f"{source}: stage{given[0]}.teacher is the stage-{given[0] - 1} model "
+                          f"of one variant; name that one variant (variants = [...]), got "
+                          f"{recipe['variants']}")
+    if recipe.get("stage0", {}).get("teacher"):
+        raise RecipeError(f"{source}: stage0.teacher and stage{given[0]}.teacher are both set; "
+                          f"the cascade starts at stage {given[0]}, so stage 0 is not run")
 
 
 def _canonical_variant(task: str, spec: Any, source: str) -> str:
@@ -570,6 +604,9 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
     cfg["loss"] = loss
     if stage == 0:
         cfg["teacher_file"] = recipe.get("stage0", {}).get("teacher")
+    elif recipe.get(f"stage{stage}", {}).get("teacher"):
+        # Recorded for provenance: this stage was taught by a given model file.
+        cfg["teacher_file"] = recipe[f"stage{stage}"]["teacher"]
     # A node student has its teacher's layout at every stage; a point-cloud stage-1 student
     # (BinDGCNN) does not have the DGCNN's.
     cfg["init_from_teacher"] = stage >= (1 if task == "node" else 2)
