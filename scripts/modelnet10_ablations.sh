@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The ModelNet10 ablations of docs/results.md: each row changes one setting of the modelnet10
+# recipe and reruns only the stages that setting touches, taught by the main run's previous
+# stage (`[stageN] teacher`, src/bingnn/distill/recipe.py), so a row costs one to three stages
+# instead of a whole cascade.
+#
+#   bash scripts/modelnet10_ablations.sh [MODELNET10_DIR] [MAIN_RUN] [OUT] [ONLY]
+#
+# Defaults: ../shared/data/modelnet10, runs/modelnet10 (made first by
+# `bingnn distill --recipe modelnet10 --data-dir ../shared/data/modelnet10 --out runs/modelnet10`),
+# runs/modelnet10-ablations, every row; ONLY, a regular expression, keeps the rows whose name
+# matches it. Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
+# renders a row's table (its stage-3 line is the ablation's figure).
+set -euo pipefail
+DATA=${1:-../shared/data/modelnet10}
+MAIN=${2:-runs/modelnet10}
+OUT=${3:-runs/modelnet10-ablations}
+ONLY=${4:-}
+for s in float/stage0 bf2-hamming/stage1 bf2-hamming/stage2 rf/stage2; do
+  [[ -f "$MAIN/$s/best.pt" ]] || { echo "missing $MAIN/$s/best.pt: run the main cascade first" >&2; exit 2; }
+done
+mkdir -p "$OUT"
+# shellcheck source=scripts/node_runs.sh
+source "$(dirname "$0")/node_runs.sh"
+
+# ablation NAME VARIANT TOML-BODY: write OUT/NAME.toml (base modelnet10, one variant) and run it.
+ablation() {
+  local name=$1 variant=$2 body=$3
+  printf 'base = "modelnet10"\nvariants = ["%s"]\n%s\n' "$variant" "$body" > "$OUT/$name.toml"
+  run "$name" bingnn distill --recipe "$OUT/$name.toml" --data-dir "$DATA" \
+    --out "$OUT/$name" --no-progress
+}
+
+# Stage 3 only: +-1 weights in the first layer too (the recipe keeps them real).
+ablation bf2-binary-first-layer bf2-hamming "[model]
+first_layer_binary = true
+[stage3]
+teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
+ablation rf-binary-first-layer rf "[model]
+first_layer_binary = true
+[stage3]
+teacher = \"$MAIN/rf/stage2/best.pt\""
+# Stages 2-3: the paper's LSP weight in stage 2 (the recipe weighs it by 1).
+ablation bf2-stage2-lsp100 bf2-hamming "[stage2]
+lsp_weight = 100.0
+teacher = \"$MAIN/bf2-hamming/stage1/best.pt\""
+# Stage 3 only: twice as many epochs.
+ablation bf2-stage3-16-epochs bf2-hamming "[stage3]
+epochs = 16
+teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
+# Stages 1-3: BF2's offset after the neighbour max (BiPointNet's entropy-maximizing aggregation).
+ablation bf2-max-offset bf2-hamming "[model]
+max_offset = 0.8
+[stage1]
+teacher = \"$MAIN/float/stage0/best.pt\""
