@@ -231,7 +231,7 @@ def test_format1_files_are_converted_with_a_warning(model, model_file, tmp_path)
     ("fc1_sign.lo", lambda a: np.full_like(a, np.inf), r"\+inf"),
     ("fc1_sign.hi", lambda a: np.full_like(a, np.nan), "NaN"),
     ("layer1.p_negate", lambda a: np.full_like(a, 2), "0/1"),
-    ("layer0.weight", lambda a: a * 0.5, r"\+-1"),
+    ("layer0.weight", lambda a: np.full_like(a, np.inf), "NaN or infinite"),
     ("layer1.w_rel", lambda a: a | np.uint64(1 << 63), "padding"),
 ])
 def test_bad_arrays_are_refused(model_file, tmp_path, name, value, match) -> None:
@@ -239,6 +239,20 @@ def test_bad_arrays_are_refused(model_file, tmp_path, name, value, match) -> Non
     bad = _resign(model_file, tmp_path / "a.bgnn", arrays_update={name: value(arrays[name])})
     with pytest.raises(ModelFileError, match=match):
         bingnn.engine.load(bad)
+
+
+def test_real_first_layer_weights_load(model_file, tmp_path) -> None:
+    """The xyz layer's weights may be real (a model trained with first_layer_binary=False):
+    such a file loads and its logits follow the weights."""
+    desc, arrays = contents(model_file)
+    w = arrays["layer0.weight"] * np.linspace(0.5, 1.5, arrays["layer0.weight"].size,
+                                              dtype=np.float32).reshape(
+                                                  arrays["layer0.weight"].shape)
+    real = bingnn.engine.load(_resign(model_file, tmp_path / "r.bgnn",
+                                      arrays_update={"layer0.weight": w}))
+    assert np.isfinite(real.logits(points())).all()
+    assert not np.array_equal(real.logits(points()), bingnn.engine.load(model_file).logits(
+        points()))
 
 
 def test_predicates_may_use_infinities(model_file) -> None:
