@@ -226,3 +226,35 @@ def test_bf_with_l2_graphs(variant: str) -> None:
     model = perturb(BinDGCNN(num_classes=5, variant=variant, knn="l2", **SMALL), 17)
     em = EngineModel(*fold(model))
     check_trace(model, em, grid_points(2, 40, seed=18))
+
+
+@pytest.mark.parametrize("seed", [19, 20])
+@pytest.mark.parametrize("native", [True, False])
+def test_bf2_max_offset_parity(seed: int, native: bool) -> None:
+    """BF2 with an offset after the neighbour max: folded into every layer's per-edge
+    predicate, so the engine's bits and graphs still equal PyTorch's; the offset changes them."""
+    model = perturb(make_model("bf2", seed=seed, max_offset=0.6), seed)
+    desc, arrays = fold(model)
+    em = EngineModel(desc, arrays, native=native)
+    x = grid_points(2, 48, seed=seed + 1)
+    check_trace(model, em, x)
+    plain = perturb(make_model("bf2", seed=seed), seed)
+    plain.load_state_dict(model.state_dict())
+    bits = em.trace(x)["x1"]
+    assert not np.array_equal(bits, EngineModel(*fold(plain), native=native).trace(x)["x1"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("native", [True, False])
+def test_real_first_layer_parity(variant: str, native: bool) -> None:
+    """first_layer_binary=False: the xyz layer keeps real weights in PyTorch and in the file;
+    the engine's float32 xyz arithmetic reproduces it (BF: every bit and graph)."""
+    model = perturb(make_model(variant, seed=23, first_layer_binary=False), 23)
+    lin0, lin1 = ((c.block.linear if variant == "rf" else c.linear) for c in model.convs[:2])
+    assert not lin0.binary_weights and lin1.binary_weights
+    desc, arrays = fold(model)
+    w = arrays["layer0.weight"]
+    assert not np.isin(w, (-1.0, 1.0)).all()
+    np.testing.assert_array_equal(w, lin0.weight.detach().numpy())
+    em = EngineModel(desc, arrays, native=native)
+    check_trace(model, em, points_for(variant, 2, 40, seed=24))

@@ -25,8 +25,8 @@ allowed):
 ========================  ====================================================================
 ``knn``                   k nearest neighbours per point (squared L2; self included, ties to
                           the smaller index) -> ``idx``
-``xyz_edge_conv_bits``    first DGCNN layer on xyz, +-1 weights, per-edge threshold, OR over
-                          the neighbours -> ``bits``
+``xyz_edge_conv_bits``    first DGCNN layer on xyz (+-1 or real weights), per-edge threshold,
+                          OR over the neighbours -> ``bits``
 ``xyz_edge_conv_real``    the same with real outputs (BatchNorm, rescale, PReLU, max) -> ``real``
 ``xor_edge_conv``         binary EdgeConv on packed bits: Hamming k-NN, XOR edge features,
                           binary GEMM, thresholds -> ``bits`` and ``idx``
@@ -90,7 +90,7 @@ class ArraySpec:
 
     dtype: str
     shape: tuple[int, ...]
-    rule: str = "finite"  # finite | lo | hi | flag | pm1 | packed | any
+    rule: str = "finite"  # finite | lo | hi | flag | packed | any
     bits: int = 0  # packed: meaningful bits per row
 
 
@@ -206,7 +206,8 @@ def _xyz_inputs(ins: list[Value]) -> None:
 def _xyz_bits(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
     _xyz_inputs(ins)
     c = _int(p, "channels")
-    arrays = {"weight": ArraySpec("float32", (c, 6), "pm1"), **_pred("p_", c, "float32"),
+    # +-1, or real for a model trained with a real first layer: float32 arithmetic either way.
+    arrays = {"weight": ArraySpec("float32", (c, 6)), **_pred("p_", c, "float32"),
               "out_negate": ArraySpec("uint8", (c,), "flag")}
     return [Value("bits", "points", c)], arrays
 
@@ -214,7 +215,7 @@ def _xyz_bits(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[st
 def _xyz_real(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
     _xyz_inputs(ins)
     c = _int(p, "channels")
-    arrays = {"weight": ArraySpec("float32", (c, 6), "pm1"), "bn_scale": _vec(6),
+    arrays = {"weight": ArraySpec("float32", (c, 6)), "bn_scale": _vec(6),
               "bn_shift": _vec(6), "alpha": _vec(c), "slope": _vec(c)}
     return [Value("real", "points", c)], arrays
 
@@ -426,8 +427,6 @@ def _check_array(key: str, a: np.ndarray, spec: ArraySpec) -> None:
         raise _Bad(f"array {key!r} (upper thresholds) holds NaN or -inf")
     if spec.rule == "flag" and a.size and a.max() > 1:
         raise _Bad(f"array {key!r} must hold 0/1 flags")
-    if spec.rule == "pm1" and not np.isin(a, (-1.0, 1.0)).all():
-        raise _Bad(f"array {key!r} must hold +-1 weights")
     if spec.rule == "packed":
         tail = spec.bits % 64
         if tail and a.size and np.any(a[..., -1] >> np.uint64(tail)):

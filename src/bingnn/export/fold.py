@@ -169,6 +169,25 @@ def _chain(*mods: nn.Module | None) -> Fn:
     return f
 
 
+class _Shift(nn.Module):
+    """``t + c`` (an identity for ``c = 0``): BF2's offset after the neighbour max, applied per
+    edge inside the tabulated function (the max commutes with a constant shift)."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = float(c)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return t + self.c if self.c else t
+
+
+def _xyz_weight(linear: nn.Module) -> np.ndarray:
+    """The xyz layer's ``(C, 6)`` weights as the layer uses them: +-1, or real
+    (``first_layer_binary=False``; the engine's xyz arithmetic is float32 either way)."""
+    w = _np(linear.weight)
+    return np.where(w >= 0, 1.0, -1.0).astype(np.float32) if linear.binary_weights else w
+
+
 def _signs(w: Tensor) -> np.ndarray:
     """Sign bits (``w >= 0`` -> +1) of latent weights, packed along the input dimension."""
     return ref.pack_bits(w.detach().cpu().float().numpy() >= 0)
@@ -274,9 +293,9 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
         where = f"convs[{li}]"
         if not isinstance(conv.balance, NoCenter):
             raise ExportError(f"{where}: balance functions are not supported by the engine")
-        if not conv.linear.binary_weights:
+        if li > 0 and not conv.linear.binary_weights:
             raise ExportError(f"{where}: weights are not binary")
-        fn = _chain(conv.rescale, conv.act, conv.bn)
+        fn = _chain(conv.rescale, conv.act, conv.bn, _Shift(-conv.max_offset))
         c_out = conv.out_channels
         # BF1 takes the max before a BatchNorm: a negative BN scale turns it into a min, so
         # the output bit is "every neighbour passes" = NOT "some neighbour fails".
@@ -284,7 +303,7 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
         w = conv.linear.weight
         if li == 0:
             lo, hi, neg = float_predicate(fn, c_out, invert, where)
-            arrays["layer0.weight"] = np.where(_np(w) >= 0, 1.0, -1.0).astype(np.float32)
+            arrays["layer0.weight"] = _xyz_weight(conv.linear)
             prefix = "layer0."
         else:
             lo, hi, neg = int_predicate(fn, 2 * chans[li], c_out, invert, where)
@@ -309,7 +328,7 @@ def _fold_rf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
     for li, conv in enumerate(model.convs):
         where = f"convs[{li}]"
         block = conv.block
-        if not block.linear.binary_weights:
+        if li > 0 and not block.linear.binary_weights:
             raise ExportError(f"{where}: weights are not binary")
         if not isinstance(block.center, ChannelBatchNorm):
             raise ExportError(f"{where}: RF blocks must centre with BatchNorm")
@@ -320,8 +339,7 @@ def _fold_rf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
             # Real xyz inputs: the engine evaluates BN, the +-1 weights and the sum per edge.
             arrays["layer0.bn_scale"], arrays["layer0.bn_shift"] = _bn_affine(block.center,
                                                                                where)
-            arrays["layer0.weight"] = np.where(_np(block.linear.weight) >= 0, 1.0,
-                                               -1.0).astype(np.float32)
+            arrays["layer0.weight"] = _xyz_weight(block.linear)
             continue
         lo, hi, neg = float_predicate(block.center, 2 * c_in, None, where)
         arrays[f"layer{li}.rel_lo"], arrays[f"layer{li}.rel_hi"] = lo[:c_in], hi[:c_in]

@@ -44,8 +44,8 @@ class BinDGCNN(nn.Module):
     the same class (and share parameter names, so a student loads its teacher's state dict):
     1 = float weights + ``tanh`` activations, 2 = binary activations + float weights,
     3 = binary activations and weights (default). The first layer always sees real xyz
-    coordinates; the last classifier layer keeps real weights and inputs unless
-    ``last_layer_binary``.
+    coordinates, with binary weights unless ``first_layer_binary=False``; the last classifier
+    layer keeps real weights and inputs unless ``last_layer_binary``.
 
     In stage 1 the node features are ``tanh`` values, not bits: a ``"hamming"`` k-NN then ranks
     by the relaxed Hamming distance :math:`(C - \langle x, y \rangle)/2`.
@@ -59,8 +59,20 @@ class BinDGCNN(nn.Module):
         balance: ``"mean"`` or ``"median"`` for the ``_bal`` variants.
         prelu: PReLU inside binary blocks.
         last_layer_binary: binarize the last classifier layer too.
+        first_layer_binary: binarize the weights of the first EdgeConv (on xyz; default). With
+            ``False`` its ``(C_1, 6)`` weights stay real in every stage, as the first layer of
+            XNOR-Net, Bi-Real Net and ReActNet does: +-1 weights on 6 inputs can take only 64
+            directions, so that layer loses the most when binarized, and its real weights cost
+            ``24 C_1`` bytes. The engine runs both (its xyz layer is float arithmetic anyway).
         rescale_points: enable per-point rescaling factors for inputs of this many points.
         rescale_neighbors: enable per-neighbour rescaling factors (one per neighbour rank).
+        max_offset: BF2 only: a constant subtracted after every neighbour max, in units of the
+            BatchNorm-standardised edge values (default 0: none), so that the node bits are
+            closer to balanced and more of them inside the straight-through window
+            (BiPointNet's entropy-maximizing aggregation; see
+            :class:`~bingnn.nn.conv.XorPointEdgeConv`). For independent edge values the
+            balancing offset is :func:`~bingnn.nn.conv.xor_point_edge_conv.max_offset_for`
+            ``(k)``; the edges of one point share its centre term, so the right value is smaller.
 
     Shapes:
         ``points (B, N, 3)`` -> logits ``(B, num_classes)``; with ``return_graphs=True`` also the
@@ -83,6 +95,8 @@ class BinDGCNN(nn.Module):
         last_layer_binary: bool = False,
         rescale_points: int | None = None,
         rescale_neighbors: bool = False,
+        max_offset: float = 0.0,
+        first_layer_binary: bool = True,
     ) -> None:
         super().__init__()
         variant = variant.lower()
@@ -106,6 +120,9 @@ class BinDGCNN(nn.Module):
             raise ValueError(f"balance applies to the '_bal' variants only (got {variant!r})")
         else:
             balance = "none"
+        if max_offset and not variant.startswith("bf2"):
+            raise ValueError(f"max_offset applies to the BF2 variants (BatchNorm before the "
+                             f"neighbour max), not {variant!r}")
 
         self.config = {
             "arch": "bindgcnn",
@@ -123,6 +140,8 @@ class BinDGCNN(nn.Module):
             "last_layer_binary": bool(last_layer_binary),
             "rescale_points": rescale_points,
             "rescale_neighbors": bool(rescale_neighbors),
+            "max_offset": float(max_offset),
+            "first_layer_binary": bool(first_layer_binary),
         }
         self.variant, self.knn_metric, self.stage, self.k = variant, knn, stage, k
         act_q, weight_q = STAGES[stage]
@@ -132,11 +151,12 @@ class BinDGCNN(nn.Module):
         convs = []
         for i in range(len(widths)):
             first = i == 0
+            conv_weight_q = "identity" if first and not first_layer_binary else weight_q
             if variant == "rf":
                 conv = BinPointEdgeConv(
                     chans[i], chans[i + 1], k=k, knn_metric="l2",
                     input_quantizer="identity" if first else act_q,
-                    kernel_quantizer=weight_q, prelu=prelu,
+                    kernel_quantizer=conv_weight_q, prelu=prelu,
                     rescale_points=rescale_points, rescale_neighbors=rk,
                 )  # fmt: skip
             else:
@@ -146,8 +166,9 @@ class BinDGCNN(nn.Module):
                     knn_metric="l2" if first else knn,
                     # XOR is defined on bits; the real first layer and tanh stage subtract.
                     edge_op="xor" if not first and act_q == "ste_sign" else "sub",
-                    kernel_quantizer=weight_q, output_quantizer=act_q, balance=balance,
+                    kernel_quantizer=conv_weight_q, output_quantizer=act_q, balance=balance,
                     prelu=prelu, rescale_points=rescale_points, rescale_neighbors=rk,
+                    max_offset=max_offset,
                 )  # fmt: skip
             convs.append(conv)
         self.convs = nn.ModuleList(convs)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -50,6 +53,16 @@ class XorPointEdgeConv(nn.Module):
     :math:`x_j \oplus x_i = -x_j x_i` (``edge_op="xor"``), or :math:`[x_j - x_i, x_i]`
     (``edge_op="sub"``: the first layer on xyz, and the tanh stage), ``bal`` an optional mean or
     median balance and ``q`` the output quantizer (sign; tanh in the pseudo-quantized stage).
+
+    With ``max_offset`` (version 2 only) a constant :math:`\delta` is subtracted after the max:
+    :math:`q(\mathrm{bal}(\max_j \mathrm{BN}_{2d}(\cdot) - \delta))`. The max of ``k``
+    standardised edge values sits well above 0 (for independent ones its median is
+    :math:`\Phi^{-1}(2^{-1/k})`, 1.82 for k = 20, :func:`max_offset_for`), so without an offset
+    most output bits are +1 and many outputs lie outside the straight-through window
+    :math:`|x| \le 1`, where no gradient passes. Subtracting an offset moves the bits towards
+    balance (maximum entropy): the entropy-maximizing aggregation of BiPointNet (Qin et al.,
+    ICLR 2021) applied to the neighbour max. The edges of one point share its centre term
+    :math:`W_b x_i`, so the balancing offset is smaller than the independent-value median.
     The input is expected to be quantized already (the previous layer's output), so no
     quantizer is applied to the edge features.
 
@@ -74,6 +87,7 @@ class XorPointEdgeConv(nn.Module):
         balance: ``"none"``, ``"mean"`` or ``"median"`` centering before the output quantizer.
         prelu: PReLU after the rescaling.
         rescale_points, rescale_neighbors: optional per-point / per-neighbour rescaling.
+        max_offset: :math:`\delta` above (version 2; default 0: none).
 
     Shapes:
         ``x (B, N, C_in)`` -> ``(B, N, C_out)`` (+ ``(B, N, k)`` indices with
@@ -94,10 +108,16 @@ class XorPointEdgeConv(nn.Module):
         prelu: bool = True,
         rescale_points: int | None = None,
         rescale_neighbors: int | None = None,
+        max_offset: float = 0.0,
     ) -> None:
         super().__init__()
         if version not in (1, 2):
             raise ValueError(f"XorPointEdgeConv version must be 1 or 2, got {version}")
+        if max_offset and version != 2:
+            raise ValueError("max_offset applies to version 2 (BatchNorm before the max); "
+                             "version 1 normalises after the max")
+        if not math.isfinite(max_offset):
+            raise ValueError(f"max_offset must be finite, got {max_offset}")
         if balance not in (None, "none", "mean", "median"):
             raise ValueError(f"balance must be 'none', 'mean' or 'median', got {balance!r}")
         self.in_channels = in_channels
@@ -112,6 +132,7 @@ class XorPointEdgeConv(nn.Module):
         self.bn = ChannelBatchNorm(out_channels)
         self.balance = get_centering(balance or "none", out_channels)
         self.output_quantizer = quantizers.get(output_quantizer)
+        self.max_offset = float(max_offset)
 
     def reset_parameters(self) -> None:
         for m in (self.linear, self.rescale, self.act, self.bn):
@@ -124,6 +145,8 @@ class XorPointEdgeConv(nn.Module):
             h = self.forward_reference(x, idx)
         else:
             h = self.forward_fast(x, idx)
+        if self.max_offset:
+            h = h - self.max_offset
         out = self.output_quantizer(self.balance(h))
         return (out, idx) if return_graph else out
 
@@ -248,7 +271,17 @@ class XorPointEdgeConv(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, k={self.k}, version={self.version}, "
             f"knn={self.knn_metric}, edge_op={self.edge_op}"
+            + (f", max_offset={self.max_offset:.4f}" if self.max_offset else "")
         )
+
+
+def max_offset_for(k: int) -> float:
+    r"""Median of the max of ``k`` independent standard normal values,
+    :math:`\Phi^{-1}(2^{-1/k})`: the offset that balances the signs after a neighbour max of
+    standardised edge values (:class:`XorPointEdgeConv`'s ``max_offset``)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return statistics.NormalDist().inv_cdf(2.0 ** (-1.0 / k))
 
 
 def _peaked(slope: Tensor | None, bn_scale: Tensor | None) -> Tensor | None:

@@ -1,0 +1,172 @@
+"""Accuracy options of the binary DGCNN: BF2's offset after the neighbour max (``max_offset``:
+its value, its place in the layer on both computation paths, outputs and gradients, the models
+that refuse it) and the real-weight first layer (``first_layer_binary=False``); their recipe keys.
+Export and engine parity of both: tests/test_engine_parity.py."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bingnn.nn as bnn
+from bingnn.distill.recipe import load_recipe, stage_config
+from bingnn.models import BinDGCNN, build_model
+from bingnn.nn.conv import XorPointEdgeConv
+from bingnn.nn.conv.xor_point_edge_conv import max_offset_for
+
+
+@given(st.integers(1, 4096))
+def test_offset_is_the_median_of_the_max_of_k_normals(k: int) -> None:
+    d = max_offset_for(k)
+    assert statistics.NormalDist().cdf(d) ** k == pytest.approx(0.5, abs=1e-9)
+    assert max_offset_for(k + 1) > d
+
+
+def test_offset_balances_the_max_of_independent_values() -> None:
+    g = torch.Generator().manual_seed(0)
+    for k in (1, 5, 20):
+        m = torch.randn(200_000, k, generator=g, dtype=torch.float64).max(dim=1).values
+        assert (m > max_offset_for(k)).double().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert max_offset_for(1) == pytest.approx(0.0, abs=1e-12)
+    assert max_offset_for(20) == pytest.approx(1.8242, abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True, None])
+def test_offset_refuses_bad_k(k) -> None:
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        max_offset_for(k)  # type: ignore[arg-type]
+
+
+def _pair(edge_op: str, quant: str, seed: int, offset: float):
+    """Two BF2 layers with the same weights, one with ``offset``; non-trivial BN state."""
+    torch.manual_seed(seed)
+    kw = dict(k=4, version=2, knn_metric="hamming" if edge_op == "xor" else "l2",
+              edge_op=edge_op, output_quantizer=quant, kernel_quantizer="ste_sign")
+    a = XorPointEdgeConv(6, 9, **kw).double()
+    b = XorPointEdgeConv(6, 9, max_offset=offset, **kw).double()
+    with torch.no_grad():
+        a.bn.bias.normal_()
+        a.bn.running_mean.normal_()
+        a.rescale.channel_scale.uniform_(0.3, 1.5)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("edge_op", ["xor", "sub"])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("reference", [True, False])
+def test_layer_subtracts_the_offset_before_the_quantizer(edge_op, train, reference) -> None:
+    offset = 0.7
+    a, b = _pair(edge_op, "tanh", 1, offset)
+    a.output_quantizer = bnn.quantizers.get("identity")  # a: the value before the quantizer
+    a.train(train)
+    b.train(train)
+    x = torch.randn(2, 11, 6, dtype=torch.float64)
+    if edge_op == "xor":
+        x = torch.where(x >= 0, 1.0, -1.0).double()
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with bnn.reference_mode(reference):
+        want = torch.tanh(a(x1) - offset)
+        got = b(x2)
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    (want * g).sum().backward()
+    (got * g).sum().backward()
+    torch.testing.assert_close(x2.grad, x1.grad)
+    for (n, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pb.grad, pa.grad, msg=n)
+
+
+def test_offset_moves_signs_towards_balance() -> None:
+    """At initialisation most BF2 node bits are +1; an offset brings them towards half (the
+    independent-value median overshoots: a point's edges share its centre term)."""
+    torch.manual_seed(0)
+    shares = {}
+    for on in (0.0, 0.5, max_offset_for(8)):
+        m = BinDGCNN(num_classes=4, variant="bf2", stage=2, k=8, widths=(32, 32), emb_dims=32,
+                     mlp=(16, 8), max_offset=on).train()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            h, idx = m.convs[0](torch.randn(4, 64, 3), return_graph=True)
+            out = m.convs[1](h)
+        shares[on] = (out > 0).double().mean().item()
+    assert shares[0.0] > 0.6
+    assert abs(shares[0.5] - 0.5) < abs(shares[0.0] - 0.5)
+    assert shares[max_offset_for(8)] < 0.4
+
+
+@pytest.mark.parametrize("variant", ["rf", "bf1", "bf1_bal"])
+def test_models_without_bn_before_the_max_refuse_it(variant: str) -> None:
+    with pytest.raises(ValueError, match="max_offset applies to the BF2 variants"):
+        BinDGCNN(num_classes=3, variant=variant, knn="l2" if variant == "rf" else "hamming",
+                 max_offset=0.5)
+    with pytest.raises(ValueError, match="applies to version 2"):
+        XorPointEdgeConv(3, 4, version=1, max_offset=1.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        XorPointEdgeConv(3, 4, version=2, max_offset=float("nan"))
+
+
+@settings(max_examples=10, deadline=None)
+@given(k=st.integers(1, 30))
+def test_model_sets_every_bf2_layer(k: int) -> None:
+    m = BinDGCNN(num_classes=3, variant="bf2_bal", k=k, widths=(8, 8), emb_dims=8, mlp=(8, 8),
+                 max_offset=max_offset_for(k))
+    assert m.config["max_offset"] == max_offset_for(k)
+    assert all(c.max_offset == max_offset_for(k) for c in m.convs)
+    assert ("max_offset" in repr(m.convs[0])) == (k > 1)  # k = 1: the offset is 0
+
+
+def test_recipe_key_reaches_bf2_students_only(tmp_path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text('base = "quick"\nvariants = ["bf2-hamming", "rf"]\n[model]\nmax_offset = 0.5\n')
+    r = load_recipe(p)
+    assert stage_config(r, 2, "bf2-hamming")["model"]["max_offset"] == 0.5
+    assert "max_offset" not in stage_config(r, 2, "rf")["model"]
+    assert "max_offset" not in stage_config(r, 0)["model"]
+    p.write_text('base = "quick"\n[model]\nmax_offset = "auto"\n')
+    with pytest.raises(Exception, match="max_offset"):
+        load_recipe(p)
+
+
+@pytest.mark.parametrize("variant", ["bf2", "rf"])
+def test_real_first_layer_keeps_its_weights_real_in_stage_3(variant: str) -> None:
+    torch.manual_seed(0)
+    kw = dict(num_classes=3, variant=variant, knn="l2" if variant == "rf" else "hamming",
+              k=4, widths=(8, 8), emb_dims=8, mlp=(8, 8), stage=3)
+    m = BinDGCNN(first_layer_binary=False, **kw).eval()
+    lins = [c.block.linear if variant == "rf" else c.linear for c in m.convs]
+    assert [lin.binary_weights for lin in lins] == [False, True]
+    assert m.embed.linear.binary_weights and m.fc1.linear.binary_weights
+    # The first layer follows its real weights: sign-preserving changes of their magnitudes
+    # change its output, where a binary first layer (the signs) would not notice.
+    x = torch.randn(2, 16, 3)
+    rebuilt = build_model({**m.config}).eval()
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt(x), m(x))
+    binary = BinDGCNN(**kw).eval()
+    binary.load_state_dict(m.state_dict())
+    g = torch.Generator().manual_seed(1)
+    factors = 1.0 + 3.0 * torch.rand(lins[0].weight.shape, generator=g)
+    outs = {}
+    for name, model in (("real", m), ("binary", binary)):
+        before = model.convs[0](x)
+        lin = model.convs[0].block.linear if variant == "rf" else model.convs[0].linear
+        with torch.no_grad():
+            lin.weight.mul_(factors)
+        outs[name] = torch.equal(model.convs[0](x), before)
+    assert outs == {"real": False, "binary": True}
+
+
+def test_recipe_key_first_layer_binary_reaches_every_student(tmp_path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text('base = "quick"\nvariants = ["bf2-hamming", "rf"]\n'
+                 "[model]\nfirst_layer_binary = false\n")
+    r = load_recipe(p)
+    for v in ("bf2-hamming", "rf"):
+        for stage in (1, 2, 3):
+            assert stage_config(r, stage, v)["model"]["first_layer_binary"] is False
+    assert "first_layer_binary" not in stage_config(r, 0)["model"]
