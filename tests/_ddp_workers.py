@@ -3,6 +3,9 @@ tests/test_train_ddp.py; module-level so that spawned processes can import them)
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import copy
 import os
 
 import torch
@@ -57,3 +60,76 @@ def run_cases(ctx: DistContext, specs: list, work: str) -> None:
     for i, spec in enumerate(specs):
         out = train_case(spec, ctx)
         torch.save(out, os.path.join(work, f"case{i}_rank{ctx.rank}.pt"))
+
+
+# -- the fast EdgeConv paths under the global-batch BatchNorm ----------------------------------
+
+_PATH_CLASSES = ("PointEdgeConv", "XorPointEdgeConv", "BinPointEdgeConv")
+
+
+@contextlib.contextmanager
+def count_paths():
+    """Count the calls of each point-set convolution's fast and plain formulation, keyed
+    ``(class, "fast" | "plain", global)`` where ``global`` says whether the layer's BatchNorm
+    normalised over every process's batch (:func:`bingnn.nn.global_batchnorm.active`)."""
+    import bingnn.nn as bnn
+    from bingnn.nn import global_batchnorm
+
+    counts: collections.Counter = collections.Counter()
+    saved = []
+    for cname in _PATH_CLASSES:
+        cls = getattr(bnn, cname)
+        for method, kind in (("forward_fast", "fast"), ("forward_reference", "plain")):
+            orig = getattr(cls, method)
+
+            def wrapped(self, *a, _orig=orig, _key=(cname, kind), **kw):
+                on = any(global_batchnorm.active(m) for m in self.modules()
+                         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+                counts[(*_key, on)] += 1
+                return _orig(self, *a, **kw)
+
+            saved.append((cls, method, orig))
+            setattr(cls, method, wrapped)
+    try:
+        yield counts
+    finally:
+        for cls, method, orig in saved:
+            setattr(cls, method, orig)
+
+
+def run_cases_counting(ctx: DistContext, specs: list, work: str) -> None:
+    """As :func:`run_cases`, also saving which convolution paths ran."""
+    with count_paths() as counts:
+        run_cases(ctx, specs, work)
+    torch.save(dict(counts), os.path.join(work, f"paths_rank{ctx.rank}.pt"))
+
+
+def layer_step(conv: torch.nn.Module, x: torch.Tensor, r: torch.Tensor) -> dict:
+    """One training-mode forward of ``conv`` on ``x`` and the backward of ``sum(out * r)``:
+    output, input gradient, parameter gradients, buffers after the step."""
+    x = x.clone().requires_grad_(True)
+    out = conv.train()(x)
+    (out * r).sum().backward()
+    return {"out": out.detach(), "gx": x.grad,
+            "grads": {n: p.grad.clone() for n, p in conv.named_parameters()
+                      if p.grad is not None},
+            "bufs": {n: b.clone() for n, b in conv.named_buffers()}}
+
+
+def run_layers(ctx: DistContext, cases: list, work: str) -> None:
+    """``spawn`` entry: every ``(conv, x, r)`` case on this process's rows ``rank::world`` with
+    the global-batch BatchNorm; parameter gradients summed over the processes (the total
+    loss is the sum of the processes' losses)."""
+    from bingnn.nn import global_batchnorm
+
+    results = []
+    with count_paths() as counts:
+        for conv, x, r in cases:
+            conv = copy.deepcopy(conv)  # its tensors arrive in memory shared by the processes
+            global_batchnorm.convert(conv)
+            res = layer_step(conv, ctx.shard(x), ctx.shard(r))
+            res["grads"] = {n: global_batchnorm.sum_over_processes(g)
+                            for n, g in res["grads"].items()}
+            results.append(res)
+    torch.save({"results": results, "paths": dict(counts)},
+               os.path.join(work, f"layers_rank{ctx.rank}.pt"))

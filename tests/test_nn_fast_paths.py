@@ -256,9 +256,11 @@ def test_peaked_channels_are_computed_edge_by_edge() -> None:
 
 @pytest.mark.parametrize("name,factory,binary", CASES, ids=[c[0] for c in CASES])
 def test_replaced_batchnorm_forward_is_honoured(name, factory, binary) -> None:
-    """A BatchNorm whose forward was replaced on the instance (as the data-parallel trainer does
-    to normalise over every process's batch) is called in training: the fast convolutions, which
-    compute edge statistics themselves, fall back to the plain formulation for that layer."""
+    """A BatchNorm whose forward was replaced on the instance by something the fast convolutions
+    do not know (not the data-parallel trainer's global-batch BatchNorm, whose statistics they
+    combine themselves: tests/test_train_ddp_fast.py) is called in training: the fast
+    convolutions, which compute edge statistics themselves, fall back to the plain formulation
+    for that layer."""
     torch.manual_seed(3)
     conv = factory(in_channels(name), 5).double()
     perturb(conv, 3)

@@ -9,6 +9,8 @@ to the ``(B, N, C)`` values that survive the max over neighbours
 (:mod:`bingnn.nn.neighbor_max`). The running statistics are updated as ``nn.BatchNorm1d`` updates
 them (momentum or cumulative average, variance with Bessel's correction over the :math:`M`
 edges), so a model trained on the fast path has the same state as one trained on the plain one.
+Under the data-parallel trainer the local statistics are combined over the processes
+(:func:`bingnn.nn.global_batchnorm.batch_moments`) before they are used.
 
 * :func:`linear_edge_stats`: statistics of factorized values :math:`y_{ij} = u_j + v_i` from
   per-node sums (no edge tensor).
@@ -22,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bingnn.nn import _kernels
+from bingnn.nn import _kernels, global_batchnorm
 from bingnn.nn.neighbor_max import NeighborValues
 
 
@@ -34,10 +36,13 @@ def uses_batch_stats(bn: nn.BatchNorm1d) -> bool:
 
 def forward_replaced(bn: nn.Module) -> bool:
     """Whether ``bn`` normalises with batch statistics through a ``forward`` replaced on the
-    instance (e.g. the data-parallel trainer's BatchNorm over every process's batch,
-    :func:`bingnn.train.distributed.sync_batchnorm`). The fast convolutions compute the
-    statistics themselves, so they then run the plain formulation, which calls that forward."""
-    return uses_batch_stats(bn) and "forward" in vars(bn)
+    instance by something other than the data-parallel trainer's global-batch BatchNorm
+    (:mod:`bingnn.nn.global_batchnorm`, whose statistics the fast convolutions combine over the
+    processes themselves, through :func:`~bingnn.nn.global_batchnorm.batch_moments`). The fast
+    convolutions compute the statistics themselves, so for such a layer they run the plain
+    formulation, which calls that forward."""
+    return (uses_batch_stats(bn) and "forward" in vars(bn)
+            and not global_batchnorm.converted(bn))
 
 
 def check_count(count: int, channels: int) -> None:

@@ -19,11 +19,13 @@ the neighbour and the centre. CPU float32 only (:func:`applies`); the PyTorch op
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bingnn.nn import _kernels
+from bingnn.nn import _kernels, global_batchnorm
 from bingnn.nn.binary_matmul import pack_rows, packed_gemm
 
 try:
@@ -37,17 +39,36 @@ def applies(x: Tensor) -> bool:
     return _kernels.use_native(x) and hasattr(_native, "edge_diff_quant")
 
 
+def edge_stats(x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance ``(C)`` of :math:`d_{ij} = x_j - x_i` over this batch's
+    :math:`M = B N k` edges (no gradient: :class:`EdgeDiffSelect`'s backward carries it)."""
+    mean64, var64 = _native.edge_diff_stats(x.detach().contiguous().numpy(),
+                                            idx.contiguous().numpy(), _kernels.threads())
+    return torch.from_numpy(mean64).float(), torch.from_numpy(var64).float()
+
+
 def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor, eps: float,
-                mode: int, packed: bool) -> dict[str, Tensor]:
+                mode: int, packed: bool,
+                stats: tuple[Tensor, Tensor, int, bool] | None = None) -> dict[str, Any]:
     """Forward values (no gradient): ``y (B, N, k, C_out)`` of the module docstring and the
-    BatchNorm quantities ``mean, var, invstd, s, t`` (``z = d * s + t``)."""
+    BatchNorm quantities ``mean, var, invstd, s, t`` (``z = d * s + t``), ``count`` and
+    ``synced``.
+
+    ``stats``: ``(mean, var, count, synced)``, the statistics to normalise with over ``count``
+    edges, ``synced`` when they are those of every process's edges
+    (:mod:`bingnn.nn.global_batchnorm`: the backward then sums the BatchNorm's reductions over
+    the processes, as ``SyncBatchNorm`` does); by default :func:`edge_stats` of this batch."""
     with torch.no_grad():
         b, n, c = x.shape
         k = idx.shape[-1]
         th = _kernels.threads()
         xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
-        mean64, var64 = _native.edge_diff_stats(xn, ixn, th)
-        mean, var = torch.from_numpy(mean64).float(), torch.from_numpy(var64).float()
+        if stats is None:
+            mean, var = edge_stats(x, idx)
+            count, synced = b * n * k, False
+        else:
+            mean, var, count, synced = stats
+            mean, var = mean.contiguous(), var.contiguous()
         invstd = torch.rsqrt(var + eps)
         s = (gamma.detach() * invstd).contiguous()
         t = (beta.detach() - mean * s).contiguous()
@@ -60,15 +81,19 @@ def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor
             q = torch.empty(b, n, k, c)
             _native.edge_diff_quant(xn, ixn, s.numpy(), t.numpy(), mode, q.numpy(), None, th)
             y = F.linear(q, w_a.detach())
-        return {"y": y, "mean": mean, "var": var, "invstd": invstd, "s": s, "t": t}
+        return {"y": y, "mean": mean, "var": var, "invstd": invstd, "s": s, "t": t,
+                "count": count, "synced": synced}
 
 
-def _bn_quant_backward(gq: Tensor, x: Tensor, idx: Tensor, v: dict[str, Tensor], mode: int,
+def _bn_quant_backward(gq: Tensor, x: Tensor, idx: Tensor, v: dict[str, Any], mode: int,
                        clip: float, need_x: bool) -> tuple[Tensor | None, Tensor, Tensor]:
     """``gx``, ``d gamma``, ``d beta`` from the gradient ``gq (B, N, k, C)`` of the quantized
-    features (two passes: the BatchNorm's sums, then the scatter to the points)."""
+    features (two passes: the BatchNorm's sums, then the scatter to the points). With
+    statistics over every process's edges (``v["synced"]``) the sums that enter ``gx`` are
+    those over every process (``d gamma``, ``d beta`` stay this process's: the data-parallel
+    wrapper averages parameter gradients)."""
     b, n, c = x.shape
-    m = b * n * idx.shape[-1]
+    m = v["count"]
     th = _kernels.threads()
     args = (gq.numpy(), x.detach().contiguous().numpy(), idx.contiguous().numpy(),
             v["s"].numpy(), v["t"].numpy(), v["mean"].numpy(), v["invstd"].numpy(), mode, clip)
@@ -77,9 +102,13 @@ def _bn_quant_backward(gq: Tensor, x: Tensor, idx: Tensor, v: dict[str, Tensor],
     sum_gzx = torch.from_numpy(sum_gzx).float()
     gx = None
     if need_x:
+        gz, gzx = sum_gz, sum_gzx
+        if v["synced"]:
+            both = global_batchnorm.sum_over_processes(torch.cat([gz, gzx]))
+            gz, gzx = both[:c], both[c:]
         gx = torch.empty(b, n, c)
-        _native.edge_diff_quant_backward(*args, (sum_gz / m).numpy(), (sum_gzx / m).numpy(),
-                                         gx.numpy(), th)
+        _native.edge_diff_quant_backward(*args, (gz / m).contiguous().numpy(),
+                                         (gzx / m).contiguous().numpy(), gx.numpy(), th)
     return gx, sum_gzx, sum_gz
 
 
@@ -98,7 +127,8 @@ class EdgeDiffSelect(torch.autograd.Function):
         sel = _kernels.select_rank(values["y"].reshape(b * n, k, c_out),
                                    rank.reshape(b * n, c_out)).view(b, n, c_out)
         ctx.save_for_backward(x, idx, w_a, rank)
-        ctx.values = {key: values[key] for key in ("mean", "invstd", "s", "t")}
+        ctx.values = {key: values[key] for key in ("mean", "invstd", "s", "t", "count",
+                                                   "synced")}
         ctx.mode, ctx.clip = mode, clip
         return sel
 

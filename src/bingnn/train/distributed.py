@@ -25,7 +25,6 @@ full-batch graph, has them already). Only rank 0 writes files.
 from __future__ import annotations
 
 import os
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -151,66 +150,12 @@ def init_distributed(device: str | torch.device = "auto", backend: str = "auto")
 # -- BatchNorm over the global batch ----------------------------------------------------------
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes, differentiable: every process's output depends on every input, so
-    the gradient of an input is the sum of the output gradients over processes."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        out = x.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        out = grad.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
-
-
-def all_reduce(x: Tensor) -> Tensor:
-    return _AllReduceSum.apply(x)
-
-
-def _global_moments(x2d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Mean, biased variance and row count of ``x2d (M, C)`` over all processes, differentiable
-    (two passes, like BatchNorm's own arithmetic, not E[x^2] - E[x]^2)."""
-    n_local = torch.tensor([float(x2d.shape[0])], device=x2d.device, dtype=x2d.dtype)
-    sums = all_reduce(torch.cat([x2d.sum(0), n_local]))
-    count = sums[-1]
-    mean = sums[:-1] / count
-    sq = all_reduce(((x2d - mean) ** 2).sum(0))
-    return mean, sq / count, count
-
-
-def _synced_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
-    """Training-mode BatchNorm with mean and variance over every process's rows; anything else
-    (eval mode, one process) is the module's own forward."""
-    if not (self.training and dist.is_available() and dist.is_initialized()):
-        return self._bingnn_local_forward(x)
-    channel_last = getattr(self, "_bingnn_channel_last", False)
-    c = self.num_features
-    xt = x if channel_last else x.movedim(1, -1)
-    x2d = xt.reshape(-1, c)
-    mean, var, count = _global_moments(x2d)
-    if self.track_running_stats:
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-            unbiased = var * (count / (count - 1).clamp(min=1))
-            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(unbiased.detach(), alpha=m)
-    y = (x2d - mean) * torch.rsqrt(var + self.eps)
-    if self.affine:
-        y = y * self.weight + self.bias
-    y = y.reshape(xt.shape)
-    return y if channel_last else y.movedim(-1, 1)
-
-
 def sync_batchnorm(model: nn.Module) -> int:
     """Make every BatchNorm layer of ``model`` normalise, in training mode, with the mean and
     variance of the global batch (all processes' rows), gradients included; running statistics
-    are updated from the same global moments, so they stay identical on every process.
+    are updated from the same global moments, so they stay identical on every process
+    (:func:`bingnn.nn.global_batchnorm.convert`). The fast EdgeConvs, which compute their
+    per-edge statistics themselves, combine them over the processes the same way.
 
     torch's ``SyncBatchNorm`` is not used: it accepts GPU tensors only (the CPU/gloo runs and
     the tests need it too), and ``convert_sync_batchnorm`` would replace bingnn's channel-last
@@ -218,18 +163,9 @@ def sync_batchnorm(model: nn.Module) -> int:
     names, so state dicts and checkpoints are those of the plain model. Returns the number of
     layers converted.
     """
-    from bingnn.nn.centering import ChannelBatchNorm
+    from bingnn.nn import global_batchnorm
 
-    n = 0
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not hasattr(
-            m, "_bingnn_local_forward"
-        ):
-            m._bingnn_local_forward = m.forward
-            m._bingnn_channel_last = isinstance(m, ChannelBatchNorm)
-            m.forward = types.MethodType(_synced_forward, m)
-            n += 1
-    return n
+    return global_batchnorm.convert(model)
 
 
 # -- processes started from Python --------------------------------------------------------------

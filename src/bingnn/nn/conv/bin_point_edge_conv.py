@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bingnn import _flags
-from bingnn.nn import edge_diff_quant
+from bingnn.nn import edge_diff_quant, global_batchnorm
 from bingnn.nn.activations import rescale_prelu
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.binary_matmul import pm1_linear
@@ -22,6 +22,7 @@ from bingnn.nn.edge_batchnorm import (
 )
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
+from bingnn.nn.global_batchnorm import batch_moments
 from bingnn.nn.knn import gather_neighbors, layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
 from bingnn.nn.quantizers import Identity, Quantizer, SteSign, Tanh
@@ -109,8 +110,8 @@ class BinPointEdgeConv(nn.Module):
 
     def has_fast_path(self) -> bool:
         """Whether :meth:`forward_fast` applies (BatchNorm or no centering, channel rescaling
-        only, no BatchNorm forward replaced on the instance: see
-        :func:`bingnn.nn.edge_batchnorm.forward_replaced`)."""
+        only, no BatchNorm forward replaced on the instance other than the data-parallel
+        trainer's: see :func:`bingnn.nn.edge_batchnorm.forward_replaced`)."""
         b = self.block
         plain_rescale = b.rescale is None or (
             b.rescale.point_scale is None and b.rescale.neighbor_scale is None
@@ -172,7 +173,8 @@ class BinPointEdgeConv(nn.Module):
         var_r, mean_r = torch.var_mean(rel.reshape(-1, c), dim=0, correction=0)
         # The centre half appears k times per point: its edge statistics are its point ones.
         var_n, mean_n = torch.var_mean(node.reshape(-1, c), dim=0, correction=0)
-        mean, var = torch.cat([mean_r, mean_n]), torch.cat([var_r, var_n])
+        mean, var, count = batch_moments(bn, torch.cat([mean_r, mean_n]),
+                                         torch.cat([var_r, var_n]), count)
         update_running_stats(bn, mean, var, count)
         s, t = bn_affine(bn, mean, var)
         return torch.addcmul(t[lo], rel, s[lo]), torch.addcmul(t[hi], node, s[hi])
@@ -207,19 +209,22 @@ class BinPointEdgeConv(nn.Module):
         binary = self.block.linear.binary_weights
         mode = 0 if isinstance(q, SteSign) else 1
         gamma, beta, w_a = bn.weight[:c], bn.bias[:c], w[:, :c]
-        vals = edge_diff_quant.edge_values(x, idx, gamma, beta, w_a, bn.eps, mode,
-                                           binary and mode == 0)
-        mean_r, var_r = vals["mean"], vals["var"]
+        mean_r, var_r = edge_diff_quant.edge_stats(x, idx)
+        # The centre half appears k times per point: its edge statistics are its point ones.
+        var_n, mean_n = torch.var_mean(x.reshape(-1, c), dim=0, correction=0)
+        mean, var, count = batch_moments(bn, torch.cat([mean_r, mean_n]),
+                                         torch.cat([var_r, var_n]), count)
+        update_running_stats(bn, mean, var, count)
+        vals = edge_diff_quant.edge_values(
+            x, idx, gamma, beta, w_a, bn.eps, mode, binary and mode == 0,
+            stats=(mean[:c].detach(), var[:c].detach(), count, global_batchnorm.active(bn)))
         clip = getattr(q, "clip", 1.0)
 
         def selector(rank: Tensor) -> Tensor:
             return edge_diff_quant.EdgeDiffSelect.apply(x, idx, gamma, beta, w_a, rank, vals,
                                                         mode, clip)
-        # The centre half appears k times per point: its edge statistics are its point ones.
-        var_n, mean_n = torch.var_mean(x.reshape(-1, c), dim=0, correction=0)
-        update_running_stats(bn, torch.cat([mean_r, mean_n]), torch.cat([var_r, var_n]), count)
-        s = torch.rsqrt(var_n + bn.eps) * bn.weight[c:]
-        node = q(torch.addcmul(bn.bias[c:] - mean_n * s, x, s))
+        s = torch.rsqrt(var[c:] + bn.eps) * bn.weight[c:]
+        node = q(torch.addcmul(bn.bias[c:] - mean[c:] * s, x, s))
         y_node = pm1_linear(node, w[:, c:], q.is_binary) if binary else F.linear(node, w[:, c:])
         return NeighborValues(y_node, rel=vals["y"], selector=selector)
 
@@ -236,7 +241,8 @@ class BinPointEdgeConv(nn.Module):
                 check_count(count, 2 * c)
                 var_r, mean_r = torch.var_mean(rel.reshape(-1, c), dim=0, correction=0)
                 var_n, mean_n = torch.var_mean(x.reshape(-1, c), dim=0, correction=0)
-                mean, var = torch.cat([mean_r, mean_n]), torch.cat([var_r, var_n])
+                mean, var, count = batch_moments(bn, torch.cat([mean_r, mean_n]),
+                                                 torch.cat([var_r, var_n]), count)
                 update_running_stats(bn, mean, var, count)
                 scale, shift = bn_affine(bn, mean, var)
             else:

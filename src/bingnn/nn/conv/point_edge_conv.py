@@ -18,6 +18,7 @@ from bingnn.nn.edge_batchnorm import (
 )
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import linear_parts
+from bingnn.nn.global_batchnorm import batch_moments
 from bingnn.nn.knn import layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
 
@@ -39,6 +40,8 @@ class PointEdgeConv(nn.Module):
     :math:`y_{ij} = u_j + v_i` over the edges from per-node sums
     (:mod:`bingnn.nn.edge_batchnorm`), and, BatchNorm and LeakyReLU being monotone per channel,
     the max over neighbours at the extremes of :math:`u_j` (:mod:`bingnn.nn.neighbor_max`).
+    Under the data-parallel trainer the statistics are those of the global batch
+    (:mod:`bingnn.nn.global_batchnorm`).
     Inside :func:`bingnn.nn.reference_mode` it runs the plain edge-by-edge formulation instead.
 
     Args:
@@ -98,8 +101,8 @@ class PointEdgeConv(nn.Module):
         if uses_batch_stats(bn):
             ext = values.extremes(with_sum=True)
             check_count(idx.numel(), self.out_channels)
-            mean, var = linear_edge_stats(values)
-            update_running_stats(bn, mean, var, idx.numel())
+            mean, var, count = batch_moments(bn, *linear_edge_stats(values), idx.numel())
+            update_running_stats(bn, mean, var, count)
             s, t = bn_affine(bn, mean, var)
             slope = self.act.negative_slope
 

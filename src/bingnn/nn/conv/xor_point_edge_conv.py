@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bingnn import _flags
-from bingnn.nn import _kernels, edge_diff_quant, quantizers
+from bingnn.nn import _kernels, edge_diff_quant, global_batchnorm, quantizers
 from bingnn.nn.activations import ChannelPReLU, rescale_prelu
 from bingnn.nn.binary_linear import BinaryLinear
 from bingnn.nn.binary_matmul import XorEdgeLinear, is_pm1, packed_route, pm1_linear
@@ -26,6 +26,7 @@ from bingnn.nn.edge_batchnorm import (
 )
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import linear_parts
+from bingnn.nn.global_batchnorm import batch_moments
 from bingnn.nn.knn import gather_neighbors, layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, choose_rank, fix_peaked, neighbor_max
 from bingnn.nn.quantizers import Quantizer
@@ -151,7 +152,8 @@ class XorPointEdgeConv(nn.Module):
 
     def has_fast_path(self) -> bool:
         """Whether :meth:`forward_fast` applies (channel rescaling only, known edge op, no
-        BatchNorm forward replaced on the instance)."""
+        BatchNorm forward replaced on the instance other than the data-parallel trainer's:
+        see :func:`bingnn.nn.edge_batchnorm.forward_replaced`)."""
         r = self.rescale
         return (r.point_scale is None and r.neighbor_scale is None
                 and self.edge_op in ("sub", "xor") and not forward_replaced(self.bn))
@@ -244,13 +246,18 @@ class XorPointEdgeConv(nn.Module):
         b, n, k, c = rel.shape
         count = b * n * k
         check_count(count, c)
-        mean0, var0 = _kernels.edge_act_stats(rel.reshape(b * n, k, c), v.reshape(b * n, c),
-                                              alpha, slope)
-        update_running_stats(bn, mean0, var0, count)
+        local0 = _kernels.edge_act_stats(rel.reshape(b * n, k, c), v.reshape(b * n, c),
+                                         alpha, slope)
         with torch.no_grad():
+            # the statistics normalised with (over every process's edges under the trainer's
+            # global-batch BatchNorm) decide which neighbour gives the max
+            mean0, var0, total = batch_moments(bn, *local0, count)
+            update_running_stats(bn, mean0, var0, total)
             s0, t0 = bn_affine(bn, mean0, var0)
             rank = choose_rank(values.extremes(), lambda y, cols: act(y, cols) * s0 + t0)
-        mean, var, sel = EdgeActStatsSelect.apply(rel, v, alpha, slope, mean0, var0, rank)
+        mean, var, sel = EdgeActStatsSelect.apply(rel, v, alpha, slope, *local0, rank)
+        if global_batchnorm.active(bn):  # again, now with the gradient
+            mean, var, _ = batch_moments(bn, mean, var, count)
         s, t = bn_affine(bn, mean, var)
 
         def f(y: Tensor, cols: Tensor | None) -> Tensor:
