@@ -174,3 +174,31 @@ def test_later_stage_teacher_recipe_checks(tmp_path, edit, needle):
     path.write_text(text)
     with pytest.raises(ValueError, match=needle):
         load_recipe(path)
+
+
+def test_parallel_variants_give_the_sequential_results(tmp_path):
+    """jobs=2 trains the students of both variants in two processes after the teacher: the
+    same rows (but the minutes) and the same weights as one process."""
+    path = write_tiny(tmp_path / "two.toml")
+    text = (tmp_path / "two.toml").read_text().replace('variants = ["rf"]',
+                                                       'variants = ["rf", "bf2-hamming"]')
+    (tmp_path / "two.toml").write_text(text.replace("[stage1]\nepochs = 2", "[stage1]\nepochs = 1"))
+    recipe = load_recipe(path)
+    seq = run_cascade(recipe, tmp_path / "seq", device="cpu", progress=False)
+    par = run_cascade(recipe, tmp_path / "par", device="cpu", progress=False, jobs=2)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+    assert strip(par) == strip(seq)
+    assert [(r["stage"], r["variant"]) for r in par][:2] == [(0, "float"), (1, "rf")]
+    for v in ("rf", "bf2-hamming"):
+        a = load_checkpoint(stage_dir(tmp_path / "seq", 3, v) / "best.pt")["model"]
+        b = load_checkpoint(stage_dir(tmp_path / "par", 3, v) / "best.pt")["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), v
+    assert json.loads((tmp_path / "par" / "summary.json").read_text()) == par
+    with pytest.raises(ValueError, match="callbacks"):
+        run_cascade(recipe, tmp_path / "x", device="cpu", progress=False, jobs=2,
+                    callbacks=[_recorder([])])
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        run_cascade(recipe, tmp_path / "x", device="cpu", progress=False, jobs=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bingnn.cli._common import positive_float
+from bingnn.cli._common import positive_float, positive_int
 from bingnn.cli._training import add_runtime, runtime, say
 
 HELP = "cascaded distillation of binary models from a recipe (resumable)"
@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--print-recipe", action="store_true",
                    help="print the resolved, validated recipe and exit")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="after the teacher, train the students of up to N variants at once, "
+                   "each in its own CPU process with threads/N torch threads; on a multi-core "
+                   "CPU several one-thread trainings finish sooner than one multi-threaded "
+                   "training, with the same results (default: 1)")
     add_runtime(p)
     p.set_defaults(func=run)
 
@@ -81,5 +86,5 @@ def run(args: argparse.Namespace) -> int:
     ctx = runtime(args)
     out = Path(args.out) if args.out else Path("runs") / str(recipe.get("name", "distill"))
     run_cascade(recipe, out, ctx, progress=not args.no_progress, bf16=args.bf16,
-                echo=lambda text: say(ctx, args, text, always=True))
+                echo=lambda text: say(ctx, args, text, always=True), jobs=args.jobs)
     return 0

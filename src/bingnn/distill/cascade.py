@@ -307,6 +307,7 @@ def run_cascade(
     bf16: bool = False,
     data: DataCache | None = None,
     last_stage: int = 3,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
     """Run (or resume) stage 0 and stages 1-``last_stage`` of every variant of ``recipe`` into
     ``out``.
@@ -319,6 +320,11 @@ def run_cascade(
         callbacks: ``cb(stage_config, epoch, row)`` after each epoch.
         echo: where rank 0 prints stage headers and the summary (default ``print``).
         bf16: bfloat16 autocast for the float models on CUDA (:func:`~bingnn.train.fit`).
+        jobs: after the teacher, train the students of up to ``jobs`` variants at once, each
+            in its own CPU process with ``torch.get_num_threads() // jobs`` threads (at least
+            1). Several single-threaded trainings use a multi-core CPU better than one
+            multi-threaded training (docs/results.md, ModelNet10). Results are those of
+            ``jobs=1``.
 
     Returns:
         summary rows (:func:`bingnn.train.report.summary_row`), also written to
@@ -326,7 +332,14 @@ def run_cascade(
     """
     if last_stage not in (0, 1, 2, 3):
         raise ValueError(f"last_stage must be 0, 1, 2 or 3, got {last_stage}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     ctx = device if isinstance(device, DistContext) else init_distributed(device)
+    if jobs > 1 and (ctx.distributed or ctx.device.type != "cpu"):
+        raise ValueError("jobs > 1 trains variants in parallel CPU processes; under torchrun or "
+                         "on a GPU use jobs = 1")
+    if jobs > 1 and callbacks:
+        raise ValueError("epoch callbacks run in this process only; use jobs = 1 with callbacks")
 
     def say(text: str) -> None:
         if ctx.is_main:
@@ -339,38 +352,80 @@ def run_cascade(
     data = data or DataCache()
     rows: list[dict[str, Any]] = []
     done_teachers: dict[str, Path] = {}
-
-    def one(stage: int, variant: str, teacher: Path | None) -> Path:
-        cfg = stage_config(recipe, stage, variant)
-        folder = stage_dir(root, stage, cfg["variant"])
-        if (folder / DONE_FILE).exists():
-            _check_same_config(folder, cfg)
-            say(f"[{cfg['variant']} stage {stage}] already done, skipped ({folder})")
-        else:
-            say(f"[{cfg['variant']} stage {stage}] {cfg['train']['epochs']} epochs on "
-                f"{ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else "")
-                + f" -> {folder}")
-        rec = run_stage(cfg, folder, ctx, teacher, data, progress, callbacks, bf16)
-        rows.append(summary_row(stage, cfg["variant"], rec))
-        return folder / "best.pt"
-
     first, given = start_stage(recipe)
+    starts: dict[str, Path] = {}
     for variant in recipe["variants"]:
         if given is not None:
-            t = _start_teacher(given, stage_config(recipe, first - 1, variant))
-        else:
-            name = teacher_name(recipe, variant)
-            if name not in done_teachers:
-                done_teachers[name] = one(0, variant, None)
-            t = done_teachers[name]
-        for stage in range(first, last_stage + 1):
-            t = one(stage, variant, t)
+            starts[variant] = _start_teacher(given, stage_config(recipe, first - 1, variant))
+            continue
+        name = teacher_name(recipe, variant)
+        if name not in done_teachers:
+            row, done_teachers[name] = _run_one(recipe, root, 0, variant, None, ctx, data,
+                                                progress, callbacks, bf16, say)
+            rows.append(row)
+        starts[variant] = done_teachers[name]
+    students = range(first, last_stage + 1)
+    if jobs > 1 and len(recipe["variants"]) > 1 and len(students):
+        rows += _students_in_processes(recipe, root, starts, students, jobs, progress)
+    else:
+        for variant in recipe["variants"]:
+            t = starts[variant]
+            for stage in students:
+                row, t = _run_one(recipe, root, stage, variant, t, ctx, data, progress,
+                                  callbacks, bf16, say)
+                rows.append(row)
     if ctx.is_main:
         write_summary(root, rows, f"{recipe.get('name', '')}: test accuracy per stage")
         say(format_summary(rows))
         say(f"results: {root / 'summary.csv'}, chart: {root / 'accuracy.png'}")
     ctx.barrier()
     return rows
+
+
+def _run_one(recipe: dict[str, Any], root: Path, stage: int, variant: str,
+             teacher: Path | None, ctx: DistContext, data: DataCache, progress: bool,
+             callbacks: Sequence[StageCallback], bf16: bool, say: Callable[[str], None]
+             ) -> tuple[dict[str, Any], Path]:
+    """Run (or resume, or skip when done) one stage: its summary row and its ``best.pt``."""
+    cfg = stage_config(recipe, stage, variant)
+    folder = stage_dir(root, stage, cfg["variant"])
+    if (folder / DONE_FILE).exists():
+        _check_same_config(folder, cfg)
+        say(f"[{cfg['variant']} stage {stage}] already done, skipped ({folder})")
+    else:
+        say(f"[{cfg['variant']} stage {stage}] {cfg['train']['epochs']} epochs on "
+            f"{ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else "")
+            + f" -> {folder}")
+    rec = run_stage(cfg, folder, ctx, teacher, data, progress, callbacks, bf16)
+    return summary_row(stage, cfg["variant"], rec), folder / "best.pt"
+
+
+def _student_worker(recipe: dict[str, Any], root: str, variant: str, teacher: str,
+                    stages: list[int], threads: int, progress: bool) -> list[dict[str, Any]]:
+    """One variant's student stages in a process of their own (:func:`run_cascade`'s jobs)."""
+    torch.set_num_threads(threads)
+    ctx = DistContext(device=torch.device("cpu"))
+    rows, t, data = [], Path(teacher), DataCache()
+    for stage in stages:
+        row, t = _run_one(recipe, Path(root), stage, variant, t, ctx, data, progress, (),
+                          False, lambda text: print(text, flush=True))
+        rows.append(row)
+    return rows
+
+
+def _students_in_processes(recipe: dict[str, Any], root: Path, starts: dict[str, Path],
+                           stages: range, jobs: int, progress: bool) -> list[dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    variants = recipe["variants"]
+    workers = min(jobs, len(variants))
+    threads = max(1, torch.get_num_threads() // workers)
+    # spawn: a fresh interpreter per worker (fork would copy this process's thread pools).
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_student_worker, recipe, str(root), v, str(starts[v]),
+                               list(stages), threads, progress) for v in variants]
+        return [row for f in futures for row in f.result()]
 
 
 def _start_teacher(path: str, expected: dict[str, Any]) -> Path:
