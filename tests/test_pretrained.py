@@ -224,3 +224,26 @@ def test_packaging_refusals(runs, tmp_path):
         package_run(unfinished, "modelnet10-bf2", dest=tmp_path / "c", **kw)
     with pytest.raises(PackagingError, match="unknown pretrained name"):
         package_run(d / "bf2", "modelnet10-bf1", dest=tmp_path / "c", **kw)
+
+
+def test_bundled_models_load_and_match_their_cards(monkeypatch):
+    """The models shipped in the package folder: each card is valid and names its files (whose
+    hashes loading checks), the PyTorch model classifies a cloud of its ``num_points`` into its
+    classes, and a student's engine file agrees with its PyTorch model."""
+    monkeypatch.delenv(PRETRAINED_DIR_ENV, raising=False)
+    names = available()
+    assert "modelnet10-dgcnn" in names  # shipped since the first ModelNet10 run
+    x = make_synthetic_shapes(4, 512, seed=3, split="test")[0]
+    for name in names:
+        info = bingnn.models.pretrained_info(name)
+        assert info["class_names"] == list(CLASS_NAMES)
+        assert 0.5 <= info["test_accuracy"] <= 1.0 and 0.0 < info["mean_class_accuracy"] <= 1.0
+        model = bingnn.models.pretrained(name)
+        assert not model.training
+        pts = torch.from_numpy(x[:, : info["num_points"]].copy())
+        with torch.no_grad():
+            logits = model(pts)
+        assert logits.shape == (4, 10) and torch.isfinite(logits).all()
+        if name != "modelnet10-dgcnn":
+            em = bingnn.engine.load(name)
+            np.testing.assert_array_equal(em.predict(pts.numpy()), logits.argmax(-1).numpy())
