@@ -10,9 +10,18 @@ process's peak resident set during one step, from ``/proc/self/status`` after re
 ``/proc/self/clear_refs``; Linux only, else blank). ``--smoke`` runs 64 points, k = 8, batch 2,
 once.
 
+A distillation step of a student stage costs more than its training step: ``--distill`` adds
+the parts of one BF2 stage-1 step (the fast paths) in one group, the whole step (frozen float
+teacher's forward with its graphs, the student's forward and backward with cross-entropy, KD
+and LSP over the three dynamic graphs, as the trainer computes them) as the baseline, then
+each part on its own: teacher forward, student forward + backward with cross-entropy only, and
+the LSP terms' forward + backward.
+
 Run: ``python benchmarks/run.py --only training --threads 1,all --out training.json``, or on
 its own with other sizes (e.g. the batch of 4 that issue 8 measured):
-``python benchmarks/bench_training.py --batch 4 --threads 1 --repeats 5``.
+``python benchmarks/bench_training.py --batch 4 --threads 1 --repeats 5``; the ModelNet10
+recipe's sizes with the distillation breakdown:
+``python benchmarks/bench_training.py --points 512 --models "DGCNN,BF2 stage 1" --distill``.
 """
 
 from __future__ import annotations
@@ -122,6 +131,63 @@ def run(smoke: bool, threads: list[int], models: list[str] | None = None,
     return rows
 
 
+def distill_parts(teacher: torch.nn.Module, student: torch.nn.Module, x: torch.Tensor,
+                  y: torch.Tensor) -> list[tuple[str, Callable[[], None], bool]]:
+    """``(impl, step, is_baseline)`` for the whole distillation step and each of its parts."""
+    from bingnn.distill.kd import kd_loss
+    from bingnn.distill.lsp import lsp_loss_knn
+
+    with torch.no_grad():
+        _, t_graphs = teacher(x, return_graphs=True)
+
+    def lsp(s_graphs) -> torch.Tensor:
+        return sum(lsp_loss_knn(sf, tf, si, ti, "rbf_l2", "rbf_l2")
+                   for (sf, si), (tf, ti) in zip(s_graphs[1:], t_graphs[1:], strict=True))
+
+    def whole() -> None:
+        student.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            tl, _ = teacher(x, return_graphs=True)
+        logits, graphs = student(x, return_graphs=True)
+        loss = (0.9 * torch.nn.functional.cross_entropy(logits, y)
+                + 0.1 * kd_loss(logits, tl, 3.0) + lsp(graphs))
+        loss.backward()
+
+    def teacher_forward() -> None:
+        with torch.no_grad():
+            teacher(x, return_graphs=True)
+
+    feats = [(f.detach().requires_grad_(), i) for f, i in student(x, return_graphs=True)[1]]
+
+    def lsp_only() -> None:
+        lsp(feats).backward()
+
+    return [("whole step", whole, True), ("teacher forward", teacher_forward, False),
+            ("student forward + backward (CE)", make_step(student, x, y), False),
+            ("LSP forward + backward", lsp_only, False)]
+
+
+def distill_rows(threads: list[int], batch: int, repeats: int, points: int, k: int
+                 ) -> list[dict[str, Any]]:
+    """The parts of one BF2 stage-1 distillation step (module docstring), fast paths."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, points, 3, generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
+    shape = f"B={batch} N={points} k={k}"
+    rows: list[dict[str, Any]] = []
+    for t in threads:
+        torch.set_num_threads(t)
+        torch.manual_seed(0)
+        parts = distill_parts(MODELS["DGCNN"](k).eval(), MODELS["BF2 stage 1"](k).train(), x, y)
+        for impl, step, base in parts:
+            step()  # warm-up
+            ms, cpu_ms = time_step(step, repeats)
+            rows.append(row("distill step BF2 stage 1", shape, impl, t, ms, baseline=base,
+                            cpu_ms=cpu_ms,
+                            columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     from run import add_ratios, environment, format_table, parse_threads
 
@@ -135,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated thread counts, 'all' = every core (default 1)")
     ap.add_argument("--models", default=None,
                     help=f"comma-separated subset of: {', '.join(MODELS)}")
+    ap.add_argument("--distill", action="store_true",
+                    help="also time the parts of a BF2 stage-1 distillation step")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     models = None if args.models is None else [m.strip() for m in args.models.split(",")]
@@ -147,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name} must be >= 1, got {value}")
     rows = run(False, args.threads, models, batch=args.batch, repeats=args.repeats,
                points=args.points, k=args.k)
+    if args.distill:
+        rows += distill_rows(args.threads, args.batch, args.repeats, args.points, args.k)
     add_ratios(rows)
     print(format_table(rows))
     if args.out is not None:

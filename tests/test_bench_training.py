@@ -57,3 +57,23 @@ def test_training_bench_command_line(tmp_path, capsys) -> None:
             assert "error: " in capsys.readouterr().err.strip().splitlines()[-1]
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_distillation_step_breakdown(capsys) -> None:
+    """--distill adds the whole BF2 stage-1 distillation step (baseline) and its three parts."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_training", BENCH / "bench_training.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        rows = mod.distill_rows([1], batch=2, repeats=1, points=24, k=4)
+        assert [r["impl"] for r in rows] == ["whole step", "teacher forward",
+                                              "student forward + backward (CE)",
+                                              "LSP forward + backward"]
+        assert [r["baseline"] for r in rows] == [True, False, False, False]
+        assert all(r["median_ms"] > 0 for r in rows)
+        assert mod.main(["--batch", "2", "--points", "24", "--k", "4", "--repeats", "1",
+                         "--models", "DGCNN", "--distill"]) == 0
+        assert "distill step BF2 stage 1" in capsys.readouterr().out
+    finally:
+        sys.path.remove(str(BENCH))
