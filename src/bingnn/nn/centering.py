@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from bingnn import _flags
 from bingnn.nn import _kernels
+from bingnn.nn.batchnorm_stats import update_running_stats
 
 
 class _BatchNormRows(torch.autograd.Function):
@@ -90,7 +91,6 @@ class ChannelBatchNorm(nn.BatchNorm1d):
         flat = x.reshape(-1, shape[-1])
         if not self.training or _flags.is_reference_mode() or flat.shape[0] <= 1:
             return super().forward(flat).reshape(shape)
-        from bingnn.nn.edge_batchnorm import update_running_stats
 
         y, mean, var = _BatchNormRows.apply(flat, self.weight, self.bias, self.eps)
         update_running_stats(self, mean, var, flat.shape[0])

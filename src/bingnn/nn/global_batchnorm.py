@@ -40,6 +40,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bingnn.nn.batchnorm_stats import update_running_stats
+from bingnn.nn.centering import ChannelBatchNorm
+
 __all__ = ["active", "batch_moments", "convert", "converted", "sum_over_processes"]
 
 
@@ -130,9 +133,6 @@ def _converted_forward(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tens
     (eval mode, no process group) is the class's own forward."""
     if not active(self):
         return type(self).forward(self, x)
-    from bingnn.nn.centering import ChannelBatchNorm
-    from bingnn.nn.edge_batchnorm import update_running_stats
-
     channel_last = isinstance(self, ChannelBatchNorm)
     c = self.num_features
     xt = x if channel_last else x.movedim(1, -1)

@@ -10,16 +10,11 @@ from torch import Tensor, nn
 from bingnn import _flags
 from bingnn.nn import edge_diff_quant, global_batchnorm
 from bingnn.nn.activations import rescale_prelu
+from bingnn.nn.batchnorm_stats import bn_affine, update_running_stats, uses_batch_stats
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
-from bingnn.nn.edge_batchnorm import (
-    bn_affine,
-    check_count,
-    forward_replaced,
-    update_running_stats,
-    uses_batch_stats,
-)
+from bingnn.nn.edge_batchnorm import check_count, forward_replaced
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
 from bingnn.nn.global_batchnorm import batch_moments

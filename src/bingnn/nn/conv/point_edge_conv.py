@@ -7,15 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bingnn import _flags
+from bingnn.nn.batchnorm_stats import bn_affine, update_running_stats, uses_batch_stats
 from bingnn.nn.centering import ChannelBatchNorm
-from bingnn.nn.edge_batchnorm import (
-    bn_affine,
-    check_count,
-    forward_replaced,
-    linear_edge_stats,
-    update_running_stats,
-    uses_batch_stats,
-)
+from bingnn.nn.edge_batchnorm import check_count, forward_replaced, linear_edge_stats
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import linear_parts
 from bingnn.nn.global_batchnorm import batch_moments

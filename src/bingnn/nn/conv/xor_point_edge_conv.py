@@ -13,17 +13,11 @@ from torch import Tensor, nn
 from bingnn import _flags
 from bingnn.nn import _kernels, edge_diff_quant, global_batchnorm, quantizers
 from bingnn.nn.activations import ChannelPReLU, rescale_prelu
+from bingnn.nn.batchnorm_stats import bn_affine, update_running_stats, uses_batch_stats
 from bingnn.nn.binary_linear import BinaryLinear
 from bingnn.nn.binary_matmul import XorEdgeLinear, is_pm1, packed_route, pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, get_centering
-from bingnn.nn.edge_batchnorm import (
-    EdgeActStatsSelect,
-    bn_affine,
-    check_count,
-    forward_replaced,
-    update_running_stats,
-    uses_batch_stats,
-)
+from bingnn.nn.edge_batchnorm import EdgeActStatsSelect, check_count, forward_replaced
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import linear_parts
 from bingnn.nn.global_batchnorm import batch_moments
