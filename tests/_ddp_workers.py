@@ -62,6 +62,17 @@ def run_cases(ctx: DistContext, specs: list, work: str) -> None:
         torch.save(out, os.path.join(work, f"case{i}_rank{ctx.rank}.pt"))
 
 
+def identical_replicas(work: str, i: int, world: int = 2) -> dict:
+    """Case ``i``'s result as rank 0 saved it, after checking that every rank's final state is
+    bit-identical to it (gradients all-reduced, BatchNorm statistics global)."""
+    ranks = [torch.load(os.path.join(work, f"case{i}_rank{r}.pt"), weights_only=False)
+             for r in range(world)]
+    for other in ranks[1:]:
+        for k, v in ranks[0]["final"].items():
+            assert torch.equal(v, other["final"][k]), (i, k)
+    return ranks[0]
+
+
 # -- the fast EdgeConv paths under the global-batch BatchNorm ----------------------------------
 
 _PATH_CLASSES = ("PointEdgeConv", "XorPointEdgeConv", "BinPointEdgeConv")

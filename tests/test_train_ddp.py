@@ -3,11 +3,9 @@ on the same global batches, for point clouds and graphs; replicas stay identical
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-from _ddp_workers import _task, run_cases, train_case
+from _ddp_workers import _task, identical_replicas, run_cases, train_case
 from torch import nn
 
 from bingnn.models import DGCNN, GraphSAGE, build_model
@@ -90,11 +88,7 @@ def test_two_processes_equal_one(tmp_path):
     specs = _specs()
     spawn(run_cases, 2, tmp_path, specs, str(tmp_path))
     for i, spec in enumerate(specs):
-        ranks = [torch.load(os.path.join(tmp_path, f"case{i}_rank{r}.pt"), weights_only=False)
-                 for r in (0, 1)]
-        # replicas bit-identical: gradients are all-reduced, BatchNorm statistics global
-        for k, v in ranks[0]["final"].items():
-            assert torch.equal(v, ranks[1]["final"][k]), (i, k)
+        rank0 = identical_replicas(str(tmp_path), i)
         single = train_case(spec, DistContext())
         init = build_model({**spec["model"], **_task(spec, DistContext()).model_dims()})
         skip = _cancelled_by_batchnorm(init)
@@ -104,16 +98,16 @@ def test_two_processes_equal_one(tmp_path):
             atol=1e-5, rtol=1e-4)
         for k, v in single["final"].items():
             if k not in skip:
-                torch.testing.assert_close(ranks[0]["final"][k], v, **tol,
+                torch.testing.assert_close(rank0["final"][k], v, **tol,
                                            msg=lambda m, i=i, k=k: f"case {i}: {k}: {m}")
-        torch.testing.assert_close(_eval_logits(spec, ranks[0]["final"]),
+        torch.testing.assert_close(_eval_logits(spec, rank0["final"]),
                                    _eval_logits(spec, single["final"]), atol=1e-4, rtol=1e-3)
         # the same epochs, losses and validation scores
-        for a, b in zip(ranks[0]["history"], single["history"], strict=True):
+        for a, b in zip(rank0["history"], single["history"], strict=True):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6), i
             assert {k: v for k, v in a.items() if k.startswith("val_")} == pytest.approx(
                 {k: v for k, v in b.items() if k.startswith("val_")}), i
-        assert ranks[0]["record"]["test"] == pytest.approx(single["record"]["test"])
+        assert rank0["record"]["test"] == pytest.approx(single["record"]["test"])
         # the parameters did move, so the comparison is not trivially true
         torch.manual_seed(spec["init_seed"])
         init = build_model({**spec["model"], **_task(spec, DistContext()).model_dims()})

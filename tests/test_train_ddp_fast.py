@@ -10,7 +10,14 @@ import os
 
 import pytest
 import torch
-from _ddp_workers import count_paths, layer_step, run_cases_counting, run_layers, train_case
+from _ddp_workers import (
+    count_paths,
+    identical_replicas,
+    layer_step,
+    run_cases_counting,
+    run_layers,
+    train_case,
+)
 from test_nn_fast_paths import CASES, check_equal, in_channels, perturb, points
 from test_train_ddp import _eval_logits
 
@@ -119,20 +126,17 @@ def test_fast_paths_train_under_two_processes(tmp_path) -> None:
         for cls in ("PointEdgeConv", "XorPointEdgeConv", "BinPointEdgeConv"):
             assert paths.get((cls, "fast", True), 0) > 0, (cls, paths)  # training steps
     for i, spec in enumerate(specs):
-        ranks = [torch.load(os.path.join(tmp_path, f"case{i}_rank{r}.pt"), weights_only=False)
-                 for r in (0, 1)]
-        for k, v in ranks[0]["final"].items():
-            assert torch.equal(v, ranks[1]["final"][k]), (i, k)
+        rank0 = identical_replicas(str(tmp_path), i)
         single = train_case(spec, DistContext())
         moved = 0
         for k, v in single["final"].items():
-            torch.testing.assert_close(ranks[0]["final"][k], v, atol=1e-4, rtol=1e-3,
+            torch.testing.assert_close(rank0["final"][k], v, atol=1e-4, rtol=1e-3,
                                        msg=lambda m, i=i, k=k: f"case {i}: {k}: {m}")
             moved += "running_var" in k and not torch.allclose(v, torch.ones_like(v))
         assert moved, i  # BatchNorm statistics were gathered, so the comparison means something
-        torch.testing.assert_close(_eval_logits(spec, ranks[0]["final"]),
+        torch.testing.assert_close(_eval_logits(spec, rank0["final"]),
                                    _eval_logits(spec, single["final"]), atol=1e-4, rtol=1e-3)
-        for a, b in zip(ranks[0]["history"], single["history"], strict=True):
+        for a, b in zip(rank0["history"], single["history"], strict=True):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6), i
 
 
