@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bingnn import _native
 from bingnn.engine import kernels
 from bingnn.nn import _kernels
+from bingnn.nn.edge_batchnorm import edge_moments
 from bingnn.nn.knn import gather_neighbors
 
 LEVELS = kernels.cpu_features()["levels"]
@@ -124,6 +125,31 @@ def test_edge_act_stats_forward_and_backward(rows, k, c, seed, prelu, offset) ->
         torch.testing.assert_close(ga.double(), a64.grad, rtol=1e-3, atol=scale)
         if prelu:
             torch.testing.assert_close(gs.double(), s64.grad, rtol=1e-3, atol=1e-3 * (1 + offset))
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 30), k=st.integers(1, 9), c=st.integers(1, 40),
+       seed=st.integers(0, 999), offset=st.sampled_from([0.0, 50.0]))
+def test_edge_moments_match_var_mean(b, n, k, c, seed, offset) -> None:
+    g = torch.Generator().manual_seed(seed)
+    rel = torch.randn(b, n, k, c, generator=g) + offset
+    g_mean, g_var = torch.randn(c, generator=g), torch.randn(c, generator=g)
+    r64 = rel.double().requires_grad_()
+    var, mean = torch.var_mean(r64.reshape(-1, c), dim=0, correction=0)
+    ((mean * g_mean).sum() + (var * g_var).sum()).backward()
+    for level in LEVELS:
+        r = rel.clone().requires_grad_()
+        with kernels.dispatch(level):
+            mean_f, var_f = edge_moments(r)
+            ((mean_f * g_mean).sum() + (var_f * g_var).sum()).backward()
+        torch.testing.assert_close(mean_f.double(), mean.detach(), rtol=1e-5,
+                                   atol=1e-5 * (1 + offset))
+        torch.testing.assert_close(var_f.double(), var.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(r.grad.double(), r64.grad, rtol=1e-4, atol=1e-5)
+    # Only the mean (or only the variance) used: the other gradient is absent, not garbage.
+    r = rel.clone().requires_grad_()
+    edge_moments(r)[0].sum().backward()
+    torch.testing.assert_close(r.grad, torch.full_like(rel, 1.0 / rel[..., 0].numel()))
 
 
 def test_edge_act_stats_levels_agree_bit_for_bit() -> None:

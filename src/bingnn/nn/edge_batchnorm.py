@@ -14,6 +14,9 @@ Under the data-parallel trainer the local statistics are combined over the proce
 
 * :func:`linear_edge_stats`: statistics of factorized values :math:`y_{ij} = u_j + v_i` from
   per-node sums (no edge tensor).
+* :func:`edge_moments`: mean and biased variance of an edge tensor ``(B, N, k, C)`` (one
+  native pass in float64 instead of ``torch.var_mean``'s strided reduction, a one-pass
+  backward).
 * :class:`EdgeActStatsSelect`: statistics of :math:`h = \mathrm{PReLU}(\alpha (r_{ij} + v_i))`
   over an edge tensor ``r`` (computed by :func:`bingnn.nn._kernels.edge_act_stats`), with a
   hand-written backward that recomputes ``h`` instead of storing it.
@@ -79,6 +82,41 @@ def linear_edge_stats(values: NeighborValues) -> tuple[Tensor, Tensor]:
     var = ((deg * uc * uc).sum((0, 1)) + 2.0 * (vc * s).sum((0, 1))
            + k * (vc * vc).sum((0, 1))) / m
     return (mu_u + mu_v).to(u.dtype), var.clamp_min(0.0).to(u.dtype)
+
+
+class EdgeMoments(torch.autograd.Function):
+    r"""``rel (B, N, k, C)`` -> per-channel mean and biased variance over the :math:`M = B N k`
+    edges. Backward: :math:`\partial r = \partial\mu / M + 2\,\partial\sigma^2 (r - \mu) / M`
+    as one fused multiply-add over ``rel``."""
+
+    @staticmethod
+    def forward(ctx, rel: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        b, n, k, c = rel.shape
+        rows = rel.reshape(b * n, k, c)
+        # The activation-statistics kernel with alpha = 1, v = 0 and no PReLU is the plain
+        # moments of rel; v is k times smaller than rel.
+        mean, var = _kernels.edge_act_stats(
+            rows, rel.new_zeros(b * n, c), rel.new_ones(c), None)
+        ctx.save_for_backward(rel, mean)
+        return mean, var
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None):  # type: ignore[override]
+        rel, mean = ctx.saved_tensors
+        m = rel.shape[0] * rel.shape[1] * rel.shape[2]
+        zero = torch.zeros_like(mean)
+        c1 = g_mean / m if g_mean is not None else zero
+        c2 = g_var * (2.0 / m) if g_var is not None else zero
+        return torch.addcmul(c1 - c2 * mean, rel, c2)
+
+
+def edge_moments(rel: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean, var)`` (biased) per channel of the edge tensor ``rel (B, N, k, C)``,
+    differentiable; ``torch.var_mean`` where the native kernels do not apply."""
+    if not _kernels.use_native(rel):
+        var, mean = torch.var_mean(rel.reshape(-1, rel.shape[-1]), dim=0, correction=0)
+        return mean, var
+    return EdgeMoments.apply(rel)
 
 
 class EdgeActStatsSelect(torch.autograd.Function):

@@ -14,7 +14,7 @@ from bingnn.nn.batchnorm_stats import bn_affine, update_running_stats, uses_batc
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
-from bingnn.nn.edge_batchnorm import check_count, forward_replaced
+from bingnn.nn.edge_batchnorm import check_count, edge_moments, forward_replaced
 from bingnn.nn.edge_features import edge_features
 from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
 from bingnn.nn.global_batchnorm import batch_moments
@@ -165,7 +165,7 @@ class BinPointEdgeConv(nn.Module):
             return norm(rel, lo), norm(node, hi)
         count = rel.shape[0] * rel.shape[1] * rel.shape[2]
         check_count(count, 2 * c)
-        var_r, mean_r = torch.var_mean(rel.reshape(-1, c), dim=0, correction=0)
+        mean_r, var_r = edge_moments(rel)
         # The centre half appears k times per point: its edge statistics are its point ones.
         var_n, mean_n = torch.var_mean(node.reshape(-1, c), dim=0, correction=0)
         mean, var, count = batch_moments(bn, torch.cat([mean_r, mean_n]),
@@ -236,7 +236,7 @@ class BinPointEdgeConv(nn.Module):
                 rel = gather_neighbors(x, idx) - x.unsqueeze(2)
                 count = rel.shape[0] * rel.shape[1] * rel.shape[2]
                 check_count(count, 2 * c)
-                var_r, mean_r = torch.var_mean(rel.reshape(-1, c), dim=0, correction=0)
+                mean_r, var_r = edge_moments(rel)
                 var_n, mean_n = torch.var_mean(x.reshape(-1, c), dim=0, correction=0)
                 mean, var, count = batch_moments(bn, torch.cat([mean_r, mean_n]),
                                                  torch.cat([var_r, var_n]), count)
