@@ -538,6 +538,73 @@ inline float quant_grad(float z, int mode, float clip) {
     return 1.0f - th * th;
 }
 
+#if BINGNN_X86
+// exp(y) on 16 lanes for y in [0, 20]: y = n ln2 + r with ln2 split in two (Cody-Waite), so
+// r is exact to float32 rounding, |r| <= ln2 / 2; exp(r) by its Taylor polynomial to r^7
+// (truncation below 6e-9 relative); 2^n applied by scalef.
+BINGNN_AVX512 inline __m512 exp16_nonneg(__m512 y) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(y, _mm512_set1_ps(1.44269504088896f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), y);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// tanh on 16 lanes, within a few float32 ulps of std::tanh (the scalar path; tested against
+// it). The scalar path calls std::tanh per element, which made RF's pseudo-quantized stage
+// slower than PyTorch's vectorised tanh. |z| < 0.4: the odd Taylor series to z^13 (next term
+// below 2e-9); above, 1 - 2 / (exp(2|z|) + 1) with |z| clamped at 10 (tanh rounds to 1 in
+// float32 there); the sign is copied back.
+BINGNN_AVX512 inline __m512 tanh16(__m512 z) {
+    const __m512 a = _mm512_abs_ps(z);
+    const __m512 a2 = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_set1_ps(21844.0f / 6081075.0f);
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(-1382.0f / 155925.0f));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(62.0f / 2835.0f));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(-17.0f / 315.0f));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(2.0f / 15.0f));
+    p = _mm512_fmadd_ps(p, a2, _mm512_set1_ps(-1.0f / 3.0f));
+    const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, a2), a, a);
+    const __m512 e = exp16_nonneg(_mm512_min_ps(_mm512_add_ps(a, a), _mm512_set1_ps(20.0f)));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    const __m512 mag =
+        _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(0.4f), _CMP_LT_OQ), big, small);
+    // |tanh| >= 0 (+0 at 0): or-ing z's sign bit gives tanh(z), -0 at -0 included.
+    const __m512 out = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(mag),
+        _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(static_cast<int>(0x80000000u)))));
+    return _mm512_mask_mov_ps(out, _mm512_cmp_ps_mask(z, z, _CMP_UNORD_Q), z);  // NaN stays NaN
+}
+
+// The quantizer on 16 lanes: sign (mode 0, +1 at >= 0) or tanh (mode 1).
+BINGNN_AVX512 inline __m512 quant16(__m512 z, int mode) {
+    if (mode == 1) return tanh16(z);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ),
+                                _mm512_set1_ps(-1.0f), _mm512_set1_ps(1.0f));
+}
+
+// The quantizer's derivative times g on 16 lanes: the straight-through mask |z| <= clip
+// (mode 0) or 1 - tanh(z)^2 (mode 1).
+BINGNN_AVX512 inline __m512 quant_grad16(__m512 g, __m512 z, int mode, __m512 clip) {
+    if (mode == 1) {
+        const __m512 th = tanh16(z);
+        return _mm512_mul_ps(g, _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_mul_ps(th, th)));
+    }
+    const __mmask16 in = _mm512_cmp_ps_mask(z, clip, _CMP_LE_OQ) &
+                         _mm512_cmp_ps_mask(z, _mm512_sub_ps(_mm512_setzero_ps(), clip), _CMP_GE_OQ);
+    return _mm512_maskz_mov_ps(in, g);
+}
+#endif
+
 // Sums over the edges of the points [p0, p1) of (d - shift) and (d - shift)^2, per channel:
 // float32 over the k neighbours of a point, float64 across points.
 void diff_stats_rows(const float* x, int64_t p0, int64_t p1, int64_t n, int64_t c,
@@ -592,10 +659,9 @@ void edge_diff_stats(const float* x, int64_t sets, int64_t n, int64_t c, const i
 namespace {
 BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1, int64_t n,
                                           int64_t c, const int64_t* idx, int64_t k,
-                                          const float* s, const float* t, float* out_f,
-                                          uint64_t* out_bits) {
+                                          const float* s, const float* t, int mode,
+                                          float* out_f, uint64_t* out_bits) {
     const int64_t w = n_words(c);
-    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
     for (int64_t p = p0; p < p1; ++p) {
         const float* xi = x + p * c;
         const float* xs = x + (p / n) * n * c;
@@ -615,8 +681,7 @@ BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1
                     _mm512_maskz_loadu_ps(keep, t + ch));
                 const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
                 if (out_f != nullptr)
-                    _mm512_mask_storeu_ps(out_f + e * c + ch, keep,
-                                          _mm512_mask_blend_ps(pos, minus, one));
+                    _mm512_mask_storeu_ps(out_f + e * c + ch, keep, quant16(z, mode));
                 if (bits != nullptr)
                     bits[ch / 64] |= static_cast<uint64_t>(pos & keep) << (ch % 64);
             }
@@ -630,12 +695,12 @@ void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const i
                      int64_t k, const float* s, const float* t, int mode, float* out_f,
                      uint64_t* out_bits, int num_threads) {
     const int64_t w = n_words(c);
-    const bool vec = active_level() == Level::Avx512 && mode == 0;
+    const bool vec = active_level() == Level::Avx512;
     parallel_for(sets * n, num_threads, std::max<int64_t>(8, 8192 / std::max<int64_t>(1, k * c)),
                  [&](int64_t p0, int64_t p1) {
 #if BINGNN_X86
                      if (vec) {
-                         diff_quant_rows_avx512(x, p0, p1, n, c, idx, k, s, t, out_f, out_bits);
+                         diff_quant_rows_avx512(x, p0, p1, n, c, idx, k, s, t, mode, out_f, out_bits);
                          return;
                      }
 #endif
@@ -719,16 +784,11 @@ void dq_scatter_scalar(const float* g, const float* x, int64_t set, int64_t cb, 
 }
 
 #if BINGNN_X86
-// The sign quantizer's straight-through mask, |z| <= clip, on 16 lanes.
-BINGNN_AVX512 inline __mmask16 ste_mask16(__m512 z, __m512 clip) {
-    return _mm512_cmp_ps_mask(z, clip, _CMP_LE_OQ) &
-           _mm512_cmp_ps_mask(z, _mm512_sub_ps(_mm512_setzero_ps(), clip), _CMP_GE_OQ);
-}
-
 BINGNN_AVX512 void dq_sums_avx512(const float* g, const float* x, int64_t r0, int64_t r1,
                                   int64_t n, int64_t c, const int64_t* idx, int64_t k,
                                   const float* s, const float* t, const float* mean,
-                                  const float* invstd, float clip, double* a, double* b) {
+                                  const float* invstd, int mode, float clip, double* a,
+                                  double* b) {
     for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
     const __m512 vclip = _mm512_set1_ps(clip);
     for (int64_t cb = 0; cb < c; cb += 16) {
@@ -746,8 +806,8 @@ BINGNN_AVX512 void dq_sums_avx512(const float* g, const float* x, int64_t r0, in
                 const __m512 xj = _mm512_maskz_loadu_ps(keep, xs + idx[p * k + r] * c + cb);
                 const __m512 d = _mm512_sub_ps(xj, xi);
                 const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
-                const __m512 gz = _mm512_maskz_mov_ps(
-                    ste_mask16(z, vclip), _mm512_maskz_loadu_ps(keep, g + (p * k + r) * c + cb));
+                const __m512 gz = quant_grad16(
+                    _mm512_maskz_loadu_ps(keep, g + (p * k + r) * c + cb), z, mode, vclip);
                 f1 = _mm512_add_ps(f1, gz);
                 f2 = _mm512_add_ps(f2, _mm512_mul_ps(gz, _mm512_mul_ps(_mm512_sub_ps(d, vm), vi)));
             }
@@ -760,8 +820,8 @@ BINGNN_AVX512 void dq_sums_avx512(const float* g, const float* x, int64_t r0, in
 BINGNN_AVX512 void dq_scatter_avx512(const float* g, const float* x, int64_t set, int64_t cb,
                                      int64_t n, int64_t c, const int64_t* idx, int64_t k,
                                      const float* s, const float* t, const float* mean,
-                                     const float* invstd, float clip, const float* c1,
-                                     const float* c2, float* gx) {
+                                     const float* invstd, int mode, float clip,
+                                     const float* c1, const float* c2, float* gx) {
     const int64_t valid = std::min<int64_t>(16, c - cb);
     const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
     const __m512 vclip = _mm512_set1_ps(clip);
@@ -782,8 +842,8 @@ BINGNN_AVX512 void dq_scatter_avx512(const float* g, const float* x, int64_t set
             const int64_t j = is[i * k + r];
             const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xs + j * c), xi);
             const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
-            const __m512 gz = _mm512_maskz_mov_ps(
-                ste_mask16(z, vclip), _mm512_maskz_loadu_ps(keep, gs + (i * k + r) * c));
+            const __m512 gz =
+                quant_grad16(_mm512_maskz_loadu_ps(keep, gs + (i * k + r) * c), z, mode, vclip);
             const __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(d, vm), vi);
             const __m512 gd = _mm512_mul_ps(
                 vs, _mm512_sub_ps(_mm512_sub_ps(gz, v1), _mm512_mul_ps(xhat, v2)));
@@ -814,13 +874,13 @@ void edge_diff_quant_backward(const float* g, const float* x, int64_t sets, int6
     if (c == 0) return;
     const int64_t rows = sets * n;
     const Level level = active_level();
-    const bool vec = level == Level::Avx512 && mode == 0;
+    const bool vec = level == Level::Avx512;
     blocked_rows(rows, c, num_threads, sum_gz, sum_gzx,
                  [&](int64_t r0, int64_t r1, double* a, double* b) {
 #if BINGNN_X86
                      if (vec) {
-                         dq_sums_avx512(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, clip, a,
-                                        b);
+                         dq_sums_avx512(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, mode,
+                                        clip, a, b);
                          return;
                      }
 #endif
@@ -835,8 +895,8 @@ void edge_diff_quant_backward(const float* g, const float* x, int64_t sets, int6
             const int64_t set = task / ncb, cb = (task % ncb) * 16;
 #if BINGNN_X86
             if (vec) {
-                dq_scatter_avx512(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, clip, c1, c2,
-                                  gx);
+                dq_scatter_avx512(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip,
+                                  c1, c2, gx);
                 continue;
             }
 #endif
@@ -861,10 +921,9 @@ BINGNN_AVX512 inline void axpy16(float* dst, float a, const float* src, int64_t 
     }
 }
 
-// Edge features of one point's k edges (modes 0 sign and 2 product) into q (k, c).
+// Edge features of one point's k edges (modes 0 sign, 1 tanh, 2 product) into q (k, c).
 BINGNN_AVX512 void edge_q_avx512(const float* xi, const float* xs, const int64_t* nbr, int64_t k,
                                  int64_t c, const float* s, const float* t, int mode, float* q) {
-    const __m512 one = _mm512_set1_ps(1.0f), minus = _mm512_set1_ps(-1.0f);
     for (int64_t r = 0; r < k; ++r) {
         const float* xj = xs + nbr[r] * c;
         for (int64_t ch = 0; ch < c; ch += 16) {
@@ -879,8 +938,7 @@ BINGNN_AVX512 void edge_q_avx512(const float* xi, const float* xs, const int64_t
                 const __m512 z = _mm512_add_ps(
                     _mm512_mul_ps(_mm512_sub_ps(a, b), _mm512_maskz_loadu_ps(keep, s + ch)),
                     _mm512_maskz_loadu_ps(keep, t + ch));
-                v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ),
-                                         minus, one);
+                v = quant16(z, mode);
             }
             _mm512_mask_storeu_ps(q + r * c + ch, keep, v);
         }
@@ -921,7 +979,7 @@ void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
     const int64_t per = (rows + kBlocks - 1) / kBlocks;
     std::vector<float> partial(
         g_w != nullptr ? static_cast<size_t>(kBlocks * c_out * c_in) : size_t{0}, 0.0f);
-    const bool vec = active_level() == Level::Avx512 && mode != 1;
+    const bool vec = active_level() == Level::Avx512;
     parallel_for(kBlocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
         std::vector<float> q(static_cast<size_t>(k * c_in));
         for (int64_t blk = b0; blk < b1; ++blk) {

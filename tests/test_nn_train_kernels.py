@@ -254,6 +254,32 @@ def rf_reference(x, idx, gamma, beta, w, mode, clip, eps=1e-5):
     return q, q @ w.t(), mean, var
 
 
+def _quantized_edge(z: np.ndarray, mode: int, level: str) -> np.ndarray:
+    """The fused kernel's quantizer of the edge values ``z`` (one edge per value: x_1 - x_0
+    with s = 1, t = 0)."""
+    x = np.stack([np.zeros_like(z), z])[None]
+    idx = np.array([[[1], [0]]], np.int64)
+    out = np.empty((1, 2, 1, z.size), np.float32)
+    with kernels.dispatch(level):
+        _native.edge_diff_quant(x, idx, np.ones_like(z), np.zeros_like(z), mode, out, None, 1)
+    return out[0, 0, 0]
+
+
+@pytest.mark.skipif("avx512" not in LEVELS, reason="this CPU has no AVX-512 (the only vector tanh)")
+def test_vector_tanh_within_three_ulps_of_std_tanh() -> None:
+    edge = np.float32([0.0, -0.0, 0.4, -0.4, np.nextafter(np.float32(0.4), np.float32(0)), 1e-30,
+                       -1e-30, 1e-8, 9.0, 10.0, 10.5, 88.0, 1e30, np.inf, -np.inf, np.nan])
+    z = np.concatenate([np.linspace(-12, 12, 100_001, dtype=np.float32), edge])
+    ref, vec = _quantized_edge(z, 1, "scalar"), _quantized_edge(z, 1, "avx512")
+    np.testing.assert_allclose(ref, np.tanh(z.astype(np.float64)), rtol=1e-6, atol=1e-7)
+    fin = ~np.isnan(z)
+    ulps = np.abs(ref[fin].view(np.int32).astype(np.int64) - vec[fin].view(np.int32))
+    assert ulps.max() <= 3, float(z[fin][np.argmax(ulps)])
+    assert np.array_equal(np.signbit(vec[fin]), np.signbit(ref[fin]))  # -0 stays -0
+    assert np.isnan(vec[~fin]).all()
+    assert np.array_equal(vec[np.abs(z) >= 10], np.sign(z[np.abs(z) >= 10]))
+
+
 @pytest.mark.parametrize("mode", [0, 1])
 @pytest.mark.parametrize("b,n,k,c,c_out", [(1, 5, 5, 3, 4), (2, 23, 6, 37, 19), (2, 40, 9, 70, 16)])
 def test_rf_edge_kernels_match_autograd(mode, b, n, k, c, c_out) -> None:

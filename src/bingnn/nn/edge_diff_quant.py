@@ -34,9 +34,13 @@ except ImportError:  # pragma: no cover - exercised only without a built extensi
     _native = None
 
 
-def applies(x: Tensor) -> bool:
-    """Whether the fused kernels can run on ``x``."""
-    return _kernels.use_native(x) and hasattr(_native, "edge_diff_quant")
+def applies(x: Tensor, tanh: bool = False) -> bool:
+    """Whether the fused kernels can run on ``x``; with ``tanh``, whether they are worth it for
+    the tanh quantizer: only the AVX-512 kernels have a vectorised tanh (the other levels call
+    ``std::tanh`` per element, slower than PyTorch's edge-wise path)."""
+    if not (_kernels.use_native(x) and hasattr(_native, "edge_diff_quant")):
+        return False
+    return not tanh or _native.get_dispatch() == "avx512"
 
 
 def edge_stats(x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:

@@ -20,7 +20,7 @@ from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
 from bingnn.nn.global_batchnorm import batch_moments
 from bingnn.nn.knn import gather_neighbors, layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
-from bingnn.nn.quantizers import Identity, Quantizer, SteSign
+from bingnn.nn.quantizers import Identity, Quantizer, SteSign, Tanh
 
 
 class BinPointEdgeConv(nn.Module):
@@ -195,10 +195,9 @@ class BinPointEdgeConv(nn.Module):
         (:mod:`bingnn.nn.edge_diff_quant`), the centre half per node; ``None`` where they do
         not apply."""
         bn, q = self.block.center, self.block.input_quantizer
-        # Sign only: the kernels' tanh is scalar (std::tanh, four passes over the edges), which
-        # made an RF stage-1 step 2.3x slower than PyTorch's vectorised tanh and BLAS products.
         if not (isinstance(bn, ChannelBatchNorm) and uses_batch_stats(bn) and bn.affine
-                and isinstance(q, SteSign) and edge_diff_quant.applies(x)):
+                and isinstance(q, (SteSign, Tanh))
+                and edge_diff_quant.applies(x, tanh=isinstance(q, Tanh))):
             return None
         c = self.in_channels
         count = idx.numel()
