@@ -3,8 +3,8 @@
 
 One step = ``model(points, return_graphs=True)`` (the graphs the LSP loss reads), a
 cross-entropy loss and ``backward()`` on a batch of 16 clouds of 1,024 points, k = 20, for the
-float ``DGCNN`` teacher, the three BF2 students (stages 1, 2, 3; Hamming k-NN) and the RF
-stage-3 student, each freshly initialised with the same seed. Rows report the median wall time
+float ``DGCNN`` teacher, the three BF2 students (stages 1, 2, 3; Hamming k-NN) and the three
+RF students, each freshly initialised with the same seed. Rows report the median wall time
 of a step, clouds per second (batch / median) and the peak memory of a step (growth of the
 process's peak resident set during one step, from ``/proc/self/status`` after resetting it via
 ``/proc/self/clear_refs``; Linux only, else blank). ``--smoke`` runs 64 points, k = 8, batch 2,
@@ -48,6 +48,8 @@ MODELS: dict[str, Callable[[int], torch.nn.Module]] = {
     "BF2 stage 1": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=1, k=k),
     "BF2 stage 2": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=2, k=k),
     "BF2 stage 3": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=3, k=k),
+    "RF stage 1": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=1, k=k),
+    "RF stage 2": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=2, k=k),
     "RF stage 3": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=3, k=k),
 }
 
