@@ -20,8 +20,10 @@ ogbn-products  node       neighbour-sampled mini-batches
 ogbn-proteins  node       full batch, 112 binary tasks
 ============== ========== ===================================================================
 
-A user file is merged key by key over a built-in recipe (``base``; default ``quick`` for point
-clouds, ``planetoid`` for graphs), so it only names what it changes::
+A user file is merged key by key over a built-in recipe (``base``; without it, the built-in
+recipe the file names with ``name`` -- so an edited copy of a built-in file means what it
+says -- else ``quick`` for point clouds, ``planetoid`` for graphs), so it only names what it
+changes (``base = "none"``: the file alone, every missing key at its default)::
 
     base = "paper"
     variants = ["rf"]
@@ -266,6 +268,15 @@ def _rename_legacy(recipe: dict[str, Any]) -> None:
             st.setdefault("eval_batch_size", st.pop("test_batch_size"))
 
 
+def _default_base(user: dict[str, Any]) -> str:
+    """The base of a file without ``base``: the built-in recipe it names (a copy of a built-in,
+    edited, must not pick up another recipe's keys that the copy leaves out, e.g. ``quick``'s
+    ``train_samples`` under ``modelnet10``), else ``quick`` (point clouds) or ``planetoid``."""
+    if user.get("name") in BUILTIN_RECIPES:
+        return str(user["name"])
+    return "planetoid" if user.get("task") == "node" else "quick"
+
+
 def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
     """Load a built-in recipe by name or a TOML file, merge it over its base and validate every
     value (module docstring).
@@ -289,11 +300,11 @@ def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
             raise RecipeError(f"cannot read recipe file {p}: {e}") from e
         _validate_types(user, SCHEMA, "", source)
         _rename_legacy(user)
-        default_base = "planetoid" if user.get("task") == "node" else "quick"
-        base = user.pop("base", default_base)
-        if base not in BUILTIN_RECIPES:
-            raise RecipeError(f"{source}: base must be one of {BUILTIN_RECIPES}, got {base!r}")
-        recipe = _merge(_builtin(base), user)
+        base = user.pop("base", _default_base(user))
+        if base != "none" and base not in BUILTIN_RECIPES:
+            raise RecipeError(
+                f"{source}: base must be one of {BUILTIN_RECIPES} or 'none', got {base!r}")
+        recipe = user if base == "none" else _merge(_builtin(base), user)
         recipe["name"] = user.get("name", p.stem)
     recipe["source"] = source
     return validate_recipe(recipe)
