@@ -45,8 +45,8 @@ ablation bf2-stage2-lsp100 bf2-hamming "[stage2]
 lsp_weight = 100.0
 teacher = \"$MAIN/bf2-hamming/stage1/best.pt\""
 # Stage 3 only: twice as many epochs.
-ablation bf2-stage3-16-epochs bf2-hamming "[stage3]
-epochs = 16
+ablation bf2-stage3-10-epochs bf2-hamming "[stage3]
+epochs = 10
 teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
 # Stages 1-3: BF2's offset after the neighbour max (BiPointNet's entropy-maximizing aggregation).
 ablation bf2-max-offset bf2-hamming "[model]
