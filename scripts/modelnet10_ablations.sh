@@ -48,6 +48,12 @@ teacher = \"$MAIN/bf2-hamming/stage1/best.pt\""
 ablation bf2-stage3-10-epochs bf2-hamming "[stage3]
 epochs = 10
 teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
+# Stage 3 only: a learned shift before every XOR layer's PReLU (ReActNet's RPReLU, as a bias of
+# the binary linear map; it starts at 0 from the main run's stage 2, which has none).
+ablation bf2-prelu-shift bf2-hamming "[model]
+prelu_shift = true
+[stage3]
+teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
 # Stages 1-3: BF2's offset after the neighbour max (BiPointNet's entropy-maximizing aggregation).
 ablation bf2-max-offset bf2-hamming "[model]
 max_offset = 0.8

@@ -75,3 +75,23 @@ def test_nothing_to_match_when_the_teacher_is_binary_too():
     assert match_binary_scale(a, b) == 0
     for k, v in a.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_matching_keeps_the_bias_shift_of_prelu_shift():
+    """With a real bias b (prelu_shift), alpha (W x + b) becomes alpha m (sign(W) x + b / m):
+    the bias is divided by the mean |W| that multiplies the scale, so where sign(W) x
+    approximates W x / m the shift before the PReLU is the teacher's."""
+    torch.manual_seed(1)
+    teacher = BinDGCNN(variant="bf2", knn="hamming", stage=2, prelu_shift=True, **SMALL)
+    with torch.no_grad():
+        for conv in teacher.convs[1:]:
+            conv.linear.bias.normal_(0.0, 0.3)
+    student = BinDGCNN(variant="bf2", knn="hamming", stage=3, prelu_shift=True, **SMALL)
+    student.load_state_dict(teacher.state_dict())
+    match_binary_scale(student, teacher)
+    for t_conv, s_conv in zip(teacher.convs[1:], student.convs[1:], strict=True):
+        m = t_conv.linear.weight.clamp(-1, 1).abs().mean(dim=1)
+        torch.testing.assert_close(s_conv.linear.bias, t_conv.linear.bias / m)
+        # the shift in rescaled units, alpha * b, is the teacher's
+        torch.testing.assert_close(s_conv.rescale.channel_scale * s_conv.linear.bias,
+                                   t_conv.rescale.channel_scale * t_conv.linear.bias)

@@ -4,10 +4,12 @@ import pytest
 import torch
 from _tiny_recipe import TINY_RECIPE, write_tiny
 
-from bingnn.distill.cascade import run_cascade, stage_dir
+from bingnn.distill.cascade import _load_teacher_weights, run_cascade, stage_dir
 from bingnn.distill.recipe import load_recipe, stage_config
+from bingnn.models import build_model
 from bingnn.train.checkpoint import load_checkpoint
 from bingnn.train.metrics_log import read_metrics
+from bingnn.train.model_files import load_model_file
 
 
 class Stop(KeyboardInterrupt):
@@ -202,3 +204,43 @@ def test_parallel_variants_give_the_sequential_results(tmp_path):
                     callbacks=[_recorder([])])
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_cascade(recipe, tmp_path / "x", device="cpu", progress=False, jobs=0)
+
+
+def test_a_stage_with_prelu_shift_starts_from_a_teacher_without_it(tmp_path):
+    """The ModelNet10 ablation's setup: stage 3 with prelu_shift, taught by (and initialised
+    from) a stage-2 model trained without it; the new biases start at 0, every other weight is
+    the teacher's (up to the XNOR scale fold), and a teacher of another layout is refused."""
+    bf2 = TINY_RECIPE.replace('variants = ["rf"]', 'variants = ["bf2-hamming"]')
+    (tmp_path / "a.toml").write_text(bf2)
+    a = tmp_path / "a"
+    run_cascade(load_recipe(tmp_path / "a.toml"), a, device="cpu", progress=False)
+    s2 = stage_dir(a, 2, "bf2-hamming") / "best.pt"
+    shifted = bf2.replace("[model]\n", "[model]\nprelu_shift = true\n") + f'teacher = "{s2}"\n'
+    (tmp_path / "b.toml").write_text(shifted)
+    seen: list = []
+    run_cascade(load_recipe(tmp_path / "b.toml"), tmp_path / "b", device="cpu", progress=False,
+                callbacks=[_recorder(seen)])
+    assert seen == [("bf2-hamming", 3, 1)]
+    cfg = json.loads((stage_dir(tmp_path / "b", 3, "bf2-hamming") / "config.json").read_text())
+    assert cfg["model"]["prelu_shift"] is True
+    w = load_checkpoint(stage_dir(tmp_path / "b", 3, "bf2-hamming") / "final.pt")["model"]
+    assert [k for k in w if k.endswith("linear.bias") and k.startswith("convs.")] == [
+        f"convs.{i}.linear.bias" for i in (1, 2, 3)]
+    # how that stage started: the teacher's weights, zero biases
+    teacher, _ = load_model_file(s2, "cpu")
+    student = build_model({**cfg["model"], "num_classes": 12})
+    _load_teacher_weights(student, teacher)
+    t_state = teacher.state_dict()
+    for k, v in student.state_dict().items():
+        if k not in t_state:
+            assert k.startswith("convs.") and k.endswith(".linear.bias"), k
+            assert torch.equal(v, torch.zeros_like(v)), k
+        else:
+            assert torch.equal(v, t_state[k]), k
+
+    # a teacher whose layout differs by more than those biases: one line, no training
+    wide = bf2.replace("widths = [8, 8, 8, 8]", "widths = [8, 8, 8, 16]")
+    (tmp_path / "c.toml").write_text(wide + f'teacher = "{s2}"\n')
+    with pytest.raises(ValueError, match="does not share its teacher's layout"):
+        run_cascade(load_recipe(tmp_path / "c.toml"), tmp_path / "c", device="cpu",
+                    progress=False)

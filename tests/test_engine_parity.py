@@ -244,6 +244,28 @@ def test_bf2_max_offset_parity(seed: int, native: bool) -> None:
     assert not np.array_equal(bits, EngineModel(*fold(plain), native=native).trace(x)["x1"])
 
 
+@pytest.mark.parametrize("variant", ["bf1", "bf2"])
+@pytest.mark.parametrize("native", [True, False])
+def test_prelu_shift_parity(variant: str, native: bool) -> None:
+    """prelu_shift (a real bias on every XOR layer's linear map): folded into the layers'
+    integer predicates, so the engine's bits and graphs still equal PyTorch's; the biases
+    change them."""
+    model = perturb(make_model(variant, seed=29, prelu_shift=True), 29)
+    g = torch.Generator().manual_seed(30)
+    with torch.no_grad():
+        for conv in model.convs[1:]:
+            conv.linear.bias.copy_(torch.randn(conv.out_channels, generator=g) * 4.0)
+    desc, arrays = fold(model)
+    em = EngineModel(desc, arrays, native=native)
+    x = grid_points(2, 48, seed=31)
+    check_trace(model, em, x)
+    with torch.no_grad():
+        for conv in model.convs[1:]:
+            conv.linear.bias.zero_()
+    assert not np.array_equal(em.trace(x)["x1"], EngineModel(*fold(model), native=native)
+                              .trace(x)["x1"])
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("native", [True, False])
 def test_real_first_layer_parity(variant: str, native: bool) -> None:

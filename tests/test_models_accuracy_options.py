@@ -9,6 +9,7 @@ import statistics
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from bingnn.distill.recipe import load_recipe, stage_config
 from bingnn.models import BinDGCNN, build_model
 from bingnn.nn.conv import XorPointEdgeConv
 from bingnn.nn.conv.xor_point_edge_conv import max_offset_for
+from bingnn.nn.edge_features import edge_features
 
 
 @given(st.integers(1, 4096))
@@ -170,3 +172,93 @@ def test_recipe_key_first_layer_binary_reaches_every_student(tmp_path) -> None:
         for stage in (1, 2, 3):
             assert stage_config(r, stage, v)["model"]["first_layer_binary"] is False
     assert "first_layer_binary" not in stage_config(r, 0)["model"]
+
+
+# ---------------------------------------------------------------- prelu_shift (RPReLU's shift)
+
+
+def _shifted(edge_op: str, version: int, seed: int,
+             dtype: torch.dtype = torch.float64) -> XorPointEdgeConv:
+    torch.manual_seed(seed)
+    conv = XorPointEdgeConv(6, 9, k=4, version=version,
+                            knn_metric="hamming" if edge_op == "xor" else "l2",
+                            edge_op=edge_op, output_quantizer="tanh", kernel_quantizer="ste_sign",
+                            prelu_shift=True).to(dtype)
+    with torch.no_grad():
+        conv.linear.bias.normal_(0.0, 2.0)
+        conv.bn.bias.normal_()
+        conv.bn.running_mean.normal_()
+        conv.rescale.channel_scale.uniform_(0.3, 1.5)
+        conv.act.weight.uniform_(-0.5, 0.5)  # negative slopes too: the max can pick a minimum
+    return conv
+
+
+@pytest.mark.parametrize("edge_op", ["xor", "sub"])
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_prelu_shift_fast_path_equals_the_plain_one(edge_op, version, train, dtype) -> None:
+    """The bias rides on the per-node term of the fast path (and of its native kernels, in
+    float32): outputs and every gradient (the bias's included) equal the edge-by-edge
+    formulation."""
+    conv = _shifted(edge_op, version, 3, dtype)
+    x = torch.randn(2, 13, 6, dtype=dtype)
+    if edge_op == "xor":
+        x = torch.where(x >= 0, 1.0, -1.0).to(dtype)
+    outs, grads = [], []
+    for reference in (True, False):
+        conv.zero_grad()
+        conv.train(train)
+        state = {k: v.clone() for k, v in conv.state_dict().items()}
+        x1 = x.clone().requires_grad_()
+        with bnn.reference_mode(reference):
+            y = conv(x1)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        outs.append(y.detach())
+        grads.append([x1.grad] + [p.grad.clone() for p in conv.parameters()])
+        conv.load_state_dict(state)  # the same running statistics for both paths
+    tol = {} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+    torch.testing.assert_close(outs[1], outs[0], **tol)
+    for a, b in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    assert conv.linear.bias.grad is not None and conv.linear.bias.grad.abs().sum() > 0
+
+
+def test_prelu_shift_is_a_shift_before_the_prelu() -> None:
+    """PReLU(alpha (y + b)) on every edge, then BN2d and the max: ReActNet's PReLU(t - gamma)
+    with gamma = -alpha b, computed here edge by edge from the bias-free layer's parts."""
+    conv = _shifted("xor", 2, 5).eval()
+    x = torch.where(torch.randn(2, 13, 6) >= 0, 1.0, -1.0).double()
+    with torch.no_grad():
+        got, idx = conv(x, return_graph=True)
+        y = F.linear(edge_features(x, idx, "xor"), conv.linear.quantized_weight())
+        h = conv.act(conv.rescale(y + conv.linear.bias))
+        want = torch.tanh(conv.bn(h).max(dim=2).values)
+        unshifted = torch.tanh(conv.bn(conv.act(conv.rescale(y))).max(dim=2).values)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, unshifted)
+
+
+def test_prelu_shift_model_and_refusals() -> None:
+    m = BinDGCNN(num_classes=3, variant="bf2", k=4, widths=(8, 8, 8), emb_dims=8, mlp=(8, 8),
+                 prelu_shift=True)
+    assert m.config["prelu_shift"] is True
+    # every XOR layer has a bias, the xyz layer none (the engine's float predicate of that
+    # layer expects the PReLU's kink at 0)
+    assert [c.linear.bias is not None for c in m.convs] == [False, True, True]
+    rebuilt = build_model(dict(m.config))
+    assert set(rebuilt.state_dict()) == set(m.state_dict())
+    with pytest.raises(ValueError, match="prelu_shift applies to the BF variants"):
+        BinDGCNN(num_classes=3, variant="rf", knn="l2", prelu_shift=True)
+
+
+def test_prelu_shift_recipe_key_reaches_bf_students_only(tmp_path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text('base = "quick"\nvariants = ["bf2-hamming", "rf"]\n[model]\nprelu_shift = true\n')
+    r = load_recipe(p)
+    assert stage_config(r, 3, "bf2-hamming")["model"]["prelu_shift"] is True
+    assert "prelu_shift" not in stage_config(r, 3, "rf")["model"]
+    assert "prelu_shift" not in stage_config(r, 0)["model"]
+    p.write_text('base = "quick"\n[model]\nprelu_shift = 1.0\n')
+    with pytest.raises(Exception, match="prelu_shift"):
+        load_recipe(p)

@@ -19,8 +19,10 @@ def match_binary_scale(student: nn.Module, teacher: nn.Module) -> int:
     :math:`\alpha_c \leftarrow \alpha_c \cdot \tfrac{1}{C_{in}}\sum_k |W_{ck}|`, so that
     :math:`\alpha \odot \operatorname{sign}(W)` starts as the best scaled-binary approximation
     of the teacher's :math:`\alpha \odot W` instead of being about :math:`1/|W|` times larger
-    (which blows up real features and any loss on them, such as LSP). Call it after loading the
-    teacher's state dict. Returns the number of layers adjusted.
+    (which blows up real features and any loss on them, such as LSP); a real bias of the map
+    (``prelu_shift``) is divided by the same mean, so :math:`\alpha \odot (Wx + b)` keeps its
+    shift. Call it after loading the teacher's state dict. Returns the number of layers
+    adjusted.
     """
     t_mods = dict(teacher.named_modules())
     n = 0
@@ -32,6 +34,9 @@ def match_binary_scale(student: nn.Module, teacher: nn.Module) -> int:
         if not lin.binary_weights or not isinstance(t_lin, BinaryLinear) or t_lin.binary_weights:
             continue
         w = lin.weight.clamp(-1.0, 1.0)
-        rescale.channel_scale.mul_(w.abs().mean(dim=1).clamp(min=1e-8))
+        m = w.abs().mean(dim=1).clamp(min=1e-8)
+        rescale.channel_scale.mul_(m)
+        if lin.bias is not None:
+            lin.bias.div_(m)
         n += 1
     return n

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -256,7 +257,7 @@ def run_stage(
         _check_outputs(teacher, task, f"teacher {teacher_path}")
         if cfg.get("init_from_teacher"):
             try:
-                model.load_state_dict(teacher.state_dict())
+                _load_teacher_weights(model, teacher)
             except RuntimeError as e:
                 raise ValueError(
                     f"the stage-{cfg['stage']} student does not share its teacher's layout "
@@ -284,6 +285,16 @@ def run_stage(
         except (OSError, ValueError, KeyError) as e:  # a chart must never fail a stage
             print(f"warning: could not draw {out / 'curves.png'}: {e}", flush=True)
     return result.record
+
+
+def _load_teacher_weights(model: torch.nn.Module, teacher: torch.nn.Module) -> None:
+    """The teacher's weights into its student of the same layout; parameters that only the
+    student has and that start as an identity (the zero biases of ``prelu_shift``) keep their
+    initial values, so such an option can start from a teacher trained without it."""
+    missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
+    extra = [k for k in missing if not re.fullmatch(r"convs\.\d+\.linear\.bias", k)]
+    if unexpected or extra:
+        raise RuntimeError(f"missing keys {extra[:4]}, unexpected keys {unexpected[:4]}")
 
 
 def write_summary(out: Path, rows: list[dict[str, Any]], title: str = "") -> None:

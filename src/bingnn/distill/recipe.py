@@ -150,6 +150,7 @@ SCHEMA: dict[str, Any] = {
         "last_layer_binary": bool,
         "max_offset": _NUM,
         "first_layer_binary": bool,
+        "prelu_shift": bool,
         # graphs
         "hidden_channels": int,
         "num_layers": int,
@@ -172,7 +173,8 @@ _TASK_KEYS = {
         "data": {"dataset", "num_points", "train_samples", "test_samples", "val_fraction",
                  "root", "download", "augment"},
         "model": {"k", "widths", "emb_dims", "mlp", "dropout", "balance", "prelu",
-                  "last_layer_binary", "max_offset", "first_layer_binary"},
+                  "last_layer_binary", "max_offset", "first_layer_binary",
+                  "prelu_shift"},
         "train": set(_TRAIN_KEYS) - {"mode", "fanouts", "eval_mode"},
         "loss": set(_LOSS_KEYS) - {"kd_nodes"},
     },
@@ -584,11 +586,13 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         else:
             v, knn = parse_variant(variant)
             extra = {k: model[k] for k in ("balance", "prelu", "last_layer_binary", "max_offset",
-                                           "first_layer_binary") if k in model}
+                                           "first_layer_binary", "prelu_shift") if k in model}
             if "balance" in extra and not v.endswith("_bal"):
                 extra.pop("balance")
             if not v.startswith("bf2"):  # a BF2 option; RF and BF1 normalise after the max
                 extra.pop("max_offset", None)
+            if v == "rf":  # a BF option: RF's blocks have no XOR EdgeConv
+                extra.pop("prelu_shift", None)
             cfg["variant"] = format_variant(v, knn)
             cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage,
                             **common, **extra}

@@ -181,6 +181,18 @@ class _Shift(nn.Module):
         return t + self.c if self.c else t
 
 
+class _Bias(nn.Module):
+    """``t + b`` per channel: the real bias of a binary linear map (``prelu_shift``), added to
+    the integer pre-activation before the rest of the tabulated chain."""
+
+    def __init__(self, b: Tensor) -> None:
+        super().__init__()
+        self.b = b.detach().to(torch.float32)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return t + self.b
+
+
 def _xyz_weight(linear: nn.Module) -> np.ndarray:
     """The xyz layer's ``(C, 6)`` weights as the layer uses them: +-1, or real
     (``first_layer_binary=False``; the engine's xyz arithmetic is float32 either way)."""
@@ -295,7 +307,12 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
             raise ExportError(f"{where}: balance functions are not supported by the engine")
         if li > 0 and not conv.linear.binary_weights:
             raise ExportError(f"{where}: weights are not binary")
-        fn = _chain(conv.rescale, conv.act, conv.bn, _Shift(-conv.max_offset))
+        bias = conv.linear.bias
+        if li == 0 and bias is not None:
+            raise ExportError(f"{where}: a bias on the xyz layer is not supported by the engine "
+                              "(BinDGCNN's prelu_shift leaves that layer without one)")
+        fn = _chain(None if bias is None else _Bias(bias), conv.rescale, conv.act, conv.bn,
+                    _Shift(-conv.max_offset))
         c_out = conv.out_channels
         # BF1 takes the max before a BatchNorm: a negative BN scale turns it into a min, so
         # the output bit is "every neighbour passes" = NOT "some neighbour fails".

@@ -73,6 +73,11 @@ class BinDGCNN(nn.Module):
             :class:`~bingnn.nn.conv.XorPointEdgeConv`). For independent edge values the
             balancing offset is :func:`~bingnn.nn.conv.xor_point_edge_conv.max_offset_for`
             ``(k)``; the edges of one point share its centre term, so the right value is smaller.
+        prelu_shift: BF variants only: a learned real bias on the linear map of every EdgeConv
+            after the first (ReActNet's RPReLU shift before the PReLU; see
+            :class:`~bingnn.nn.conv.XorPointEdgeConv`). The engine folds it into the layers'
+            integer predicates. The xyz layer has none: the engine's float predicate of that
+            layer expects the PReLU's kink at 0.
 
     Shapes:
         ``points (B, N, 3)`` -> logits ``(B, num_classes)``; with ``return_graphs=True`` also the
@@ -97,6 +102,7 @@ class BinDGCNN(nn.Module):
         rescale_neighbors: bool = False,
         max_offset: float = 0.0,
         first_layer_binary: bool = True,
+        prelu_shift: bool = False,
     ) -> None:
         super().__init__()
         variant = variant.lower()
@@ -123,6 +129,8 @@ class BinDGCNN(nn.Module):
         if max_offset and not variant.startswith("bf2"):
             raise ValueError(f"max_offset applies to the BF2 variants (BatchNorm before the "
                              f"neighbour max), not {variant!r}")
+        if prelu_shift and variant == "rf":
+            raise ValueError("prelu_shift applies to the BF variants (XOR EdgeConv), not 'rf'")
 
         self.config = {
             "arch": "bindgcnn",
@@ -142,6 +150,7 @@ class BinDGCNN(nn.Module):
             "rescale_neighbors": bool(rescale_neighbors),
             "max_offset": float(max_offset),
             "first_layer_binary": bool(first_layer_binary),
+            "prelu_shift": bool(prelu_shift),
         }
         self.variant, self.knn_metric, self.stage, self.k = variant, knn, stage, k
         act_q, weight_q = STAGES[stage]
@@ -168,7 +177,7 @@ class BinDGCNN(nn.Module):
                     edge_op="xor" if not first and act_q == "ste_sign" else "sub",
                     kernel_quantizer=conv_weight_q, output_quantizer=act_q, balance=balance,
                     prelu=prelu, rescale_points=rescale_points, rescale_neighbors=rk,
-                    max_offset=max_offset,
+                    max_offset=max_offset, prelu_shift=prelu_shift and not first,
                 )  # fmt: skip
             convs.append(conv)
         self.convs = nn.ModuleList(convs)

@@ -60,6 +60,14 @@ class XorPointEdgeConv(nn.Module):
     The input is expected to be quantized already (the previous layer's output), so no
     quantizer is applied to the edge features.
 
+    With ``prelu_shift`` the linear map gets a learned real bias :math:`b`, so the activation is
+    :math:`\mathrm{PReLU}(\alpha \odot (e_{ij} q_w(W)^\top + b))`: ReActNet's RPReLU (Liu et
+    al., ECCV 2020), :math:`\mathrm{PReLU}(t - \gamma) + \zeta`, with :math:`\gamma = -\alpha
+    \odot b`; its output shift :math:`\zeta` would be cancelled by the BatchNorm that follows,
+    and ReActNet's other lever, a learned threshold before the sign (RSign), is the BatchNorm's
+    bias already (BF1: it comes right before the sign; BF2: a per-channel shift commutes with
+    the max).
+
     Computation (the fast path; :func:`bingnn.nn.reference_mode` runs the plain one). The
     centre half of the linear map, :math:`W_b x_i`, is computed per node; with ``"sub"`` edges
     the whole map is linear in the edge feature and is computed per node
@@ -82,6 +90,7 @@ class XorPointEdgeConv(nn.Module):
         prelu: PReLU after the rescaling.
         rescale_points, rescale_neighbors: optional per-point / per-neighbour rescaling.
         max_offset: :math:`\delta` above (version 2; default 0: none).
+        prelu_shift: a learned bias of the linear map (above; default off).
 
     Shapes:
         ``x (B, N, C_in)`` -> ``(B, N, C_out)`` (+ ``(B, N, k)`` indices with
@@ -103,6 +112,7 @@ class XorPointEdgeConv(nn.Module):
         rescale_points: int | None = None,
         rescale_neighbors: int | None = None,
         max_offset: float = 0.0,
+        prelu_shift: bool = False,
     ) -> None:
         super().__init__()
         if version not in (1, 2):
@@ -120,7 +130,8 @@ class XorPointEdgeConv(nn.Module):
         self.version = version
         self.knn_metric = knn_metric
         self.edge_op = edge_op
-        self.linear = BinaryLinear(2 * in_channels, out_channels, kernel_quantizer=kernel_quantizer)
+        self.linear = BinaryLinear(2 * in_channels, out_channels, kernel_quantizer=kernel_quantizer,
+                                   bias=prelu_shift)
         self.rescale = LearnedRescale(out_channels, rescale_points, rescale_neighbors)
         self.act = ChannelPReLU(out_channels) if prelu else None
         self.bn = ChannelBatchNorm(out_channels)
@@ -172,15 +183,18 @@ class XorPointEdgeConv(nn.Module):
             lin.clip_weights()
         w = lin.quantized_weight()
         c = self.in_channels
+        bias = lin.bias
         if self.edge_op == "sub":
             u, v = linear_parts(x, w)
-            values = NeighborValues(v, u=u, idx=idx)
+            values = NeighborValues(v if bias is None else v + bias, u=u, idx=idx)
         else:
             # [x_j xor x_i] W_a^T = (x_j * x_i) (-W_a)^T: one product per edge, sign exact;
             # with +-1 inputs and weights, XOR and popcount on packed bits.
             packed = lin.binary_weights and packed_route(x, w) and is_pm1(x)
             y_self = pm1_linear(x, w[:, c:], packed) if lin.binary_weights else F.linear(
                 x, w[:, c:])
+            if bias is not None:  # the per-node term carries the bias of every edge
+                y_self = y_self + bias
             w_a = w[:, :c]
             if self.version == 1 and torch.is_grad_enabled() and edge_diff_quant.applies(x):
                 # Only the max over neighbours reads the edge values: a backward at 1/k cost.
@@ -266,6 +280,7 @@ class XorPointEdgeConv(nn.Module):
             f"{self.in_channels}, {self.out_channels}, k={self.k}, version={self.version}, "
             f"knn={self.knn_metric}, edge_op={self.edge_op}"
             + (f", max_offset={self.max_offset:.4f}" if self.max_offset else "")
+            + (", prelu_shift=True" if self.linear.bias is not None else "")
         )
 
 
