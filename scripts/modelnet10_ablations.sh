@@ -59,3 +59,8 @@ ablation bf2-max-offset bf2-hamming "[model]
 max_offset = 0.8
 [stage1]
 teacher = \"$MAIN/float/stage0/best.pt\""
+# Stages 1-3: real-valued shortcuts around BF2's XOR EdgeConvs (Bi-Real Net; not exportable yet).
+ablation bf2-shortcut bf2-hamming "[model]
+shortcut = true
+[stage1]
+teacher = \"$MAIN/float/stage0/best.pt\""

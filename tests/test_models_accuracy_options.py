@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import bingnn.nn as bnn
 from bingnn.distill.recipe import load_recipe, stage_config
 from bingnn.models import BinDGCNN, build_model
+from bingnn.models._pointcloud import run_edge_convs
 from bingnn.nn.conv import XorPointEdgeConv
 from bingnn.nn.conv.xor_point_edge_conv import max_offset_for
 from bingnn.nn.edge_features import edge_features
@@ -262,3 +263,96 @@ def test_prelu_shift_recipe_key_reaches_bf_students_only(tmp_path) -> None:
     p.write_text('base = "quick"\n[model]\nprelu_shift = 1.0\n')
     with pytest.raises(Exception, match="prelu_shift"):
         load_recipe(p)
+
+
+# ---------------------------------------------------------------- shortcut (Bi-Real Net)
+
+
+def _shortcut_pair(stage: int, widths=(8, 8, 16, 32)):
+    torch.manual_seed(7)
+    kw = dict(num_classes=5, variant="bf2", k=4, widths=widths, emb_dims=16, mlp=(8, 8),
+              stage=stage)
+    with_sc = BinDGCNN(shortcut=True, **kw)
+    plain = BinDGCNN(**kw)
+    plain.load_state_dict(with_sc.state_dict())  # the option adds no parameter
+    return with_sc, plain
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_shortcut_quantizes_the_residual_stream(stage: int) -> None:
+    """Layer l >= 1 quantizes h_l + R(h_{l-1}) (h: the value before the quantizer, shortcut
+    included; R repeats channels where the width doubles); layer 0 is unchanged."""
+    model, _ = _shortcut_pair(stage)
+    model.eval()
+    x = torch.randn(2, 24, 3)
+    with torch.no_grad():
+        feats, graphs = model._shortcut_convs(x)
+        inp, stream, outs = x, None, []
+        for li, conv in enumerate(model.convs):
+            h, idx = conv.pre_activation(inp)
+            torch.testing.assert_close(graphs[li][1], idx)
+            if stream is not None:
+                m = h.shape[-1] // stream.shape[-1]
+                h = h + torch.cat([stream] * m, dim=-1)
+            stream = h
+            inp = conv.quantize(h)
+            outs.append(inp)
+    torch.testing.assert_close(feats, torch.cat(outs, dim=-1))
+    assert torch.equal(outs[0], model.convs[0](x))
+
+
+def test_shortcut_changes_the_bits_and_carries_gradient_past_each_sign() -> None:
+    """With shortcuts the first layer also receives gradient through the real stream, not
+    only through the straight-through estimator of the signs after it."""
+    with_sc, plain = _shortcut_pair(2)
+    x = torch.randn(2, 24, 3)
+    with torch.no_grad():
+        a, b = with_sc.eval()(x), plain.eval()(x)
+    assert not torch.allclose(a, b)
+    grads = {}
+    for name, model in (("shortcut", with_sc), ("plain", plain)):
+        model.train()
+        model.zero_grad()
+        feats, _ = (model._shortcut_convs(x) if model.shortcut else
+                    run_edge_convs(model.convs, x))
+        feats[..., -32:].sum().backward()  # the last layer's bits only
+        grads[name] = model.convs[0].bn.bias.grad.clone()
+    assert not torch.allclose(grads["shortcut"], grads["plain"])
+
+
+def test_shortcut_on_both_computation_paths() -> None:
+    """The whole model with shortcuts, training mode, float64: the fast convolutions and the
+    plain ones give the same outputs and gradients."""
+    model, _ = _shortcut_pair(3)
+    model = model.double().train()
+    x = torch.randn(2, 20, 3, dtype=torch.float64)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    out = {}
+    for ref in (True, False):
+        model.load_state_dict(state)
+        model.zero_grad()
+        torch.manual_seed(3)  # the same dropout masks
+        with bnn.reference_mode(ref):
+            y = model(x)
+        y.sum().backward()
+        out[ref] = (y.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(out[False][0], out[True][0])
+    assert len(out[False][1]) == len(out[True][1]) > 0
+    for a, b in zip(out[False][1], out[True][1], strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_shortcut_refusals_and_export(tmp_path) -> None:
+    with pytest.raises(ValueError, match="shortcut applies to the BF variants"):
+        BinDGCNN(num_classes=3, variant="rf", knn="l2", shortcut=True)
+    with pytest.raises(ValueError, match="multiple of the one before it.*16 -> 24"):
+        BinDGCNN(num_classes=3, variant="bf2", widths=(16, 24), shortcut=True)
+    from bingnn.export import ExportError, fold
+    model, _ = _shortcut_pair(3)
+    with pytest.raises(ExportError, match="shortcut=True .* not supported by the engine yet"):
+        fold(model.eval())
+    p = tmp_path / "r.toml"
+    p.write_text('base = "quick"\nvariants = ["bf2-hamming", "rf"]\n[model]\nshortcut = true\n')
+    r = load_recipe(p)
+    assert stage_config(r, 1, "bf2-hamming")["model"]["shortcut"] is True
+    assert "shortcut" not in stage_config(r, 1, "rf")["model"]

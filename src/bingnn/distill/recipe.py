@@ -151,6 +151,7 @@ SCHEMA: dict[str, Any] = {
         "max_offset": _NUM,
         "first_layer_binary": bool,
         "prelu_shift": bool,
+        "shortcut": bool,
         # graphs
         "hidden_channels": int,
         "num_layers": int,
@@ -174,7 +175,7 @@ _TASK_KEYS = {
                  "root", "download", "augment"},
         "model": {"k", "widths", "emb_dims", "mlp", "dropout", "balance", "prelu",
                   "last_layer_binary", "max_offset", "first_layer_binary",
-                  "prelu_shift"},
+                  "prelu_shift", "shortcut"},
         "train": set(_TRAIN_KEYS) - {"mode", "fanouts", "eval_mode"},
         "loss": set(_LOSS_KEYS) - {"kd_nodes"},
     },
@@ -586,13 +587,15 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         else:
             v, knn = parse_variant(variant)
             extra = {k: model[k] for k in ("balance", "prelu", "last_layer_binary", "max_offset",
-                                           "first_layer_binary", "prelu_shift") if k in model}
+                                           "first_layer_binary", "prelu_shift", "shortcut")
+                     if k in model}
             if "balance" in extra and not v.endswith("_bal"):
                 extra.pop("balance")
             if not v.startswith("bf2"):  # a BF2 option; RF and BF1 normalise after the max
                 extra.pop("max_offset", None)
-            if v == "rf":  # a BF option: RF's blocks have no XOR EdgeConv
+            if v == "rf":  # BF options: RF's blocks have no XOR EdgeConv, its features are real
                 extra.pop("prelu_shift", None)
+                extra.pop("shortcut", None)
             cfg["variant"] = format_variant(v, knn)
             cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage,
                             **common, **extra}

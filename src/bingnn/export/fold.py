@@ -254,6 +254,9 @@ def _check_supported(model: nn.Module) -> dict[str, Any]:
         raise ExportError("per-point / per-neighbour rescaling is not supported by the engine")
     if cfg.get("last_layer_binary"):
         raise ExportError("last_layer_binary=True is not supported by the engine")
+    if cfg.get("shortcut"):
+        raise ExportError("shortcut=True (real-valued shortcuts between the EdgeConvs) is not "
+                          "supported by the engine yet; train without it to export")
     if len(cfg["widths"]) < 1:
         raise ExportError("the model needs at least one EdgeConv layer")
     return cfg

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from bingnn.models._pointcloud import (
@@ -103,6 +104,7 @@ class BinDGCNN(nn.Module):
         max_offset: float = 0.0,
         first_layer_binary: bool = True,
         prelu_shift: bool = False,
+        shortcut: bool = False,
     ) -> None:
         super().__init__()
         variant = variant.lower()
@@ -131,6 +133,14 @@ class BinDGCNN(nn.Module):
                              f"neighbour max), not {variant!r}")
         if prelu_shift and variant == "rf":
             raise ValueError("prelu_shift applies to the BF variants (XOR EdgeConv), not 'rf'")
+        if shortcut and variant == "rf":
+            raise ValueError("shortcut applies to the BF variants (binary node features), "
+                             "not 'rf', whose node features are real already")
+        if shortcut:
+            for a, b in zip(widths[:-1], widths[1:], strict=False):
+                if b % a:
+                    raise ValueError(f"shortcut needs every width to be a multiple of the one "
+                                     f"before it (it repeats channels), got {a} -> {b}")
 
         self.config = {
             "arch": "bindgcnn",
@@ -151,8 +161,10 @@ class BinDGCNN(nn.Module):
             "max_offset": float(max_offset),
             "first_layer_binary": bool(first_layer_binary),
             "prelu_shift": bool(prelu_shift),
+            "shortcut": bool(shortcut),
         }
         self.variant, self.knn_metric, self.stage, self.k = variant, knn, stage, k
+        self.shortcut = bool(shortcut)
         act_q, weight_q = STAGES[stage]
         rk = k if rescale_neighbors else None
         chans = [3, *widths]
@@ -218,10 +230,27 @@ class BinDGCNN(nn.Module):
 
     def forward(self, points: Tensor, return_graphs: bool = False):
         points = check_points(points, self.k, model_dtype(self))
-        feats, graphs = run_edge_convs(self.convs, points)
+        if self.shortcut:
+            feats, graphs = self._shortcut_convs(points)
+        else:
+            feats, graphs = run_edge_convs(self.convs, points)
         h = self.embed_norm(self.embed(feats))
         g = self.global_balance(max_avg_pool(h))
         g = self.dropout(self.fc1(g))
         g = self.dropout(self.fc2(g))
         logits = self.fc3(g)
         return (logits, graphs) if return_graphs else logits
+
+    def _shortcut_convs(self, points: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """:func:`run_edge_convs` with the real-valued shortcuts of ``shortcut``."""
+        x, feats, graphs = points, [], []
+        stream: Tensor | None = None
+        for conv in self.convs:
+            h, idx = conv.pre_activation(x)
+            if stream is not None:
+                h = h + stream.repeat(1, 1, h.shape[-1] // stream.shape[-1])
+            stream = h
+            graphs.append((x, idx))
+            x = conv.quantize(h)
+            feats.append(x)
+        return torch.cat(feats, dim=-1), graphs

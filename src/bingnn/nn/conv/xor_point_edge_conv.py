@@ -145,6 +145,14 @@ class XorPointEdgeConv(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: Tensor, return_graph: bool = False):
+        h, idx = self.pre_activation(x)
+        out = self.quantize(h)
+        return (out, idx) if return_graph else out
+
+    def pre_activation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The real value before the balance and the output quantizer, ``(B, N, C_out)``, and
+        the layer's graph ``(B, N, k)``; :meth:`forward` is ``quantize`` of it (a model with
+        real-valued shortcuts adds to it in between)."""
         idx = layer_graph(x, self.k, self.knn_metric, self.in_channels, type(self).__name__)
         if _flags.is_reference_mode() or not self.has_fast_path():
             h = self.forward_reference(x, idx)
@@ -152,8 +160,11 @@ class XorPointEdgeConv(nn.Module):
             h = self.forward_fast(x, idx)
         if self.max_offset:
             h = h - self.max_offset
-        out = self.output_quantizer(self.balance(h))
-        return (out, idx) if return_graph else out
+        return h, idx
+
+    def quantize(self, h: Tensor) -> Tensor:
+        """The node features from :meth:`pre_activation`'s value: balance, then quantizer."""
+        return self.output_quantizer(self.balance(h))
 
     def has_fast_path(self) -> bool:
         """Whether :meth:`forward_fast` applies (channel rescaling only, known edge op, no
