@@ -195,6 +195,13 @@ class XorPointEdgeConv(nn.Module):
         w = lin.quantized_weight()
         c = self.in_channels
         bias = lin.bias
+        # With running statistics the bias is added to the finished pre-activation y (an exact
+        # integer in stage 3), as the exported predicates tabulate y + b, so the engine's bits
+        # equal these; with batch statistics it rides on the per-node term, which the fused
+        # statistics kernels read.
+        late_bias = bias if bias is not None and not uses_batch_stats(self.bn) else None
+        if late_bias is not None:
+            bias = None
         if self.edge_op == "sub":
             u, v = linear_parts(x, w)
             values = NeighborValues(v if bias is None else v + bias, u=u, idx=idx)
@@ -222,6 +229,8 @@ class XorPointEdgeConv(nn.Module):
         slope = self.act.weight if self.act is not None else None
 
         def act(y: Tensor, cols: Tensor | None) -> Tensor:
+            if late_bias is not None:
+                y = y + (late_bias if cols is None else late_bias[cols])
             if cols is None:
                 return rescale_prelu(y, alpha, slope)
             y = y * alpha[cols]
