@@ -9,7 +9,9 @@
 # Defaults: ../shared/data/modelnet10, runs/modelnet10 (made first by
 # `bingnn distill --recipe modelnet10 --data-dir ../shared/data/modelnet10 --out runs/modelnet10`),
 # runs/modelnet10-ablations, every row; ONLY, a regular expression, keeps the rows whose name
-# matches it. Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
+# matches it. THREADS=N in the environment passes --threads N to every row (two instances on
+# disjoint rows, e.g. ONLY='^rf-|lsp' and ONLY='bf2-(binary|stage3|prelu)', with THREADS=1,
+# use two cores as one row per core). Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
 # renders a row's table (its stage-3 line is the ablation's figure).
 set -euo pipefail
 DATA=${1:-../shared/data/modelnet10}
@@ -28,7 +30,7 @@ ablation() {
   local name=$1 variant=$2 body=$3
   printf 'base = "modelnet10"\nvariants = ["%s"]\n%s\n' "$variant" "$body" > "$OUT/$name.toml"
   run "$name" bingnn distill --recipe "$OUT/$name.toml" --data-dir "$DATA" \
-    --out "$OUT/$name" --no-progress
+    --out "$OUT/$name" --no-progress ${THREADS:+--threads "$THREADS"}
 }
 
 # Stage 3 only: +-1 weights in the first layer too (the recipe keeps them real).
