@@ -199,9 +199,9 @@ def _shifted(edge_op: str, version: int, seed: int,
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_prelu_shift_fast_path_equals_the_plain_one(edge_op, version, train, dtype) -> None:
-    """The bias rides on the per-node term of the fast path (and of its native kernels, in
-    float32): outputs and every gradient (the bias's included) equal the edge-by-edge
-    formulation."""
+    """The bias rides on the per-node term of the fast path with batch statistics (and of its
+    native kernels, in float32), on the finished pre-activation with running statistics:
+    outputs and every gradient (the bias's included) equal the edge-by-edge formulation."""
     conv = _shifted(edge_op, version, 3, dtype)
     x = torch.randn(2, 13, 6, dtype=dtype)
     if edge_op == "xor":
@@ -286,7 +286,7 @@ def test_shortcut_quantizes_the_residual_stream(stage: int) -> None:
     model.eval()
     x = torch.randn(2, 24, 3)
     with torch.no_grad():
-        feats, graphs = model._shortcut_convs(x)
+        feats, graphs = run_edge_convs(model.convs, x, shortcut=True)
         inp, stream, outs = x, None, []
         for li, conv in enumerate(model.convs):
             h, idx = conv.pre_activation(inp)
@@ -313,8 +313,7 @@ def test_shortcut_changes_the_bits_and_carries_gradient_past_each_sign() -> None
     for name, model in (("shortcut", with_sc), ("plain", plain)):
         model.train()
         model.zero_grad()
-        feats, _ = (model._shortcut_convs(x) if model.shortcut else
-                    run_edge_convs(model.convs, x))
+        feats, _ = run_edge_convs(model.convs, x, model.config["shortcut"])
         feats[..., -32:].sum().backward()  # the last layer's bits only
         grads[name] = model.convs[0].bn.bias.grad.clone()
     assert not torch.allclose(grads["shortcut"], grads["plain"])

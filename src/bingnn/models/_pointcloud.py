@@ -48,16 +48,29 @@ def max_avg_pool(x: Tensor) -> Tensor:
 
 
 def run_edge_convs(
-    convs: nn.ModuleList, points: Tensor
+    convs: nn.ModuleList, points: Tensor, shortcut: bool = False
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Chain the dynamic-graph layers: each builds its k-NN graph on the previous output.
+
+    With ``shortcut`` (layers with ``pre_activation`` / ``quantize``, as
+    :class:`~bingnn.nn.conv.XorPointEdgeConv`) every layer after the first quantizes its real
+    value plus the real value the layer before it quantized, channels repeated where the width
+    grows (Bi-Real Net's shortcuts; :class:`~bingnn.models.BinDGCNN`'s ``shortcut``).
 
     Returns the concatenated layer outputs ``(B, N, sum C_l)`` and, per layer, the features its
     graph was built on with that graph ``(B, N, k)`` (the LSP loss compares these).
     """
     x, feats, graphs = points, [], []
+    stream: Tensor | None = None
     for conv in convs:
-        out, idx = conv(x, return_graph=True)
+        if shortcut:
+            h, idx = conv.pre_activation(x)
+            if stream is not None:
+                h = h + stream.repeat(1, 1, h.shape[-1] // stream.shape[-1])
+            stream = h
+            out = conv.quantize(h)
+        else:
+            out, idx = conv(x, return_graph=True)
         graphs.append((x, idx))
         feats.append(out)
         x = out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from bingnn.models._pointcloud import (
@@ -79,6 +78,14 @@ class BinDGCNN(nn.Module):
             :class:`~bingnn.nn.conv.XorPointEdgeConv`). The engine folds it into the layers'
             integer predicates. The xyz layer has none: the engine's float predicate of that
             layer expects the PReLU's kink at 0.
+        shortcut: BF variants only: real-valued shortcuts around the XOR EdgeConvs (Bi-Real
+            Net, Liu et al., ECCV 2018): layer :math:`l \ge 1` quantizes
+            :math:`h_l + R(h_{l-1})` instead of :math:`h_l`, where :math:`h` is the real value
+            before a layer's quantizer (shortcut included, so the real values form a residual
+            stream) and :math:`R` repeats the channels where a layer widens by an integer
+            factor, as ReActNet does (:func:`~bingnn.models._pointcloud.run_edge_convs`). The
+            k-NN graphs and the embedding still read bits. The engine does not run it yet:
+            ``bingnn export`` refuses such a model.
 
     Shapes:
         ``points (B, N, 3)`` -> logits ``(B, num_classes)``; with ``return_graphs=True`` also the
@@ -164,7 +171,6 @@ class BinDGCNN(nn.Module):
             "shortcut": bool(shortcut),
         }
         self.variant, self.knn_metric, self.stage, self.k = variant, knn, stage, k
-        self.shortcut = bool(shortcut)
         act_q, weight_q = STAGES[stage]
         rk = k if rescale_neighbors else None
         chans = [3, *widths]
@@ -230,27 +236,10 @@ class BinDGCNN(nn.Module):
 
     def forward(self, points: Tensor, return_graphs: bool = False):
         points = check_points(points, self.k, model_dtype(self))
-        if self.shortcut:
-            feats, graphs = self._shortcut_convs(points)
-        else:
-            feats, graphs = run_edge_convs(self.convs, points)
+        feats, graphs = run_edge_convs(self.convs, points, self.config["shortcut"])
         h = self.embed_norm(self.embed(feats))
         g = self.global_balance(max_avg_pool(h))
         g = self.dropout(self.fc1(g))
         g = self.dropout(self.fc2(g))
         logits = self.fc3(g)
         return (logits, graphs) if return_graphs else logits
-
-    def _shortcut_convs(self, points: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """:func:`run_edge_convs` with the real-valued shortcuts of ``shortcut``."""
-        x, feats, graphs = points, [], []
-        stream: Tensor | None = None
-        for conv in self.convs:
-            h, idx = conv.pre_activation(x)
-            if stream is not None:
-                h = h + stream.repeat(1, 1, h.shape[-1] // stream.shape[-1])
-            stream = h
-            graphs.append((x, idx))
-            x = conv.quantize(h)
-            feats.append(x)
-        return torch.cat(feats, dim=-1), graphs
