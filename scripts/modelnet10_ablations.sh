@@ -9,25 +9,33 @@
 # Defaults: ../shared/data/modelnet10, runs/modelnet10 (made first by
 # `bingnn distill --recipe modelnet10 --data-dir ../shared/data/modelnet10 --out runs/modelnet10`),
 # runs/modelnet10-ablations, every row; ONLY, a regular expression, keeps the rows whose name
-# matches it. THREADS=N in the environment passes --threads N to every row (two instances on
-# disjoint rows, e.g. ONLY='^rf-|lsp' and ONLY='bf2-(binary|stage3|prelu)', with THREADS=1,
-# use two cores as one row per core). Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
+# matches it. A row whose starting stage (its teacher) the main run has not written yet is
+# skipped with a message, so rows that start from the teacher can run beside the main run.
+# THREADS=N in the environment passes --threads N to every row (two instances on disjoint rows,
+# e.g. ONLY='^rf-|lsp' and ONLY='bf2-(binary|stage3|prelu)', with THREADS=1, use two cores as
+# one row per core). Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
 # renders a row's table (its stage-3 line is the ablation's figure).
 set -euo pipefail
 DATA=${1:-../shared/data/modelnet10}
 MAIN=${2:-runs/modelnet10}
 OUT=${3:-runs/modelnet10-ablations}
 ONLY=${4:-}
-for s in float/stage0 bf2-hamming/stage1 bf2-hamming/stage2 rf/stage2; do
-  [[ -f "$MAIN/$s/best.pt" ]] || { echo "missing $MAIN/$s/best.pt: run the main cascade first" >&2; exit 2; }
-done
+[[ -f "$MAIN/float/stage0/best.pt" ]] || {
+  echo "missing $MAIN/float/stage0/best.pt: run the main cascade first" >&2; exit 2; }
 mkdir -p "$OUT"
 # shellcheck source=scripts/node_runs.sh
 source "$(dirname "$0")/node_runs.sh"
 
 # ablation NAME VARIANT TOML-BODY: write OUT/NAME.toml (base modelnet10, one variant) and run it.
 ablation() {
-  local name=$1 variant=$2 body=$3
+  local name=$1 variant=$2 body=$3 teacher
+  if [[ -n $ONLY && ! $name =~ $ONLY ]]; then return 0; fi
+  # A row needs only the main run's stage it starts from, so rows can run while it goes on.
+  teacher=$(sed -n 's/^teacher = "\(.*\)"$/\1/p' <<<"$body")
+  if [[ ! -f $teacher ]]; then
+    echo "skipping $name: $teacher is missing (the main cascade has not reached it yet)" >&2
+    return 0
+  fi
   printf 'base = "modelnet10"\nvariants = ["%s"]\n%s\n' "$variant" "$body" > "$OUT/$name.toml"
   run "$name" bingnn distill --recipe "$OUT/$name.toml" --data-dir "$DATA" \
     --out "$OUT/$name" --no-progress ${THREADS:+--threads "$THREADS"}
