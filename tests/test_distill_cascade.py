@@ -244,3 +244,68 @@ def test_a_stage_with_prelu_shift_starts_from_a_teacher_without_it(tmp_path):
     with pytest.raises(ValueError, match="does not share its teacher's layout"):
         run_cascade(load_recipe(tmp_path / "c.toml"), tmp_path / "c", device="cpu",
                     progress=False)
+
+
+_ORPHAN_PARENT = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+
+def child(path):
+    import os
+    from bingnn.distill.cascade import exit_with_parent
+    exit_with_parent()
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(child, sys.argv[1]).result()
+"""
+
+
+def test_student_processes_end_when_the_main_process_is_killed(tmp_path):
+    """A killed `distill --jobs N` must not leave its student processes training on (they
+    would keep writing to the run folder that a re-run resumes from)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, pid_file = tmp_path / "parent.py", tmp_path / "child.pid"
+    script.write_text(_ORPHAN_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)],
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline, "the child process did not start"
+            assert parent.poll() is None, "the parent process ended early"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        os.kill(child, 0)  # alive
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            # Reaped by init once it exits; a zombie still answers kill(0), so read its state.
+            try:
+                state = open(f"/proc/{child}/stat").read().split(") ")[1][0]
+            except (FileNotFoundError, IndexError):
+                break
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, "the child process outlived its parent"
+            time.sleep(0.1)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if pid_file.exists() and pid_file.read_text():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -414,6 +414,7 @@ def _run_one(recipe: dict[str, Any], root: Path, stage: int, variant: str,
 def _student_worker(recipe: dict[str, Any], root: str, variant: str, teacher: str,
                     stages: list[int], threads: int, progress: bool) -> list[dict[str, Any]]:
     """One variant's student stages in a process of their own (:func:`run_cascade`'s jobs)."""
+    exit_with_parent()
     torch.set_num_threads(threads)
     ctx = DistContext(device=torch.device("cpu"))
     rows, t, data = [], Path(teacher), DataCache()
@@ -422,6 +423,30 @@ def _student_worker(recipe: dict[str, Any], root: str, variant: str, teacher: st
                           False, lambda text: print(text, flush=True))
         rows.append(row)
     return rows
+
+
+def exit_with_parent() -> None:
+    """In a ``multiprocessing`` child: end this process as soon as its parent ends.
+
+    A killed ``bingnn distill --jobs N`` (``kill``, a job scheduler's SIGTERM or SIGKILL) would
+    otherwise leave its student processes training on, still writing to the run folder that a
+    re-run resumes from. Stopping mid-epoch loses nothing saved: every file is written
+    atomically and the stage resumes from its last checkpoint."""
+    import multiprocessing
+    import sys
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the parent's sentinel closes, i.e. the parent has ended
+        print(f"the main bingnn process ({parent.pid}) has stopped, so this student process "
+              "stops too; run the same command again to resume", file=sys.stderr, flush=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _students_in_processes(recipe: dict[str, Any], root: Path, starts: dict[str, Path],
