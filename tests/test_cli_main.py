@@ -34,6 +34,7 @@ def test_help_lists_commands(capsys):
         (["train", "--out", "x", "--widths", "8,a"], "comma-separated"),
         (["train", "--out", "x", "--model", "resnet"], "invalid choice"),
         (["distill", "--epochs-scale", "-1"], "positive number"),
+        (["distill", "--last-stage", "4"], "invalid choice"),
         (["distill", "--recipe", "no_such_recipe.toml"], "neither a built-in"),
         (["eval"], "checkpoint"),
     ],
@@ -80,14 +81,19 @@ def test_distill_end_to_end_then_eval(tmp_path, capsys):
     recipe = write_tiny(tmp_path / "tiny.toml")
     out = tmp_path / "run"
     argv = ["distill", "--recipe", recipe, "--out", str(out), "--device", "cpu", "--no-progress"]
-    assert main(argv) == 0
+    assert main([*argv, "--last-stage", "1"]) == 0  # the teacher and stage 1 only
+    assert (out / "rf" / "stage1" / "done.json").exists()
+    assert not (out / "rf" / "stage2").exists()
+    capsys.readouterr()
+    assert main(argv) == 0  # continues with stages 2 and 3
     text = capsys.readouterr().out
     assert "stage  variant" in text and "float" in text and "rf" in text
+    assert text.count("skipped") == 2
     assert (out / "accuracy.png").exists() and (out / "summary.csv").exists()
     assert (out / "rf" / "stage3" / "best.pt").exists()
     # re-run: every stage skipped
     assert main(argv) == 0
-    assert text.count("skipped") == 0 and capsys.readouterr().out.count("skipped") == 4
+    assert capsys.readouterr().out.count("skipped") == 4
 
     final = out / "rf" / "stage3" / "best.pt"
     assert main(["eval", str(final), "--json", "--no-progress", "--device", "cpu"]) == 0

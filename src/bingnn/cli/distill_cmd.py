@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "each in its own CPU process with threads/N torch threads; on a multi-core "
                    "CPU several one-thread trainings finish sooner than one multi-threaded "
                    "training, with the same results (default: 1)")
+    p.add_argument("--last-stage", type=int, choices=(0, 1, 2, 3), default=3,
+                   help="stop after this stage (0: the teacher only); the same command with a "
+                   "later stage continues the run (default: 3, fully binary)")
     add_runtime(p)
     p.set_defaults(func=run)
 
@@ -87,5 +90,6 @@ def run(args: argparse.Namespace) -> int:
     ctx = runtime(args)
     out = Path(args.out) if args.out else Path("runs") / str(recipe.get("name", "distill"))
     run_cascade(recipe, out, ctx, progress=not args.no_progress, bf16=args.bf16,
-                echo=lambda text: say(ctx, args, text, always=True), jobs=args.jobs)
+                echo=lambda text: say(ctx, args, text, always=True), jobs=args.jobs,
+                last_stage=args.last_stage)
     return 0
