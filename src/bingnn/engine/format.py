@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from bingnn.engine.errors import LegacyFormatWarning, ModelFileError
+
 FORMAT = "bingnn-model"
 FORMAT_VERSION = "2.0"
 #: Metadata keys of a format 2 file; any other key is refused (it would not be checksummed).
@@ -55,14 +57,6 @@ __all__ = [
     "serialize_model",
     "write_model_file",
 ]
-
-
-class ModelFileError(ValueError):
-    """A model file exists but cannot be used (corrupt, truncated, foreign or too new)."""
-
-
-class LegacyFormatWarning(UserWarning):
-    """A format 1 model file was read: its description is not covered by the checksum."""
 
 
 def checksum(arrays: dict[str, np.ndarray], description: str | None = None,

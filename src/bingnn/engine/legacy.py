@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bingnn.engine.format import ModelFileError
+from bingnn.engine.errors import ModelFileError
 from bingnn.engine.programs import bindgcnn_layers
 
 __all__ = ["V1_RENAMES", "convert_v1", "point_model_description"]
