@@ -25,6 +25,7 @@ __all__ = [
     "metric_names",
     "read_table",
     "render_run",
+    "stage_rows",
     "summary_columns",
     "summary_row",
 ]
@@ -178,21 +179,56 @@ def markdown_table(rows: Sequence[dict[str, Any]], metric: str | None = None) ->
 
 
 def render_run(run_dir: str | os.PathLike, metric: str | None = None) -> str:
-    """The Markdown table of a finished run folder (its ``results.csv`` over seeds, else its
-    ``summary.csv``)."""
+    """The Markdown table of a run folder: its ``results.csv`` over seeds, else its
+    ``summary.csv``, else (a cascade still running or interrupted) the ``done.json`` of its
+    finished stages, followed by a line naming the stages that have not finished."""
     d = Path(run_dir)
     for name in ("results.csv", "summary.csv"):
         if (d / name).is_file():
             rows = read_table(d / name)
             if not rows:
                 raise ValueError(f"{d / name} holds no rows")
-            names = metric_names(rows)
-            if metric is not None and metric not in names:
-                raise ValueError(f"{d / name} has no score {metric!r}; it has {', '.join(names)}")
-            return markdown_table(rows, metric)
-    raise FileNotFoundError(
-        f"{d} has no summary.csv or results.csv; is it the --out folder of a finished run?"
-    )
+            return markdown_table(rows, _check_metric(rows, metric, d / name))
+    rows, unfinished = stage_rows(d)
+    if not rows:
+        raise FileNotFoundError(
+            f"{d} has no summary.csv or results.csv and no finished stage (<variant>/stage<i>/"
+            "done.json); is it the --out folder of a run?")
+    table = markdown_table(rows, _check_metric(rows, metric, d))
+    note = ("; not finished: " + ", ".join(unfinished)) if unfinished else ""
+    return (f"{table}\nThe run has no summary yet: finished stages only (their done.json)"
+            f"{note}.")
+
+
+def _check_metric(rows: list[dict[str, Any]], metric: str | None, where: Path) -> str | None:
+    names = metric_names(rows)
+    if metric is not None and metric not in names:
+        raise ValueError(f"{where} has no score {metric!r}; it has {', '.join(names)}")
+    return metric
+
+
+def stage_rows(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """The summary rows of a cascade folder's finished stages (``<variant>/stage<i>/done.json``)
+    and the names (``<variant>/stage<i>``) of its started, unfinished ones."""
+    import json
+
+    rows: list[dict[str, Any]] = []
+    unfinished: list[str] = []
+    folders = [f for f in Path(run_dir).glob("*/stage*")
+               if f.is_dir() and f.name[5:].isdigit()]
+    for f in sorted(folders, key=lambda f: (int(f.name[5:]), f.parent.name)):
+        done = f / "done.json"
+        if not done.is_file():
+            unfinished.append(f"{f.parent.name}/{f.name}")
+            continue
+        try:
+            record = json.loads(done.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{done} is not a readable completion record ({e})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{done} is not a readable completion record (not a JSON object)")
+        rows.append(summary_row(int(f.name[5:]), f.parent.name, record))
+    return rows, unfinished
 
 
 def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]],
