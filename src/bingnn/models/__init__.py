@@ -4,43 +4,19 @@ The node classifiers (``GCN``, ``BinGCN``, ``GraphSAGE``, ``BinSAGE``) need PyTo
 are imported on first use, so point-cloud users never load it.
 """
 
-import importlib
 from typing import Any
 
 from torch import nn
 
 from bingnn.models.bin_dgcnn import STAGES, VARIANTS, BinDGCNN
 from bingnn.models.dgcnn import DGCNN
-
-_NODE_MODELS = {
-    "GCN": "bingnn.models.gcn",
-    "BinGCN": "bingnn.models.gcn",
-    "GraphSAGE": "bingnn.models.graphsage",
-    "BinSAGE": "bingnn.models.graphsage",
-}
-_ARCHS: dict[str, str] = {
-    "dgcnn": "DGCNN", "bindgcnn": "BinDGCNN", "graphsage": "GraphSAGE", "binsage": "BinSAGE",
-    "gcn": "GCN", "bingcn": "BinGCN",
-}
+from bingnn.models.registry import NODE_MODELS, build_model, model_class
 
 
 def __getattr__(name: str) -> Any:
-    if name in _NODE_MODELS:
-        return getattr(importlib.import_module(_NODE_MODELS[name]), name)
+    if name in NODE_MODELS:
+        return model_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from its ``model.config`` dict (``"arch"`` names the class)."""
-    cfg = dict(config)
-    arch = cfg.pop("arch", None)
-    if arch not in _ARCHS:
-        raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(_ARCHS)}")
-    cls = globals().get(_ARCHS[arch]) or __getattr__(_ARCHS[arch])
-    try:
-        return cls(**cfg)
-    except TypeError as e:
-        raise ValueError(f"invalid {arch} configuration: {e}") from e
 
 
 def pretrained(name: str) -> nn.Module:

@@ -21,7 +21,7 @@ def load_pretrained(name: str) -> nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from bingnn.models import build_model
+    from bingnn.models.registry import build_model
 
     card = pretrained_info(name)
     path = weights_file(name)
