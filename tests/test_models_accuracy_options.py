@@ -346,10 +346,11 @@ def test_shortcut_refusals_and_export(tmp_path) -> None:
         BinDGCNN(num_classes=3, variant="rf", knn="l2", shortcut=True)
     with pytest.raises(ValueError, match="multiple of the one before it.*16 -> 24"):
         BinDGCNN(num_classes=3, variant="bf2", widths=(16, 24), shortcut=True)
-    from bingnn.export import ExportError, fold
+    from bingnn.export import fold
     model, _ = _shortcut_pair(3)
-    with pytest.raises(ExportError, match="shortcut=True .* not supported by the engine yet"):
-        fold(model.eval())
+    # exported with its real values and sums (parity: tests/test_engine_shortcut.py)
+    ops = [layer["op"] for layer in fold(model.eval())[0]["layers"]]
+    assert ops.count("shortcut_add") == len(model.convs) - 1
     p = tmp_path / "r.toml"
     p.write_text('base = "quick"\nvariants = ["bf2-hamming", "rf"]\n[model]\nshortcut = true\n')
     r = load_recipe(p)

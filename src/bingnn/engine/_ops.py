@@ -164,3 +164,66 @@ def xor_edge_conv_knn(
         return out, idx
     idx = hamming_knn(x, k, native, num_threads)
     return ref.xor_edge_conv(x, idx, w_rel, w_self, lo, hi, p_negate, out_negate, c_in), idx
+
+
+def xor_edge_minmax(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
+                    c_in: int, native: bool, num_threads: int | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Max and min over neighbours of the binary XorEdgeConv pre-activations:
+    ``ymax, ymin (B, N, C_out)`` int32."""
+    if native and has("xor_edge_conv_minmax"):
+        return K.xor_edge_conv_minmax(x, idx, w_rel, w_self, c_in=c_in,
+                                      num_threads=threads(num_threads))
+    y = ref.xor_edge_preact(x, idx, w_rel, w_self, c_in)
+    return y.max(axis=2), y.min(axis=2)
+
+
+def not_at_extremes(table: np.ndarray, use_min: np.ndarray) -> np.ndarray:
+    """Channels whose tabulated value can reach its max (``use_min``: min) over a set of
+    pre-activations strictly inside the set's range: a rise followed later by a fall (for the
+    min, a fall followed by a rise). Every other channel takes it at the set's smallest or
+    largest pre-activation."""
+    d = np.diff(table.astype(np.float64), axis=1)
+    d = np.where(use_min.astype(bool)[:, None], -d, d)
+    n = d.shape[1]
+    first_rise = np.where((d > 0).any(axis=1), (d > 0).argmax(axis=1), n)
+    last_fall = np.where((d < 0).any(axis=1), n - 1 - (d[:, ::-1] < 0).argmax(axis=1), -1)
+    return np.flatnonzero(first_rise < last_fall)
+
+
+def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
+                      table: np.ndarray, use_min: np.ndarray, c_in: int, native: bool,
+                      num_threads: int | None) -> np.ndarray:
+    """:func:`bingnn.engine.reference.xor_edge_conv_max` from the max and min pre-activation of
+    each point's neighbours; channels whose value may peak inside that range (a negative PReLU
+    slope and a negative BatchNorm scale) are computed edge by edge."""
+    ymax, ymin = xor_edge_minmax(x, idx, w_rel, w_self, c_in, native, num_threads)
+    vmax, vmin = ref.table_lookup(ymax, table), ref.table_lookup(ymin, table)
+    h = np.where(use_min.astype(bool), np.minimum(vmax, vmin), np.maximum(vmax, vmin))
+    special = not_at_extremes(table, use_min)
+    if special.size:
+        h[..., special] = ref.xor_edge_conv_max(
+            x, idx, w_rel[special], w_self[special], table[special], use_min[special], c_in)
+    return np.ascontiguousarray(h, dtype=np.float32)
+
+
+def edge_conv0_max(x: np.ndarray, idx: np.ndarray, weight: np.ndarray, alpha: np.ndarray,
+                   slope: np.ndarray, bn_scale: np.ndarray, bn_shift: np.ndarray,
+                   offset: np.ndarray, bn_edge: bool, native: bool,
+                   num_threads: int | None) -> np.ndarray:
+    """:func:`bingnn.engine.reference.edge_conv0_max` from the max and min pre-activation of
+    each point's neighbours. Rescale and PReLU make a monotone or V-shaped function, whose max
+    is at an extreme; a negative BatchNorm scale on a V (BF2, BatchNorm before the max) makes a
+    peak, and those channels are computed edge by edge."""
+    zmax, zmin = edge0_minmax(x, idx, weight, None, None, native, num_threads)
+    args = (alpha, slope, bn_scale, bn_shift, bn_edge)
+    h = np.maximum(ref.edge_conv0_values(zmax, *args), ref.edge_conv0_values(zmin, *args))
+    special = np.flatnonzero((slope < 0) & (bn_scale < 0)) if bn_edge else np.empty(0, int)
+    if special.size:
+        z = ref.edge_preact0(x, idx, weight[special])
+        h[..., special] = ref.edge_conv0_values(
+            z, alpha[special], slope[special], bn_scale[special], bn_shift[special],
+            True).max(axis=2)
+    if not bn_edge:
+        h = ref.fma_affine(h, bn_scale, bn_shift)
+    return np.ascontiguousarray(h - offset, dtype=np.float32)

@@ -28,8 +28,15 @@ allowed):
 ``xyz_edge_conv_bits``    first DGCNN layer on xyz (+-1 or real weights), per-edge threshold,
                           OR over the neighbours -> ``bits``
 ``xyz_edge_conv_real``    the same with real outputs (BatchNorm, rescale, PReLU, max) -> ``real``
+``xyz_edge_conv_max``     the first BF layer with real outputs: per-edge pre-activations,
+                          rescale, PReLU, BatchNorm per edge (BF2, before the max) or per node
+                          (BF1, after it), minus an offset -> ``real``
 ``xor_edge_conv``         binary EdgeConv on packed bits: Hamming k-NN, XOR edge features,
                           binary GEMM, thresholds -> ``bits`` and ``idx``
+``xor_edge_conv_max``     the same with real outputs: the tabulated value of every integer
+                          pre-activation, max (or min) over the neighbours -> ``real``, ``idx``
+``shortcut_add``          a real value plus an earlier one, its channels repeated to the width
+                          (real-valued shortcuts) -> ``real``
 ``real_edge_conv``        EdgeConv on real features: thresholded edge bits, binary GEMM,
                           rescale, PReLU, max -> ``real``
 ``concat``                concatenation of channels (``bits`` or ``real``)
@@ -232,6 +239,40 @@ def _xor_conv(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[st
     return [Value("bits", "points", c), Value("idx", "points", k=k)], arrays
 
 
+def _xyz_max(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
+    _xyz_inputs(ins)
+    c = _int(p, "channels")
+    _enum(p, "bn", ("edge", "node"))
+    arrays = {"weight": ArraySpec("float32", (c, 6)), "alpha": _vec(c), "slope": _vec(c),
+              "bn_scale": _vec(c), "bn_shift": _vec(c), "offset": _vec(c)}
+    return [Value("real", "points", c)], arrays
+
+
+def _xor_max(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
+    (x,) = ins
+    _kind(x, ("bits",), "xor_edge_conv_max input")
+    _need(x.domain == "points", "xor_edge_conv_max needs per-point features")
+    _need(x.channels <= MAX_KNN_BITS, f"xor_edge_conv_max supports at most {MAX_KNN_BITS} bits")
+    k = _int(p, "k", 1, MAX_K)
+    c, c_in = _int(p, "channels"), x.channels
+    # table[c, (y + 2 C_in) / 2]: the value of channel c at pre-activation y = -2 C_in ... 2 C_in
+    arrays = {"w_rel": _packed(c, c_in), "w_self": _packed(c, c_in),
+              "table": ArraySpec("float32", (c, 2 * c_in + 1)),
+              "use_min": ArraySpec("uint8", (c,), "flag")}
+    return [Value("real", "points", c), Value("idx", "points", k=k)], arrays
+
+
+def _shortcut_add(p: dict[str, Any], ins: list[Value]
+                  ) -> tuple[list[Value], dict[str, ArraySpec]]:
+    h, s = ins
+    _kind(h, ("real",), "shortcut_add input")
+    _kind(s, ("real",), "shortcut_add shortcut")
+    _need(h.domain == s.domain == "points", "shortcut_add works on per-point values")
+    _need(h.channels % s.channels == 0,
+          f"the shortcut's {s.channels} channels do not divide the {h.channels} of the input")
+    return [Value("real", "points", h.channels)], {}
+
+
 def _real_conv(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
     h, idx = ins
     _kind(h, ("real",), "real_edge_conv input")
@@ -396,7 +437,10 @@ OPS: dict[str, OpDef] = {
     "knn": OpDef(_knn, 1, 1, _P),
     "xyz_edge_conv_bits": OpDef(_xyz_bits, 2, 1, _P),
     "xyz_edge_conv_real": OpDef(_xyz_real, 2, 1, _P),
+    "xyz_edge_conv_max": OpDef(_xyz_max, 2, 1, _P),
     "xor_edge_conv": OpDef(_xor_conv, 1, 2, _P),
+    "xor_edge_conv_max": OpDef(_xor_max, 1, 2, _P),
+    "shortcut_add": OpDef(_shortcut_add, 2, 1, _P),
     "real_edge_conv": OpDef(_real_conv, 2, 1, _P),
     "concat": OpDef(_concat, None, 1),
     "global_pool": OpDef(_global_pool, 1, 1, _P),

@@ -34,7 +34,7 @@ def _head(mlp: list[int], num_classes: int) -> list[dict[str, Any]]:
 
 
 def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp: list[int],
-                    num_classes: int) -> list[dict[str, Any]]:
+                    num_classes: int, shortcut: bool = False) -> list[dict[str, Any]]:
     """Layers of a stage-3 ``BinDGCNN`` (variant ``rf``, ``bf1`` or ``bf2``).
 
     BF: k-NN on xyz, a real first EdgeConv whose output bits are thresholds of its per-edge
@@ -43,6 +43,10 @@ def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp:
     layers (L2 k-NN on them), thresholds before the embedding. Value names ``idx<l>``, ``x<l>``,
     ``pooled``, ``fc1_bits``, ``fc2_bits``, ``h2`` and ``logits`` are the intermediates
     :meth:`bingnn.engine.EngineModel.trace` returns.
+
+    BF with ``shortcut`` (Bi-Real Net's real-valued shortcuts): the EdgeConvs keep their real
+    values ``r<l>``; each layer after the first adds the running sum ``s<l-1>`` (``s0 = r0``;
+    channels repeated to its width) and its bits ``x<l>`` are the signs of that sum ``s<l>``.
     """
     layers = [_layer("knn", "knn0", ["x"], ["idx0"], k=k, metric="l2")]
     feats = ["x0"]
@@ -60,6 +64,27 @@ def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp:
             _layer("threshold", "embed_sign", ["cat"], ["cat_bits"]),
             _layer("binary_linear", "embed", ["cat_bits"], ["emb"], channels=emb_dims),
             _layer("global_pool", "pool", ["emb"], ["pooled"], bn=False),
+        ]
+    elif shortcut:
+        layers += [
+            _layer("xyz_edge_conv_max", "layer0", ["x", "idx0"], ["r0"], channels=widths[0],
+                   bn="edge" if variant == "bf2" else "node"),
+            _layer("threshold", "sign0", ["r0"], ["x0"]),
+        ]
+        stream = "r0"
+        for li in range(1, len(widths)):
+            layers += [
+                _layer("xor_edge_conv_max", f"layer{li}", [f"x{li - 1}"],
+                       [f"r{li}", f"idx{li}"], k=k, channels=widths[li]),
+                _layer("shortcut_add", f"add{li}", [f"r{li}", stream], [f"s{li}"]),
+                _layer("threshold", f"sign{li}", [f"s{li}"], [f"x{li}"]),
+            ]
+            stream = f"s{li}"
+            feats.append(f"x{li}")
+        layers += [
+            _layer("concat", "concat", feats, ["cat"]),
+            _layer("binary_linear", "embed", ["cat"], ["emb"], channels=emb_dims),
+            _layer("global_pool", "pool", ["emb"], ["pooled"], bn=True),
         ]
     else:
         layers.append(_layer("xyz_edge_conv_bits", "layer0", ["x", "idx0"], ["x0"],

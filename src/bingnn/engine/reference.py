@@ -261,3 +261,42 @@ def xor_edge_conv(
     y = xor_edge_preact(x, idx, w_rel, w_self, c_in)
     bits = predicate(y, lo, hi, p_negate).any(axis=2) ^ out_negate.astype(bool)
     return pack_bits(bits)
+
+
+def table_lookup(y: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[c, (y + n) / 2]`` for integer pre-activations ``y (..., C)`` of ``n``-term +-1
+    dot products, ``table (C, n + 1)`` float32 -> ``(..., C)`` float32."""
+    n = table.shape[1] - 1
+    return table[np.arange(table.shape[0]), (y + n) // 2]
+
+
+def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
+                      table: np.ndarray, use_min: np.ndarray, c_in: int) -> np.ndarray:
+    r"""Binary XorEdgeConv with real outputs: :math:`h_{ic} = \max_j T_c(y_{ijc})` (the min for
+    channels with ``use_min``), :math:`T_c` the tabulated value of an integer pre-activation
+    (:func:`table_lookup`). ``x (B, N, W)`` uint64, ``idx (B, N, k)`` -> ``(B, N, C)``
+    float32."""
+    v = table_lookup(xor_edge_preact(x, idx, w_rel, w_self, c_in), table)
+    return np.where(use_min.astype(bool), v.min(axis=2), v.max(axis=2)).astype(np.float32)
+
+
+def edge_conv0_values(z: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
+                      bn_scale: np.ndarray, bn_shift: np.ndarray, bn_edge: bool) -> np.ndarray:
+    """The first BF layer's per-edge values before the max: rescale and PReLU of the real
+    pre-activations ``z``, then (``bn_edge``, BF2) the BatchNorm, in PyTorch's float32 order."""
+    v = np.where(z * alpha >= 0, z * alpha, (z * alpha) * slope).astype(np.float32)
+    return fma_affine(v, bn_scale, bn_shift) if bn_edge else v
+
+
+def edge_conv0_max(x: np.ndarray, idx: np.ndarray, weight: np.ndarray, alpha: np.ndarray,
+                   slope: np.ndarray, bn_scale: np.ndarray, bn_shift: np.ndarray,
+                   offset: np.ndarray, bn_edge: bool) -> np.ndarray:
+    r"""The first BF layer with real outputs: :math:`h_{ic} = \max_j
+    \mathrm{BN}(\mathrm{PReLU}(\alpha_c z_{ijc})) - \delta_c` (BF2, ``bn_edge``) or
+    :math:`\mathrm{BN}(\max_j \mathrm{PReLU}(\alpha_c z_{ijc})) - \delta_c` (BF1), ``z`` from
+    :func:`edge_preact0`. ``x (B, N, 3)``, ``idx (B, N, k)`` -> ``(B, N, C)`` float32."""
+    z = edge_preact0(x, idx, weight)
+    h = edge_conv0_values(z, alpha, slope, bn_scale, bn_shift, bn_edge).max(axis=2)
+    if not bn_edge:
+        h = fma_affine(h, bn_scale, bn_shift)
+    return (h - offset).astype(np.float32)

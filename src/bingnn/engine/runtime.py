@@ -247,6 +247,26 @@ class Runner:
             a["out_negate"], layer.in_values[0].channels, self.native, self.num_threads)
         return [out, idx]
 
+    def _p_xyz_edge_conv_max(self, layer: Layer, ins: list) -> list:
+        x, idx = ins
+        a = layer.arrays
+        return [_ops.edge_conv0_max(x, idx, a["weight"], a["alpha"], a["slope"], a["bn_scale"],
+                                    a["bn_shift"], a["offset"], layer.params["bn"] == "edge",
+                                    self.native, self.num_threads)]
+
+    def _p_xor_edge_conv_max(self, layer: Layer, ins: list) -> list:
+        (h,) = ins
+        a = layer.arrays
+        idx = _ops.hamming_knn(h, layer.params["k"], self.native, self.num_threads)
+        out = _ops.xor_edge_conv_max(h, idx, a["w_rel"], a["w_self"], a["table"], a["use_min"],
+                                     layer.in_values[0].channels, self.native, self.num_threads)
+        return [out, idx]
+
+    def _p_shortcut_add(self, layer: Layer, ins: list) -> list:
+        h, s = ins
+        # h + s.repeat(...) along channels, one float32 addition as in PyTorch
+        return [h + np.tile(s, (1, 1, h.shape[-1] // s.shape[-1]))]
+
     def _p_real_edge_conv(self, layer: Layer, ins: list) -> list:
         h, idx = ins
         a = layer.arrays

@@ -94,6 +94,20 @@ def int_predicate(fn: Fn, n_bits: int, channels: int, invert: Sequence[bool] | N
     return lo, hi, neg
 
 
+def int_table(fn: Fn, n_bits: int, channels: int) -> np.ndarray:
+    """``fn`` evaluated in float32 on every integer pre-activation ``y = -n_bits, -n_bits + 2,
+    ..., n_bits`` per channel: ``(channels, n_bits + 1)`` float32 (row ``c``, column
+    ``(y + n_bits) / 2``), the engine's ``xor_edge_conv_max`` table."""
+    ys = np.arange(-n_bits, n_bits + 1, 2, dtype=np.int64)
+    t = torch.from_numpy(ys.astype(np.float32))[:, None].expand(-1, channels).contiguous()
+    with torch.no_grad():
+        v = fn(t).to(torch.float32).numpy()
+    if not np.isfinite(v).all():
+        raise ExportError("a layer's values are not finite for some pre-activation; the model's "
+                          "BatchNorm statistics or rescale factors are broken")
+    return np.ascontiguousarray(v.T)
+
+
 def _f32(bits: np.ndarray) -> np.ndarray:
     return np.asarray(bits, dtype=np.uint32).view(np.float32)
 
@@ -254,9 +268,6 @@ def _check_supported(model: nn.Module) -> dict[str, Any]:
         raise ExportError("per-point / per-neighbour rescaling is not supported by the engine")
     if cfg.get("last_layer_binary"):
         raise ExportError("last_layer_binary=True is not supported by the engine")
-    if cfg.get("shortcut"):
-        raise ExportError("shortcut=True (real-valued shortcuts between the EdgeConvs) is not "
-                          "supported by the engine yet; train without it to export")
     if len(cfg["widths"]) < 1:
         raise ExportError("the model needs at least one EdgeConv layer")
     return cfg
@@ -282,13 +293,18 @@ def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None,
     was_training = model.training
     model.eval()
     try:
-        arrays = (_fold_bf(model, widths) if variant != "rf" else _fold_rf(model, widths))
+        if variant == "rf":
+            arrays = _fold_rf(model, widths)
+        elif cfg.get("shortcut"):
+            arrays = _fold_bf_shortcut(model, widths)
+        else:
+            arrays = _fold_bf(model, widths)
         arrays.update(_fold_head(model, e, m0))
     finally:
         model.train(was_training)
     desc = point_model_description(
         variant, int(cfg["k"]), widths, int(e), [int(m0), int(m1)], int(ncls), class_names,
-        None if num_points is None else int(num_points), cfg)
+        None if num_points is None else int(num_points), cfg, bool(cfg.get("shortcut")))
     return desc, {V1_RENAMES.get(k, k): v for k, v in arrays.items()}
 
 
@@ -333,6 +349,54 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
         arrays[prefix + "p_lo"], arrays[prefix + "p_hi"], arrays[prefix + "p_negate"] = (
             lo, hi, neg)
         arrays[prefix + "out_negate"] = invert.astype(np.uint8)
+    emb = model.embed
+    if not isinstance(emb.center, NoCenter) or not isinstance(model.embed_norm, ChannelBatchNorm):
+        raise ExportError("embed: unexpected layout for a BF model")
+    arrays["embed.weight"] = _signs(emb.linear.weight)
+    arrays["embed.alpha"], arrays["embed.slope"] = _rescale_act(emb, "embed")
+    arrays["embed.bn_scale"], arrays["embed.bn_shift"] = _bn_affine(model.embed_norm, "embed")
+    return arrays
+
+
+def _fold_bf_shortcut(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
+    """BF with real-valued shortcuts: every EdgeConv's real value before the sign. The xyz
+    layer's rescale, PReLU and BatchNorm are stored as they are (the engine repeats PyTorch's
+    float32 operations); an XOR layer's whole chain (bias, rescale, PReLU, BatchNorm, offset)
+    is tabulated on its integer pre-activations by evaluating the model's own modules. The signs
+    of the shortcut sums are thresholds at 0 (``ste_sign``: ``v >= 0`` is +1)."""
+    arrays: dict[str, np.ndarray] = {}
+    chans = [3, *widths]
+    for li, conv in enumerate(model.convs):
+        where = f"convs[{li}]"
+        if not isinstance(conv.balance, NoCenter):
+            raise ExportError(f"{where}: balance functions are not supported by the engine")
+        c_out = conv.out_channels
+        scale, shift = _bn_affine(conv.bn, where)
+        if li == 0:
+            if conv.linear.bias is not None:
+                raise ExportError(f"{where}: a bias on the xyz layer is not supported by the "
+                                  "engine")
+            alpha, slope = _rescale_act(conv, where)
+            arrays.update({"layer0.weight": _xyz_weight(conv.linear), "layer0.alpha": alpha,
+                           "layer0.slope": slope, "layer0.bn_scale": scale,
+                           "layer0.bn_shift": shift,
+                           "layer0.offset": np.full(c_out, conv.max_offset, np.float32)})
+        else:
+            if not conv.linear.binary_weights:
+                raise ExportError(f"{where}: weights are not binary")
+            bias = conv.linear.bias
+            fn = _chain(None if bias is None else _Bias(bias), conv.rescale, conv.act, conv.bn,
+                        _Shift(-conv.max_offset))
+            w = conv.linear.weight
+            arrays[f"layer{li}.w_rel"] = _signs(w[:, : chans[li]])
+            arrays[f"layer{li}.w_self"] = _signs(w[:, chans[li]:])
+            arrays[f"layer{li}.table"] = int_table(fn, 2 * chans[li], c_out)
+            # BF1's BatchNorm comes after the max: a negative scale turns it into a min.
+            arrays[f"layer{li}.use_min"] = ((scale < 0) if conv.version == 1
+                                            else np.zeros(c_out, bool)).astype(np.uint8)
+        arrays[f"sign{li}.lo"] = np.full(c_out, -np.inf, np.float32)
+        arrays[f"sign{li}.hi"] = np.zeros(c_out, np.float32)
+        arrays[f"sign{li}.negate"] = np.zeros(c_out, np.uint8)
     emb = model.embed
     if not isinstance(emb.center, NoCenter) or not isinstance(model.embed_norm, ChannelBatchNorm):
         raise ExportError("embed: unexpected layout for a BF model")

@@ -1,0 +1,153 @@
+"""Real-valued shortcuts (``BinDGCNN(shortcut=True)``, BF1 and BF2) in the engine: the exported
+program keeps each EdgeConv's real value, adds the running shortcut sum and takes its signs;
+every neighbour list and every bit equals PyTorch's, on both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bingnn.engine import EngineModel, _ops, load
+from bingnn.engine import reference as ref
+from bingnn.export import export, fold
+from bingnn.models._pointcloud import max_avg_pool
+from tests.test_engine_parity import grid_points, make_model, perturb
+
+
+def torch_trace(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The engine's trace values from the PyTorch model, shortcut stream included."""
+    tr: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        h, feats, stream = torch.from_numpy(x), [], None
+        for li, conv in enumerate(model.convs):
+            pre, idx = conv.pre_activation(h)
+            tr[f"r{li}"] = pre.numpy().copy()
+            if stream is not None:
+                pre = pre + stream.repeat(1, 1, pre.shape[-1] // stream.shape[-1])
+                tr[f"s{li}"] = pre.numpy()
+            stream = pre
+            h = conv.quantize(pre)
+            tr[f"idx{li}"], tr[f"x{li}"] = idx.numpy(), h.numpy()
+            feats.append(h)
+        e = model.embed_norm(model.embed(torch.cat(feats, dim=-1)))
+        tr["pooled"] = max_avg_pool(e).numpy()
+        tr["logits"] = model(torch.from_numpy(x)).numpy()
+    return tr
+
+
+def check(model, em: EngineModel, x: np.ndarray) -> dict[str, np.ndarray]:
+    t, e = torch_trace(model, x), em.trace(x)
+    for li in range(len(model.convs)):
+        np.testing.assert_array_equal(e[f"idx{li}"], t[f"idx{li}"], err_msg=f"idx{li}")
+        np.testing.assert_array_equal(e[f"r{li}"], t[f"r{li}"], err_msg=f"r{li}")
+        if li:
+            np.testing.assert_array_equal(e[f"s{li}"], t[f"s{li}"], err_msg=f"s{li}")
+        np.testing.assert_array_equal(e[f"x{li}"], ref.pack_bits(t[f"x{li}"] >= 0),
+                                      err_msg=f"bits of layer {li}")
+    np.testing.assert_allclose(e["pooled"], t["pooled"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(e["logits"], t["logits"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(e["logits"].argmax(-1), t["logits"].argmax(-1))
+    return e
+
+
+@pytest.mark.parametrize("variant", ["bf1", "bf2"])
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("seed", [41, 42])
+def test_shortcut_parity(variant: str, native: bool, seed: int) -> None:
+    """Perturbed statistics with negative scales and slopes (BF1 min channels, BF2 peaked
+    channels) and an offset on BF2: values, sums, bits and graphs equal PyTorch's."""
+    extra = {"max_offset": 0.5} if variant == "bf2" else {}
+    model = perturb(make_model(variant, seed=seed, shortcut=True, **extra), seed)
+    desc, arrays = fold(model)
+    ops = [layer["op"] for layer in desc["layers"]]
+    assert ops.count("xor_edge_conv_max") == 3 and ops.count("shortcut_add") == 3
+    if variant == "bf1":
+        assert any(arrays[f"layer{i}.use_min"].any() for i in (1, 2, 3))
+    else:
+        assert any(_ops.not_at_extremes(arrays[f"layer{i}.table"], arrays[f"layer{i}.use_min"])
+                   .size for i in (1, 2, 3))
+    em = EngineModel(desc, arrays, native=native)
+    check(model, em, grid_points(2, 48, seed=seed + 1))
+
+
+def test_shortcut_changes_the_bits() -> None:
+    """The shortcut sums, not the layers' own values, give the bits: dropping the shortcut
+    (same weights) changes them, so the test above could not pass by ignoring it."""
+    model = perturb(make_model("bf2", seed=43, shortcut=True), 43)
+    x = grid_points(2, 48, seed=44)
+    e = check(model, EngineModel(*fold(model)), x)
+    plain = perturb(make_model("bf2", seed=43), 43)
+    plain.load_state_dict(model.state_dict())
+    assert not np.array_equal(e["x2"], EngineModel(*fold(plain)).trace(x)["x2"])
+
+
+def test_shortcut_prelu_shift_real_first_layer_and_prediction(tmp_path) -> None:
+    """With every other BF2 option (learned biases, real xyz weights) and through a written
+    file: the predictions on float inputs equal PyTorch's."""
+    model = perturb(make_model("bf2", seed=45, shortcut=True, prelu_shift=True,
+                               first_layer_binary=False), 45)
+    g = torch.Generator().manual_seed(46)
+    with torch.no_grad():
+        for conv in model.convs[1:]:
+            conv.linear.bias.copy_(torch.randn(conv.out_channels, generator=g) * 4.0)
+    path = export(model, tmp_path / "shortcut.bgnn")
+    em = load(path)
+    check(model, em, grid_points(3, 40, seed=47))
+    x = np.random.default_rng(48).normal(size=(4, 50, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(em.predict(x), want.argmax(-1))
+
+
+def test_trained_shortcut_model_parity() -> None:
+    """A few Adam steps with batch statistics, then eval: real BatchNorm statistics."""
+    from bingnn.data.synthetic import make_synthetic_shapes
+
+    x, y = make_synthetic_shapes(28, 48, seed=0)
+    model = make_model("bf2", seed=49, shortcut=True).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y % 7)
+    for step in range(4):
+        sl = slice(14 * (step % 2), 14 * (step % 2) + 14)
+        loss = torch.nn.functional.cross_entropy(model(xt[sl]), yt[sl])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    check(model, EngineModel(*fold(model)), grid_points(3, 48, seed=50))
+
+
+def test_not_at_extremes_reference() -> None:
+    """The channels flagged against a brute force over every pair of pre-activations: a channel
+    is safe when, for every set, the max (min) over it is at its smallest or largest element."""
+    rng = np.random.default_rng(51)
+    table = rng.integers(-3, 4, size=(200, 6)).astype(np.float32)
+    use_min = rng.integers(0, 2, size=200).astype(np.uint8)
+    got = set(_ops.not_at_extremes(table, use_min).tolist())
+    for c in range(200):
+        t = -table[c] if use_min[c] else table[c]
+        unsafe = any(t[m] > max(t[a], t[b]) for a in range(6) for b in range(a + 2, 6)
+                     for m in range(a + 1, b))
+        assert (c in got) == unsafe, c
+
+
+def test_broken_shortcut_files_are_refused() -> None:
+    """A shortcut wider than the value it is added to, or a table holding NaN: one clear
+    error when the model is read, not garbage."""
+    from bingnn.engine import ModelFileError
+
+    desc, arrays = fold(make_model("bf2", seed=52, shortcut=True))
+    bad = {**desc, "layers": [dict(layer) for layer in desc["layers"]]}
+    add = next(layer for layer in bad["layers"] if layer["name"] == "add1")
+    add["inputs"] = ["r0", "r1"]  # 16 channels plus a 16-channel shortcut: fine
+    EngineModel(bad, arrays)
+    add3 = next(layer for layer in bad["layers"] if layer["name"] == "add3")
+    add3["inputs"] = ["r2", "r3"]  # a 64-channel shortcut on a 32-channel value
+    with pytest.raises(ModelFileError, match="add3.*64 channels do not divide the 32"):
+        EngineModel(bad, arrays)
+    table = dict(arrays)
+    table["layer2.table"] = arrays["layer2.table"].copy()
+    table["layer2.table"][3, 5] = np.nan
+    with pytest.raises(ModelFileError, match="layer2.table.*NaN"):
+        EngineModel(desc, table)
