@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bind_checks.hpp"
 #include "bingnn_core.hpp"
@@ -160,6 +161,41 @@ void bind_engine_float(py::module_& m) {
         },
         py::arg("h"), py::arg("idx"), py::arg("lo"), py::arg("hi"), py::arg("negate"),
         py::arg("self_bits"), py::arg("w_rel"), py::arg("w_self"), py::arg("num_threads") = 0);
+
+    m.def(
+        "table_minmax",
+        [](const Arr<int32_t>& ymax, const Arr<int32_t>& ymin, const Arr<float>& table,
+           const Arr<uint8_t>& use_min, int num_threads) {
+            require(ymax.ndim() >= 1 && ymin.ndim() == ymax.ndim(),
+                    "table_minmax expects ymax and ymin (..., C) int32 of one shape");
+            for (py::ssize_t d = 0; d < ymax.ndim(); ++d)
+                require(ymax.shape(d) == ymin.shape(d), "ymax and ymin must have one shape");
+            check_aligned({{&ymax, "ymax"}, {&ymin, "ymin"}, {&table, "table"},
+                           {&use_min, "use_min"}});
+            const int64_t c = ymax.shape(ymax.ndim() - 1);
+            require(table.ndim() == 2 && table.shape(0) == c && table.shape(1) >= 1 &&
+                        table.shape(1) % 2 == 1,
+                    "table must have shape (C, n_bits + 1) with n_bits even");
+            require(use_min.ndim() == 1 && use_min.shape(0) == c, "use_min must have shape (C,)");
+            threads_arg(num_threads);
+            const int64_t rows = c ? ymax.size() / c : 0, n_bits = table.shape(1) - 1;
+            std::vector<py::ssize_t> shape(ymax.shape(), ymax.shape() + ymax.ndim());
+            Arr<float> out(shape);
+            const int32_t *hp = ymax.data(), *lp = ymin.data();
+            const float* tp = table.data();
+            const uint8_t* up = use_min.data();
+            float* op = out.mutable_data();
+            bool ok;
+            {
+                py::gil_scoped_release nogil;
+                ok = table_minmax(hp, lp, rows, c, tp, n_bits, up, op, num_threads);
+            }
+            require(ok, "table_minmax: a pre-activation lies outside the table (|y| > n_bits "
+                        "or y of the wrong parity)");
+            return out;
+        },
+        py::arg("ymax"), py::arg("ymin"), py::arg("table"), py::arg("use_min"),
+        py::arg("num_threads") = 0);
 
     m.def(
         "embed_pool",

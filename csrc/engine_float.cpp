@@ -18,6 +18,7 @@
 #include <new>
 #include <vector>
 #include <algorithm>
+#include <atomic>
 
 #include "bingnn_core.hpp"
 #include "engine_float.hpp"
@@ -527,6 +528,35 @@ void embed_pool(const int32_t* y, int64_t sets, int64_t n, int64_t c, const floa
             pool_set_scalar(y + q * n * c, n, c, alpha, slope, bn_scale, bn_shift, o, o + c);
         }
     });
+}
+
+bool table_minmax(const int32_t* ymax, const int32_t* ymin, int64_t rows, int64_t c,
+                  const float* table, int64_t n_bits, const uint8_t* use_min, float* out,
+                  int num_threads) {
+    // Two table reads per value: gather-bound, so one portable loop serves every CPU (no
+    // dispatch level would change its speed much).
+    if (rows == 0 || c == 0) return true;
+    const int64_t cols = n_bits + 1;
+    std::atomic<bool> ok{true};
+    parallel_for(rows, num_threads, std::max<int64_t>(1, 4096 / c), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            const int32_t* hi = ymax + r * c;
+            const int32_t* lo = ymin + r * c;
+            float* o = out + r * c;
+            for (int64_t q = 0; q < c; ++q) {
+                const int64_t ia = static_cast<int64_t>(hi[q]) + n_bits;
+                const int64_t ib = static_cast<int64_t>(lo[q]) + n_bits;
+                if (ia < 0 || ia > 2 * n_bits || (ia & 1) || ib < 0 || ib > 2 * n_bits ||
+                    (ib & 1)) {
+                    ok.store(false, std::memory_order_relaxed);
+                    return;
+                }
+                const float a = table[q * cols + ia / 2], b = table[q * cols + ib / 2];
+                o[q] = use_min[q] ? std::min(a, b) : std::max(a, b);
+            }
+        }
+    });
+    return ok.load();
 }
 
 void l2_knn3(const float* x, int64_t sets, int64_t n, int64_t k, int32_t* idx, int num_threads) {

@@ -58,4 +58,13 @@ void embed_pool(const int32_t* y, int64_t sets, int64_t n, int64_t c, const floa
                 const float* slope, const float* bn_scale, const float* bn_shift, float* out,
                 int num_threads);
 
+// Real outputs of a binary layer from tabulated values: for row r and channel c,
+// a = table[c][(ymax_rc + n_bits) / 2], b = table[c][(ymin_rc + n_bits) / 2] (table (c, n_bits + 1)
+// float32, its columns the pre-activations -n_bits, -n_bits + 2, ..., n_bits), out_rc = min(a, b)
+// where use_min[c], else max(a, b). Returns false (and writes nothing further) at the first y
+// outside [-n_bits, n_bits] or of the wrong parity.
+bool table_minmax(const int32_t* ymax, const int32_t* ymin, int64_t rows, int64_t c,
+                  const float* table, int64_t n_bits, const uint8_t* use_min, float* out,
+                  int num_threads);
+
 }  // namespace bingnn

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bingnn.engine import EngineModel, _ops, load
 from bingnn.engine import reference as ref
@@ -151,3 +153,39 @@ def test_broken_shortcut_files_are_refused() -> None:
     table["layer2.table"][3, 5] = np.nan
     with pytest.raises(ModelFileError, match="layer2.table.*NaN"):
         EngineModel(desc, table)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(0, 40), c=st.integers(0, 70), half=st.integers(0, 40),
+       seed=st.integers(0, 2**31 - 1))
+def test_native_table_minmax_matches_the_reference(rows: int, c: int, half: int,
+                                                   seed: int) -> None:
+    """The native lookup against numpy: any row count (none included), channel count and
+    table width, ties and negative values, max and min channels."""
+    rng = np.random.default_rng(seed)
+    n_bits = 2 * half
+    table = rng.integers(-4, 5, size=(c, n_bits + 1)).astype(np.float32) * np.float32(0.75)
+    use_min = rng.integers(0, 2, size=c).astype(np.uint8)
+    ya = 2 * rng.integers(0, half + 1, size=(rows, c)).astype(np.int32) - n_bits
+    yb = 2 * rng.integers(0, half + 1, size=(rows, c)).astype(np.int32) - n_bits
+    want = _ops.table_minmax(ya, yb, table, use_min, False, None)
+    got = _ops.table_minmax(ya, yb, table, use_min, True, 2)
+    assert got.dtype == np.float32 and got.shape == (rows, c)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_native_table_minmax_refuses_values_outside_the_table() -> None:
+    from bingnn import _native
+
+    table = np.zeros((3, 9), np.float32)
+    use_min = np.zeros(3, np.uint8)
+    ok = np.zeros((2, 3), np.int32)
+    for bad in (10, -10, 3):  # |y| > n_bits = 8, or odd
+        y = ok.copy()
+        y[1, 2] = bad
+        with pytest.raises(ValueError, match="outside the table"):
+            _native.table_minmax(y, ok, table, use_min)
+        with pytest.raises(ValueError, match="outside the table"):
+            _native.table_minmax(ok, y, table, use_min)
+    with pytest.raises(ValueError, match="table must have shape"):
+        _native.table_minmax(ok, ok, np.zeros((3, 8), np.float32), use_min)

@@ -191,6 +191,18 @@ def not_at_extremes(table: np.ndarray, use_min: np.ndarray) -> np.ndarray:
     return np.flatnonzero(first_rise < last_fall)
 
 
+def table_minmax(ymax: np.ndarray, ymin: np.ndarray, table: np.ndarray, use_min: np.ndarray,
+                 native: bool, num_threads: int | None) -> np.ndarray:
+    """The tabulated values at each row's largest and smallest pre-activation, their max
+    (``use_min``: min) per channel: ``(..., C)`` float32."""
+    if native and has("table_minmax"):
+        return _native.table_minmax(_c(ymax, np.int32), _c(ymin, np.int32),
+                                    _c(table, np.float32), _c(use_min, np.uint8),
+                                    int(threads(num_threads) or 0))
+    vmax, vmin = ref.table_lookup(ymax, table), ref.table_lookup(ymin, table)
+    return np.where(use_min.astype(bool), np.minimum(vmax, vmin), np.maximum(vmax, vmin))
+
+
 def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
                       table: np.ndarray, use_min: np.ndarray, c_in: int, native: bool,
                       num_threads: int | None) -> np.ndarray:
@@ -198,8 +210,7 @@ def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self:
     each point's neighbours; channels whose value may peak inside that range (a negative PReLU
     slope and a negative BatchNorm scale) are computed edge by edge."""
     ymax, ymin = xor_edge_minmax(x, idx, w_rel, w_self, c_in, native, num_threads)
-    vmax, vmin = ref.table_lookup(ymax, table), ref.table_lookup(ymin, table)
-    h = np.where(use_min.astype(bool), np.minimum(vmax, vmin), np.maximum(vmax, vmin))
+    h = table_minmax(ymax, ymin, table, use_min, native, num_threads)
     special = not_at_extremes(table, use_min)
     if special.size:
         h[..., special] = ref.xor_edge_conv_max(
