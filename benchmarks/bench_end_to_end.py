@@ -1,6 +1,7 @@
-"""End-to-end classification latency: binary DGCNNs (BF2, RF) in the bingnn engine vs the float
-``DGCNN`` in eager PyTorch (the baseline) and in ONNX Runtime (float32), on ``N = 1024`` points,
-batch 1 and 16. Every row times the full forward pass (k-NN graphs included) on the same input.
+"""End-to-end classification latency: binary DGCNNs (BF2, BF2 with real-valued shortcuts, RF)
+in the bingnn engine vs the float ``DGCNN`` in eager PyTorch (the baseline) and in ONNX Runtime
+(float32), on ``N = 1024`` points, batch 1 and 16. Every row times the full forward pass (k-NN
+graphs included) on the same input.
 
 The models are randomly initialised (the run time of a forward pass does not depend on the
 weights); the engine runs the model file written by ``bingnn.export``, read back from disk.
@@ -24,6 +25,9 @@ from bingnn.export import export
 from bingnn.models import DGCNN, BinDGCNN
 
 NUM_CLASSES = 40
+# (file name, variant, real-valued shortcuts): with shortcuts the XOR layers keep real values
+# (tabulated), so they cannot use the fused bits-only kernel
+VARIANTS = (("bf2", "bf2", False), ("bf2-shortcut", "bf2", True), ("rf", "rf", False))
 
 
 def _onnx_session(model: DGCNN, n: int, path: Path, threads: int):
@@ -70,10 +74,10 @@ def run(smoke: bool, threads: list[int]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
-        for variant in ("bf2", "rf"):
-            model = BinDGCNN(num_classes=NUM_CLASSES, variant=variant,
+        for name, variant, shortcut in VARIANTS:
+            model = BinDGCNN(num_classes=NUM_CLASSES, variant=variant, shortcut=shortcut,
                              knn="l2" if variant == "rf" else "hamming").eval()
-            files[variant] = export(model, Path(tmp) / f"{variant}.bgnn")
+            files[name] = export(model, Path(tmp) / f"{name}.bgnn")
         onnx_path = Path(tmp) / "dgcnn.onnx"
         rng = np.random.default_rng(0)
         for b in batches:
@@ -89,8 +93,9 @@ def run(smoke: bool, threads: list[int]) -> list[dict[str, Any]]:
                 sess = _onnx_session(dgcnn, n, onnx_path, t)
                 ort_ms = median_ms(sess.run, None, {"points": x}, repeats=reps)
                 rows.append(row("end_to_end", shape, "DGCNN float32, ONNX Runtime", t, ort_ms))
-                for variant, label in (("bf2", "BF2"), ("rf", "RF")):
-                    em = bingnn.engine.load(files[variant], num_threads=t)
+                for name, label in (("bf2", "BF2"), ("bf2-shortcut", "BF2 + shortcuts"),
+                                    ("rf", "RF")):
+                    em = bingnn.engine.load(files[name], num_threads=t)
                     ms = median_ms(em.logits, x, repeats=reps)
                     rows.append(row("end_to_end", shape, f"BinDGCNN {label}, bingnn engine", t,
                                     ms, vs_onnx=ort_ms / ms))
