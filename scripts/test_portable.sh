@@ -26,5 +26,6 @@ print('portable build:', f['arch'], 'levels', f['compiled_levels'])
 python3 -m pytest -q -p no:cacheprovider -m "not slow and not install" tests/test_engine_kernels.py \
     tests/test_native_bindings.py tests/test_engine_fuzz.py tests/test_engine_float_kernels.py \
     tests/test_engine_kernels_torch.py tests/test_engine_parity.py \
-    tests/test_engine_graph_kernels.py tests/test_engine_node_parity.py
+    tests/test_engine_graph_kernels.py tests/test_engine_node_parity.py \
+    tests/test_engine_shortcut.py
 echo "[portable] passed in $((SECONDS - T0)) s"
