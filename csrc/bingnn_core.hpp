@@ -121,5 +121,9 @@ void xor_edge_conv_minmax(const uint64_t* x, int64_t sets, int64_t n, const int3
 void xor_edge_conv_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
                        const XorConvParams& p, uint64_t* out, int32_t* idx_out,
                        int num_threads);
+// The same pass returning max_j y and min_j y as (sets, n, c_out) int32 (real-valued layers).
+void xor_edge_conv_knn_minmax(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
+                              const XorConvParams& p, int32_t* ymax, int32_t* ymin,
+                              int32_t* idx_out, int num_threads);
 
 }  // namespace bingnn

@@ -293,6 +293,35 @@ PYBIND11_MODULE(_native, m) {
         py::arg("x"), py::arg("k"), py::arg("w_rel"), py::arg("w_self"), py::arg("t_hi"),
         py::arg("t_lo"), py::arg("negate"), py::arg("c_in"), py::arg("num_threads") = 0);
 
+    m.def(
+        "xor_edge_conv_knn_minmax",
+        [](const Arr<uint64_t>& x, int64_t k, const Arr<uint64_t>& w_rel,
+           const Arr<uint64_t>& w_self, int64_t c_in, int num_threads) {
+            require(x.ndim() == 3, "x must be (B, N, W)");
+            check_aligned({{&x, "x"}, {&w_rel, "w_rel"}, {&w_self, "w_self"}});
+            const int64_t sets = x.shape(0), n = x.shape(1);
+            require(sets >= 1 && n >= 1, "xor_edge_conv_knn_minmax needs non-empty point sets");
+            require(n <= INT32_MAX,
+                    "xor_edge_conv_knn_minmax: N must fit int32 neighbour indices");
+            require(k >= 1 && k <= n, "k must satisfy 1 <= k <= N");
+            const XorConvParams p = conv_params(w_rel, w_self, c_in, x.shape(2));
+            require(x.shape(2) * 64 <= kMaxKnnBits, "k-NN supports at most 1023 words per point");
+            check_padding(x.data(), sets * n, x.shape(2), c_in, "x");
+            threads_arg(num_threads);
+            Arr<int32_t> ymax({sets, n, p.c_out}), ymin({sets, n, p.c_out});
+            Arr<int32_t> idx({sets, n, k});
+            const uint64_t* xp = x.data();
+            int32_t *hp = ymax.mutable_data(), *lp = ymin.mutable_data();
+            int32_t* ip = idx.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                xor_edge_conv_knn_minmax(xp, sets, n, k, p, hp, lp, ip, num_threads);
+            }
+            return py::make_tuple(ymax, ymin, idx);
+        },
+        py::arg("x"), py::arg("k"), py::arg("w_rel"), py::arg("w_self"), py::arg("c_in"),
+        py::arg("num_threads") = 0);
+
     // ---- dispatch and threads
     m.def("set_dispatch", [](const std::string& name) { set_level(parse_level(name)); },
           py::arg("level"));

@@ -286,9 +286,13 @@ void xor_edge_conv_minmax(const uint64_t* x, int64_t sets, int64_t n, const int3
     run_conv(x, sets, n, idx, k, p, ymax, ymin, nullptr, num_threads);
 }
 
-void xor_edge_conv_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
-                       const XorConvParams& p, uint64_t* out, int32_t* idx_out,
-                       int num_threads) {
+namespace {
+
+// Hamming k-NN and the conv per tile of points: thresholded bits into out, or (out null) the
+// max / min pre-activations into ymax, ymin.
+void run_knn_conv(const uint64_t* x, int64_t sets, int64_t n, int64_t k, const XorConvParams& p,
+                  uint64_t* out, int32_t* ymax, int32_t* ymin, int32_t* idx_out,
+                  int num_threads) {
     if (sets == 0 || n == 0) return;
     const ConvCtx cx(p, active_level());
     const int64_t w = cx.w_in, set_words = n * w, set_bt = (n + 7) / 8 * w * 8;
@@ -314,11 +318,29 @@ void xor_edge_conv_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
             int32_t* nbr = idx_out ? idx_out + row * k : local.data();
             knn.rows(x + s * set_words, bt.empty() ? nullptr : bt.data() + s * set_bt, r, cnt,
                      nbr, nullptr);
-            for (int q = 0; q < cnt; ++q)
-                conv.point(x + s * set_words, r + q, nbr + q * k, nullptr, nullptr,
-                           out + (row + q) * cx.w_out);
+            for (int q = 0; q < cnt; ++q) {
+                const int64_t pt = row + q;
+                conv.point(x + s * set_words, r + q, nbr + q * k,
+                           out ? nullptr : ymax + pt * p.c_out,
+                           out ? nullptr : ymin + pt * p.c_out,
+                           out ? out + pt * cx.w_out : nullptr);
+            }
         }
     });
+}
+
+}  // namespace
+
+void xor_edge_conv_knn(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
+                       const XorConvParams& p, uint64_t* out, int32_t* idx_out,
+                       int num_threads) {
+    run_knn_conv(x, sets, n, k, p, out, nullptr, nullptr, idx_out, num_threads);
+}
+
+void xor_edge_conv_knn_minmax(const uint64_t* x, int64_t sets, int64_t n, int64_t k,
+                              const XorConvParams& p, int32_t* ymax, int32_t* ymin,
+                              int32_t* idx_out, int num_threads) {
+    run_knn_conv(x, sets, n, k, p, nullptr, ymax, ymin, idx_out, num_threads);
 }
 
 }  // namespace bingnn

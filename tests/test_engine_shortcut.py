@@ -189,3 +189,37 @@ def test_native_table_minmax_refuses_values_outside_the_table() -> None:
             _native.table_minmax(ok, y, table, use_min)
     with pytest.raises(ValueError, match="table must have shape"):
         _native.table_minmax(ok, ok, np.zeros((3, 8), np.float32), use_min)
+
+
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 40), c_in=st.sampled_from([1, 8, 63, 64, 65, 130]),
+       c_out=st.integers(1, 20), k=st.integers(1, 40), seed=st.integers(0, 2**31 - 1))
+def test_fused_knn_minmax_matches_the_reference(b: int, n: int, c_in: int, c_out: int, k: int,
+                                                seed: int) -> None:
+    """One native pass (Hamming k-NN, then the max / min pre-activations) against the numpy
+    k-NN and pre-activations: widths that are not a multiple of 64, k up to N."""
+    from bingnn.engine import kernels as K
+
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    x = ref.pack_bits(rng.random((b, n, c_in)) < 0.5)
+    w_rel = ref.pack_bits(rng.random((c_out, c_in)) < 0.5)
+    w_self = ref.pack_bits(rng.random((c_out, c_in)) < 0.5)
+    want_idx = ref.hamming_knn(x, k)
+    y = ref.xor_edge_preact(x, want_idx, w_rel, w_self, c_in)
+    for level in K.cpu_features()["levels"]:  # every compiled level this CPU runs
+        with K.dispatch(level):
+            ymax, ymin, idx = K.xor_edge_conv_knn_minmax(x, k, w_rel, w_self, c_in=c_in,
+                                                         num_threads=2)
+        np.testing.assert_array_equal(idx, want_idx, err_msg=level)
+        np.testing.assert_array_equal(ymax, y.max(axis=2), err_msg=level)
+        np.testing.assert_array_equal(ymin, y.min(axis=2), err_msg=level)
+
+
+def test_fused_knn_minmax_refuses_k_above_n() -> None:
+    from bingnn.engine import kernels as K
+
+    x = ref.pack_bits(np.ones((1, 4, 8), bool))
+    w = ref.pack_bits(np.ones((2, 8), bool))
+    with pytest.raises(ValueError, match="k"):
+        K.xor_edge_conv_knn_minmax(x, 5, w, w, c_in=8)

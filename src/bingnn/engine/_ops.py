@@ -203,19 +203,27 @@ def table_minmax(ymax: np.ndarray, ymin: np.ndarray, table: np.ndarray, use_min:
     return np.where(use_min.astype(bool), np.minimum(vmax, vmin), np.maximum(vmax, vmin))
 
 
-def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
+def xor_edge_conv_max(x: np.ndarray, k: int, w_rel: np.ndarray, w_self: np.ndarray,
                       table: np.ndarray, use_min: np.ndarray, c_in: int, native: bool,
-                      num_threads: int | None) -> np.ndarray:
-    """:func:`bingnn.engine.reference.xor_edge_conv_max` from the max and min pre-activation of
-    each point's neighbours; channels whose value may peak inside that range (a negative PReLU
-    slope and a negative BatchNorm scale) are computed edge by edge."""
-    ymax, ymin = xor_edge_minmax(x, idx, w_rel, w_self, c_in, native, num_threads)
+                      num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A real-valued binary XorEdgeConv layer on packed bits: the Hamming k-NN, then
+    :func:`bingnn.engine.reference.xor_edge_conv_max` from the max and min pre-activation of
+    each point's neighbours (one fused native pass); channels whose value may peak inside that
+    range (a negative PReLU slope and a negative BatchNorm scale) are computed edge by edge.
+    Returns ``(h, idx)``."""
+    if native and has("xor_edge_conv_knn_minmax"):
+        ymax, ymin, idx = K.xor_edge_conv_knn_minmax(x, k, w_rel, w_self, c_in=c_in,
+                                                     num_threads=threads(num_threads))
+    else:
+        idx = hamming_knn(x, k, native, num_threads)
+        ymax, ymin = xor_edge_minmax(x, idx, w_rel, w_self, c_in, native, num_threads)
     h = table_minmax(ymax, ymin, table, use_min, native, num_threads)
     special = not_at_extremes(table, use_min)
     if special.size:
         h[..., special] = ref.xor_edge_conv_max(
-            x, idx, w_rel[special], w_self[special], table[special], use_min[special], c_in)
-    return np.ascontiguousarray(h, dtype=np.float32)
+            x, idx, w_rel[special], w_self[special], table[special], use_min[special], c_in,
+            gemm=lambda a, b, n: binary_gemm(a, b, n, native, num_threads))
+    return np.ascontiguousarray(h, dtype=np.float32), idx
 
 
 def edge_conv0_max(x: np.ndarray, idx: np.ndarray, weight: np.ndarray, alpha: np.ndarray,

@@ -58,6 +58,7 @@ __all__ = [
     "unpack_signs",
     "xor_edge_conv",
     "xor_edge_conv_knn",
+    "xor_edge_conv_knn_minmax",
     "xor_edge_conv_minmax",
 ]
 
@@ -453,3 +454,20 @@ def xor_edge_conv_knn(
         x, k, w_rel, w_self, t_hi, t_lo, negate, c_in, _threads(num_threads)
     )
     return (out, idx) if return_idx else out
+
+
+def xor_edge_conv_knn_minmax(
+    x: Any, k: int, w_rel: Any, w_self: Any, *, c_in: int, num_threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hamming k-NN of every point (as :func:`hamming_knn`) and :func:`xor_edge_conv_minmax` on
+    those neighbours in one pass: the max and min pre-activations a real-valued layer needs.
+
+    Shapes:
+        ``x (B, N, W)`` -> ``ymax, ymin (B, N, C_out)`` int32 and ``idx (B, N, k)`` int32.
+    """
+    x, w_rel, w_self, _ = _conv_inputs(x, w_rel, w_self, c_in)
+    _check_point_sets(x, "x")
+    if x.shape[2] > _MAX_KNN_WORDS:
+        raise ValueError(f"the Hamming k-NN supports at most {_MAX_KNN_WORDS * 64} bits per point")
+    k = _check_k(k, x.shape[1])
+    return _native.xor_edge_conv_knn_minmax(x, k, w_rel, w_self, c_in, _threads(num_threads))

@@ -271,12 +271,13 @@ def table_lookup(y: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self: np.ndarray,
-                      table: np.ndarray, use_min: np.ndarray, c_in: int) -> np.ndarray:
+                      table: np.ndarray, use_min: np.ndarray, c_in: int,
+                      gemm=None) -> np.ndarray:
     r"""Binary XorEdgeConv with real outputs: :math:`h_{ic} = \max_j T_c(y_{ijc})` (the min for
     channels with ``use_min``), :math:`T_c` the tabulated value of an integer pre-activation
     (:func:`table_lookup`). ``x (B, N, W)`` uint64, ``idx (B, N, k)`` -> ``(B, N, C)``
     float32."""
-    v = table_lookup(xor_edge_preact(x, idx, w_rel, w_self, c_in), table)
+    v = table_lookup(xor_edge_preact(x, idx, w_rel, w_self, c_in, gemm), table)
     return np.where(use_min.astype(bool), v.min(axis=2), v.max(axis=2)).astype(np.float32)
 
 

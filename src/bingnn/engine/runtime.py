@@ -257,9 +257,9 @@ class Runner:
     def _p_xor_edge_conv_max(self, layer: Layer, ins: list) -> list:
         (h,) = ins
         a = layer.arrays
-        idx = _ops.hamming_knn(h, layer.params["k"], self.native, self.num_threads)
-        out = _ops.xor_edge_conv_max(h, idx, a["w_rel"], a["w_self"], a["table"], a["use_min"],
-                                     layer.in_values[0].channels, self.native, self.num_threads)
+        out, idx = _ops.xor_edge_conv_max(
+            h, layer.params["k"], a["w_rel"], a["w_self"], a["table"], a["use_min"],
+            layer.in_values[0].channels, self.native, self.num_threads)
         return [out, idx]
 
     def _p_shortcut_add(self, layer: Layer, ins: list) -> list:
