@@ -1,6 +1,6 @@
 """Where the engine's time goes: median wall time of each layer of one forward pass.
 
-    python benchmarks/profile_engine.py [--variant bf2] [--batch 1] [--points 1024] [--threads 1]
+    python benchmarks/profile_engine.py [--variant bf2] [--shortcut] [--batch 1] [--points 1024]
     python benchmarks/profile_engine.py --model FILE.bgnn --graph cora   # any exported model
 
 Point-cloud models (default: a ModelNet40-sized BinDGCNN, random weights): the L2 k-NN on xyz,
@@ -45,6 +45,8 @@ def profile(em, args_for_call: tuple, repeats: int) -> tuple[dict[str, float], f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", default="bf2", choices=["bf1", "bf2", "rf"])
+    ap.add_argument("--shortcut", action="store_true",
+                    help="BF variants with real-valued shortcuts (real XOR layer values)")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--points", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1)
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         from bingnn.models import BinDGCNN
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = export(BinDGCNN(num_classes=40, variant=args.variant), Path(tmp) / "m.bgnn")
+            model = BinDGCNN(num_classes=40, variant=args.variant, shortcut=args.shortcut)
+            path = export(model, Path(tmp) / "m.bgnn")
             em = bingnn.engine.load(path, num_threads=args.threads)
     else:
         em = bingnn.engine.load(args.model, num_threads=args.threads)
