@@ -33,8 +33,12 @@ def _files() -> dict[str, bytes]:
     torch.manual_seed(0)
     pc = BinDGCNN(num_classes=4, variant="bf2", k=4, widths=(16, 16, 32, 64), emb_dims=32,
                   mlp=(24, 16)).eval()
+    # real-valued shortcuts: real XOR layer values from tables, shortcut sums, thresholds at 0
+    sc = BinDGCNN(num_classes=4, variant="bf2", k=4, widths=(16, 16, 32, 64), emb_dims=32,
+                  mlp=(24, 16), shortcut=True, max_offset=0.3).eval()
     node = BinGCN(20, 16, 3, 3).eval()
     return {"points": serialize_model(*fold(pc, ["a", "b", "cone", "d"], num_points=32)),
+            "shortcut": serialize_model(*fold(sc, num_points=32)),
             "nodes": serialize_model(*fold(node))}
 
 
