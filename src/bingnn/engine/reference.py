@@ -285,7 +285,8 @@ def edge_conv0_values(z: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
                       bn_scale: np.ndarray, bn_shift: np.ndarray, bn_edge: bool) -> np.ndarray:
     """The first BF layer's per-edge values before the max: rescale and PReLU of the real
     pre-activations ``z``, then (``bn_edge``, BF2) the BatchNorm, in PyTorch's float32 order."""
-    v = np.where(z * alpha >= 0, z * alpha, (z * alpha) * slope).astype(np.float32)
+    za = z * alpha
+    v = np.where(za >= 0, za, za * slope).astype(np.float32)
     return fma_affine(v, bn_scale, bn_shift) if bn_edge else v
 
 
