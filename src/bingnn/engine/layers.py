@@ -33,8 +33,9 @@ allowed):
                           (BF1, after it), minus an offset -> ``real``
 ``xor_edge_conv``         binary EdgeConv on packed bits: Hamming k-NN, XOR edge features,
                           binary GEMM, thresholds -> ``bits`` and ``idx``
-``xor_edge_conv_max``     the same with real outputs: the tabulated value of every integer
-                          pre-activation, max (or min) over the neighbours -> ``real``, ``idx``
+``xor_edge_conv_max``     the same with real outputs: bias, rescale, PReLU and BatchNorm of the
+                          integer pre-activations, per edge (BF2, then the max) or after the max
+                          (BF1), minus an offset -> ``real``, ``idx``
 ``shortcut_add``          a real value plus an earlier one, its channels repeated to the width
                           (real-valued shortcuts) -> ``real``
 ``real_edge_conv``        EdgeConv on real features: thresholded edge bits, binary GEMM,
@@ -255,10 +256,10 @@ def _xor_max(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str
     _need(x.channels <= MAX_KNN_BITS, f"xor_edge_conv_max supports at most {MAX_KNN_BITS} bits")
     k = _int(p, "k", 1, MAX_K)
     c, c_in = _int(p, "channels"), x.channels
-    # table[c, (y + 2 C_in) / 2]: the value of channel c at pre-activation y = -2 C_in ... 2 C_in
-    arrays = {"w_rel": _packed(c, c_in), "w_self": _packed(c, c_in),
-              "table": ArraySpec("float32", (c, 2 * c_in + 1)),
-              "use_min": ArraySpec("uint8", (c,), "flag")}
+    _enum(p, "bn", ("edge", "node"))
+    arrays = {"w_rel": _packed(c, c_in), "w_self": _packed(c, c_in), "bias": _vec(c),
+              "alpha": _vec(c), "slope": _vec(c), "bn_scale": _vec(c), "bn_shift": _vec(c),
+              "offset": _vec(c)}
     return [Value("real", "points", c), Value("idx", "points", k=k)], arrays
 
 

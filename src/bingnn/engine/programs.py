@@ -75,7 +75,8 @@ def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp:
         for li in range(1, len(widths)):
             layers += [
                 _layer("xor_edge_conv_max", f"layer{li}", [f"x{li - 1}"],
-                       [f"r{li}", f"idx{li}"], k=k, channels=widths[li]),
+                       [f"r{li}", f"idx{li}"], k=k, channels=widths[li],
+                       bn="edge" if variant == "bf2" else "node"),
                 _layer("shortcut_add", f"add{li}", [f"r{li}", stream], [f"s{li}"]),
                 _layer("threshold", f"sign{li}", [f"s{li}"], [f"x{li}"]),
             ]

@@ -263,6 +263,18 @@ def xor_edge_conv(
     return pack_bits(bits)
 
 
+def chain_table(n_bits: int, bias: np.ndarray, alpha: np.ndarray, slope: np.ndarray,
+                bn_scale: np.ndarray, bn_shift: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    r"""The value of every integer pre-activation :math:`y = -n, -n + 2, \dots, n` of a
+    real-valued binary layer, per channel, in PyTorch's float32 order:
+    :math:`\mathrm{fma}(\mathrm{PReLU}((y + b) lpha), s, t) - \delta`.
+
+    Returns ``(C, n_bits + 1)`` float32 (row ``c``, column ``(y + n_bits) / 2``)."""
+    y = np.arange(-n_bits, n_bits + 1, 2, dtype=np.float32)[:, None]
+    v = edge_conv0_values(y + bias, alpha, slope, bn_scale, bn_shift, True)
+    return np.ascontiguousarray((v - offset).T, dtype=np.float32)
+
+
 def table_lookup(y: np.ndarray, table: np.ndarray) -> np.ndarray:
     """``table[c, (y + n) / 2]`` for integer pre-activations ``y (..., C)`` of ``n``-term +-1
     dot products, ``table (C, n + 1)`` float32 -> ``(..., C)`` float32."""
@@ -274,9 +286,11 @@ def xor_edge_conv_max(x: np.ndarray, idx: np.ndarray, w_rel: np.ndarray, w_self:
                       table: np.ndarray, use_min: np.ndarray, c_in: int,
                       gemm=None) -> np.ndarray:
     r"""Binary XorEdgeConv with real outputs: :math:`h_{ic} = \max_j T_c(y_{ijc})` (the min for
-    channels with ``use_min``), :math:`T_c` the tabulated value of an integer pre-activation
-    (:func:`table_lookup`). ``x (B, N, W)`` uint64, ``idx (B, N, k)`` -> ``(B, N, C)``
-    float32."""
+    channels with ``use_min``), :math:`T_c` the value of an integer pre-activation
+    (:func:`chain_table`, :func:`table_lookup`). BF2 (BatchNorm before the max) takes the max;
+    BF1 (after it) the max where the BatchNorm scale is >= 0 and the min where it is negative,
+    which equals BatchNorm of the max since rounding is monotone. ``x (B, N, W)`` uint64,
+    ``idx (B, N, k)`` -> ``(B, N, C)`` float32."""
     v = table_lookup(xor_edge_preact(x, idx, w_rel, w_self, c_in, gemm), table)
     return np.where(use_min.astype(bool), v.min(axis=2), v.max(axis=2)).astype(np.float32)
 

@@ -56,6 +56,7 @@ class Runner:
         #: when a dict, every layer run appends its wall time (seconds) under its name
         self.timings: dict[str, list[float]] | None = None
         self._pool_fused = self._find_pool_fusions()
+        self._tables = self._chain_tables()
         self._agg_source: dict[str, tuple[str, str | None, np.ndarray | None]] = {}
         self._agg_epilogue: dict[str, tuple[str, dict[str, Any]]] = {}
         self._agg_outputs: dict[str, dict[str, Any]] = {}
@@ -65,6 +66,21 @@ class Runner:
         if program.task == "node_classification" and fuse:
             self._find_aggregate_fusions()
             self._find_sign_fusions()
+
+    def _chain_tables(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per ``xor_edge_conv_max`` layer: the value of each integer pre-activation per channel
+        and the channels that take the min over the neighbours (BF1 with a negative BatchNorm
+        scale), computed once (a few KiB per layer instead of stored tables in the file)."""
+        out = {}
+        for layer in self.program.layers:
+            if layer.op != "xor_edge_conv_max":
+                continue
+            a = layer.arrays
+            table = ref.chain_table(2 * layer.in_values[0].channels, a["bias"], a["alpha"],
+                                    a["slope"], a["bn_scale"], a["bn_shift"], a["offset"])
+            node_bn = layer.params["bn"] == "node"
+            out[layer.name] = (table, (a["bn_scale"] < 0) & node_bn)
+        return out
 
     def _find_pool_fusions(self) -> set[str]:
         """``binary_linear`` layers whose output only feeds one ``global_pool``: run together,
@@ -257,8 +273,9 @@ class Runner:
     def _p_xor_edge_conv_max(self, layer: Layer, ins: list) -> list:
         (h,) = ins
         a = layer.arrays
+        table, use_min = self._tables[layer.name]
         out, idx = _ops.xor_edge_conv_max(
-            h, layer.params["k"], a["w_rel"], a["w_self"], a["table"], a["use_min"],
+            h, layer.params["k"], a["w_rel"], a["w_self"], table, use_min.astype(np.uint8),
             layer.in_values[0].channels, self.native, self.num_threads)
         return [out, idx]
 

@@ -94,20 +94,6 @@ def int_predicate(fn: Fn, n_bits: int, channels: int, invert: Sequence[bool] | N
     return lo, hi, neg
 
 
-def int_table(fn: Fn, n_bits: int, channels: int) -> np.ndarray:
-    """``fn`` evaluated in float32 on every integer pre-activation ``y = -n_bits, -n_bits + 2,
-    ..., n_bits`` per channel: ``(channels, n_bits + 1)`` float32 (row ``c``, column
-    ``(y + n_bits) / 2``), the engine's ``xor_edge_conv_max`` table."""
-    ys = np.arange(-n_bits, n_bits + 1, 2, dtype=np.int64)
-    t = torch.from_numpy(ys.astype(np.float32))[:, None].expand(-1, channels).contiguous()
-    with torch.no_grad():
-        v = fn(t).to(torch.float32).numpy()
-    if not np.isfinite(v).all():
-        raise ExportError("a layer's values are not finite for some pre-activation; the model's "
-                          "BatchNorm statistics or rescale factors are broken")
-    return np.ascontiguousarray(v.T)
-
-
 def _f32(bits: np.ndarray) -> np.ndarray:
     return np.asarray(bits, dtype=np.uint32).view(np.float32)
 
@@ -359,11 +345,11 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
 
 
 def _fold_bf_shortcut(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
-    """BF with real-valued shortcuts: every EdgeConv's real value before the sign. The xyz
-    layer's rescale, PReLU and BatchNorm are stored as they are (the engine repeats PyTorch's
-    float32 operations); an XOR layer's whole chain (bias, rescale, PReLU, BatchNorm, offset)
-    is tabulated on its integer pre-activations by evaluating the model's own modules. The signs
-    of the shortcut sums are thresholds at 0 (``ste_sign``: ``v >= 0`` is +1)."""
+    """BF with real-valued shortcuts: every EdgeConv's real value before the sign. Each layer's
+    bias, rescale, PReLU, BatchNorm and offset are stored as they are: the engine repeats
+    PyTorch's float32 operations (an XOR layer on each of its few integer pre-activations,
+    once per model). The signs of the shortcut sums are thresholds at 0 (``ste_sign``:
+    ``v >= 0`` is +1)."""
     arrays: dict[str, np.ndarray] = {}
     chans = [3, *widths]
     for li, conv in enumerate(model.convs):
@@ -385,15 +371,16 @@ def _fold_bf_shortcut(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarra
             if not conv.linear.binary_weights:
                 raise ExportError(f"{where}: weights are not binary")
             bias = conv.linear.bias
-            fn = _chain(None if bias is None else _Bias(bias), conv.rescale, conv.act, conv.bn,
-                        _Shift(-conv.max_offset))
+            alpha, slope = _rescale_act(conv, where)
             w = conv.linear.weight
-            arrays[f"layer{li}.w_rel"] = _signs(w[:, : chans[li]])
-            arrays[f"layer{li}.w_self"] = _signs(w[:, chans[li]:])
-            arrays[f"layer{li}.table"] = int_table(fn, 2 * chans[li], c_out)
-            # BF1's BatchNorm comes after the max: a negative scale turns it into a min.
-            arrays[f"layer{li}.use_min"] = ((scale < 0) if conv.version == 1
-                                            else np.zeros(c_out, bool)).astype(np.uint8)
+            arrays.update({
+                f"layer{li}.w_rel": _signs(w[:, : chans[li]]),
+                f"layer{li}.w_self": _signs(w[:, chans[li]:]),
+                f"layer{li}.bias": (_np(bias) if bias is not None
+                                    else np.zeros(c_out, np.float32)),
+                f"layer{li}.alpha": alpha, f"layer{li}.slope": slope,
+                f"layer{li}.bn_scale": scale, f"layer{li}.bn_shift": shift,
+                f"layer{li}.offset": np.full(c_out, conv.max_offset, np.float32)})
         arrays[f"sign{li}.lo"] = np.full(c_out, -np.inf, np.float32)
         arrays[f"sign{li}.hi"] = np.zeros(c_out, np.float32)
         arrays[f"sign{li}.negate"] = np.zeros(c_out, np.uint8)
