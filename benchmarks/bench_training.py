@@ -48,6 +48,9 @@ MODELS: dict[str, Callable[[int], torch.nn.Module]] = {
     "BF2 stage 1": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=1, k=k),
     "BF2 stage 2": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=2, k=k),
     "BF2 stage 3": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=3, k=k),
+    # the recipes' BF2 since 2026-12-04: real-valued shortcuts around the XOR EdgeConvs
+    "BF2 stage 3 + shortcuts": lambda k: BinDGCNN(NUM_CLASSES, "bf2", "hamming", stage=3, k=k,
+                                                  shortcut=True),
     "RF stage 1": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=1, k=k),
     "RF stage 2": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=2, k=k),
     "RF stage 3": lambda k: BinDGCNN(NUM_CLASSES, "rf", "l2", stage=3, k=k),
