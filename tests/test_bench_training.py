@@ -28,7 +28,8 @@ def test_training_bench_smoke() -> None:
         assert r["median_ms"] > 0 and r["clouds_per_s"] > 0 and r["cpu_ms"] > 0
         assert set(r["columns"]) == {"clouds/s", "peak MiB"}
     assert set(mod.MODELS) == {"DGCNN", "BF2 stage 1", "BF2 stage 2", "BF2 stage 3",
-                               "RF stage 1", "RF stage 2", "RF stage 3"}
+                               "BF2 stage 3 + shortcuts", "RF stage 1", "RF stage 2",
+                               "RF stage 3"}
 
 
 def test_training_bench_command_line(tmp_path, capsys) -> None:
