@@ -335,13 +335,19 @@ def _fold_bf(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
         arrays[prefix + "p_lo"], arrays[prefix + "p_hi"], arrays[prefix + "p_negate"] = (
             lo, hi, neg)
         arrays[prefix + "out_negate"] = invert.astype(np.uint8)
+    arrays.update(_fold_bf_embed(model))
+    return arrays
+
+
+def _fold_bf_embed(model: BinDGCNN) -> dict[str, np.ndarray]:
+    """A BF model's binary embedding (both BF layouts share it)."""
     emb = model.embed
     if not isinstance(emb.center, NoCenter) or not isinstance(model.embed_norm, ChannelBatchNorm):
         raise ExportError("embed: unexpected layout for a BF model")
-    arrays["embed.weight"] = _signs(emb.linear.weight)
-    arrays["embed.alpha"], arrays["embed.slope"] = _rescale_act(emb, "embed")
-    arrays["embed.bn_scale"], arrays["embed.bn_shift"] = _bn_affine(model.embed_norm, "embed")
-    return arrays
+    alpha, slope = _rescale_act(emb, "embed")
+    scale, shift = _bn_affine(model.embed_norm, "embed")
+    return {"embed.weight": _signs(emb.linear.weight), "embed.alpha": alpha,
+            "embed.slope": slope, "embed.bn_scale": scale, "embed.bn_shift": shift}
 
 
 def _fold_bf_shortcut(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarray]:
@@ -384,12 +390,7 @@ def _fold_bf_shortcut(model: BinDGCNN, widths: list[int]) -> dict[str, np.ndarra
         arrays[f"sign{li}.lo"] = np.full(c_out, -np.inf, np.float32)
         arrays[f"sign{li}.hi"] = np.zeros(c_out, np.float32)
         arrays[f"sign{li}.negate"] = np.zeros(c_out, np.uint8)
-    emb = model.embed
-    if not isinstance(emb.center, NoCenter) or not isinstance(model.embed_norm, ChannelBatchNorm):
-        raise ExportError("embed: unexpected layout for a BF model")
-    arrays["embed.weight"] = _signs(emb.linear.weight)
-    arrays["embed.alpha"], arrays["embed.slope"] = _rescale_act(emb, "embed")
-    arrays["embed.bn_scale"], arrays["embed.bn_shift"] = _bn_affine(model.embed_norm, "embed")
+    arrays.update(_fold_bf_embed(model))
     return arrays
 
 
