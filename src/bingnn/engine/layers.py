@@ -228,13 +228,17 @@ def _xyz_real(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[st
     return [Value("real", "points", c)], arrays
 
 
-def _xor_conv(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
+def _xor_params(p: dict[str, Any], ins: list[Value], op: str) -> tuple[int, int, int]:
+    """``k``, output and input channels of an XOR EdgeConv op on packed per-point bits."""
     (x,) = ins
-    _kind(x, ("bits",), "xor_edge_conv input")
-    _need(x.domain == "points", "xor_edge_conv needs per-point features")
-    _need(x.channels <= MAX_KNN_BITS, f"xor_edge_conv supports at most {MAX_KNN_BITS} bits")
-    k = _int(p, "k", 1, MAX_K)
-    c, c_in = _int(p, "channels"), x.channels
+    _kind(x, ("bits",), f"{op} input")
+    _need(x.domain == "points", f"{op} needs per-point features")
+    _need(x.channels <= MAX_KNN_BITS, f"{op} supports at most {MAX_KNN_BITS} bits")
+    return _int(p, "k", 1, MAX_K), _int(p, "channels"), x.channels
+
+
+def _xor_conv(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
+    k, c, c_in = _xor_params(p, ins, "xor_edge_conv")
     arrays = {"w_rel": _packed(c, c_in), "w_self": _packed(c, c_in), **_pred("p_", c, "int32"),
               "out_negate": ArraySpec("uint8", (c,), "flag")}
     return [Value("bits", "points", c), Value("idx", "points", k=k)], arrays
@@ -250,12 +254,7 @@ def _xyz_max(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str
 
 
 def _xor_max(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
-    (x,) = ins
-    _kind(x, ("bits",), "xor_edge_conv_max input")
-    _need(x.domain == "points", "xor_edge_conv_max needs per-point features")
-    _need(x.channels <= MAX_KNN_BITS, f"xor_edge_conv_max supports at most {MAX_KNN_BITS} bits")
-    k = _int(p, "k", 1, MAX_K)
-    c, c_in = _int(p, "channels"), x.channels
+    k, c, c_in = _xor_params(p, ins, "xor_edge_conv_max")
     _enum(p, "bn", ("edge", "node"))
     arrays = {"w_rel": _packed(c, c_in), "w_self": _packed(c, c_in), "bias": _vec(c),
               "alpha": _vec(c), "slope": _vec(c), "bn_scale": _vec(c), "bn_shift": _vec(c),
