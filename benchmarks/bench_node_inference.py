@@ -5,7 +5,9 @@ Graphs: Cora (Planetoid raw files, 2,708 nodes, row-normalised bag-of-words as t
 Facebook Page-Page (the MUSAE release files, 22,470 nodes, 4,714 0/1 features) and a generated
 power-law graph (Chung-Lu, 1,000,000 nodes, 10,000,000 directed edges without duplicates,
 256 0/1 features, density 5 %). Models: 2 layers, hidden 256, random weights with non-trivial
-BatchNorm statistics (speed does not depend on the values). Float: ``GraphSAGE`` / ``GCN``
+BatchNorm statistics (speed does not depend on the values); ``sage-signs`` is BinSAGE whose
+second layer aggregates its neighbours' signs by majority vote (``sign_messages=True``) beside
+the same float GraphSAGE. Float: ``GraphSAGE`` / ``GCN``
 (stage 0) on PyG's most efficient CPU path, a ``torch.sparse_csr`` adjacency built once
 (``spmm``, no E x C message tensor; GCN's normalised adjacency cached). Binary: the stage-3
 ``BinSAGE`` / ``BinGCN`` exported to ``.bgnn``, run by ``bingnn.engine`` with an
@@ -142,8 +144,10 @@ def build(arch: str, stage: int, f: int, classes: int, seed: int = 0):
     from bingnn.models import BinGCN, BinSAGE
 
     torch.manual_seed(seed)
-    cls = BinSAGE if arch == "sage" else BinGCN
+    cls = BinSAGE if arch.startswith("sage") else BinGCN
     kw = {"cached": True} if arch == "gcn" and stage == 0 else {}
+    if arch == "sage-signs":  # the float teacher is the same GraphSAGE (it has no signs)
+        kw["sign_messages"] = True
     model = cls(f, HIDDEN, LAYERS, classes, stage=stage, **kw)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -243,7 +247,8 @@ IMPLS = {
     "engine": "{B}, bingnn engine",
     "engine_sparse": "{B}, bingnn engine (CSR features)",
 }
-NAMES = {"sage": ("GraphSAGE", "BinSAGE"), "gcn": ("GCN", "BinGCN")}
+NAMES = {"sage": ("GraphSAGE", "BinSAGE"), "gcn": ("GCN", "BinGCN"),
+         "sage-signs": ("GraphSAGE", "BinSAGE with sign messages")}
 
 
 def prepare(g: GraphData, d: Path) -> dict[str, dict[str, int]]:

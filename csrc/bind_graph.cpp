@@ -307,6 +307,26 @@ void bind_graph(py::module_& m) {
         py::arg("x"), py::arg("w"), py::arg("num_threads") = 0, py::arg("out") = "float32");
 
     m.def(
+        "graph_majority",
+        [](const Arr<uint64_t>& bits, int64_t c, const Arr<int64_t>& indptr,
+           const Arr<int32_t>& indices, int num_threads) {
+            require(c >= 1, "c must be at least 1");
+            require(bits.ndim() == 2 && bits.shape(1) == n_words(c),
+                 "bits must be (N, ceil(C / 64)) uint64");
+            check_csr(indptr, indices, bits.shape(0), "graph_majority");
+            const int64_t rows = indptr.shape(0) - 1, words = n_words(c);
+            Arr<uint64_t> out({rows, words});
+            {
+                py::gil_scoped_release nogil;
+                graph_majority(bits.data(), c, indptr.data(), indices.data(), rows,
+                               out.mutable_data(), num_threads);
+            }
+            return out;
+        },
+        py::arg("bits"), py::arg("c"), py::arg("indptr"), py::arg("indices"),
+        py::arg("num_threads") = 0);
+
+    m.def(
         "graph_threshold_pack",
         [](const Arr<float>& v, const Arr<float>& lo, const Arr<float>& hi,
            const Arr<uint8_t>& negate, int num_threads) {

@@ -261,26 +261,7 @@ void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
         run(0, rows);
         return;
     }
-    const int64_t chunks = std::min<int64_t>(rows, int64_t{8} * threads);
-    std::vector<int64_t> bounds(static_cast<size_t>(chunks + 1), rows);
-    bounds[0] = 0;
-    for (int64_t q = 1; q < chunks; ++q) {
-        const int64_t target = work * q / chunks;
-        // first row r with (indptr[r] - indptr[0]) + r >= target
-        int64_t lo = bounds[static_cast<size_t>(q - 1)], hi = rows;
-        while (lo < hi) {
-            const int64_t mid = lo + (hi - lo) / 2;
-            if ((indptr[mid] - indptr[0]) + mid < target)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        bounds[static_cast<size_t>(q)] = lo;
-    }
-    parallel_for(chunks, threads, 1, [&](int64_t q0, int64_t q1) {
-        for (int64_t q = q0; q < q1; ++q)
-            run(bounds[static_cast<size_t>(q)], bounds[static_cast<size_t>(q + 1)]);
-    });
+    parallel_edge_chunks(indptr, rows, threads, run);
 }
 
 }  // namespace bingnn

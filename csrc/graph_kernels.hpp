@@ -16,9 +16,41 @@
 // no compiler turns a separate multiply and add into an FMA.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#include "parallel.hpp"
 
 namespace bingnn {
+
+// Runs run(r0, r1) over the rows of a CSR in 8 * threads chunks of about equal work (in-edges
+// + 1 per row), not of equal row counts: on a power-law graph a few hubs hold a large share
+// of the edges.
+template <class Run>
+void parallel_edge_chunks(const int64_t* indptr, int64_t rows, int threads, const Run& run) {
+    const int64_t work = (indptr[rows] - indptr[0]) + rows;
+    const int64_t chunks = std::min<int64_t>(rows, int64_t{8} * threads);
+    std::vector<int64_t> bounds(static_cast<size_t>(chunks + 1), rows);
+    bounds[0] = 0;
+    for (int64_t q = 1; q < chunks; ++q) {
+        const int64_t target = work * q / chunks;
+        // first row r with (indptr[r] - indptr[0]) + r >= target
+        int64_t lo = bounds[static_cast<size_t>(q - 1)], hi = rows;
+        while (lo < hi) {
+            const int64_t mid = lo + (hi - lo) / 2;
+            if ((indptr[mid] - indptr[0]) + mid < target)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        bounds[static_cast<size_t>(q)] = lo;
+    }
+    parallel_for(chunks, threads, 1, [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q)
+            run(bounds[static_cast<size_t>(q)], bounds[static_cast<size_t>(q + 1)]);
+    });
+}
 
 // In-edges grouped by target, edge order kept (a stable counting sort). src, dst (e) int64 in
 // [0, n) (checked: returns false on an out-of-range index); indptr (n + 1) int64, indices (e)
@@ -101,6 +133,13 @@ struct AggSource {
 void graph_aggregate(const AggSource& src, int64_t c, const int64_t* indptr,
                      const int32_t* indices, const float* weights, int64_t rows, bool mean,
                      const RowEpilogue& ep, const RowOutput& ro, int num_threads);
+
+// Majority vote of packed signs over in-neighbours: bit c of out row r is set where
+// 2 * (number of entries e of row r with bit c of bits[indices[e]] set) >= (entries of row r),
+// i.e. the sign of the mean of the +-1 messages with sign(0) = +1 (an empty row gives all
+// ones). bits (m, ceil(c / 64)), out (rows, ceil(c / 64)); bits of a row past c stay 0.
+void graph_majority(const uint64_t* bits, int64_t c, const int64_t* indptr,
+                    const int32_t* indices, int64_t rows, uint64_t* out, int num_threads);
 
 // Statistics of dense features x (rows, f) in one pass: whether every value is finite, whether
 // every value is an integer, and the largest row sum of |x| when every value is an integer

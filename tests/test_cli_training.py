@@ -126,6 +126,15 @@ def test_node_options_reach_the_config():
     gcn = _parse(["train-node", "--dataset", "cora", "--model", "bingcn", "--no-node-scale"])
     assert single_run_config(build_recipe(gcn, "bingcn"), "bingcn")["model"]["node_scale"] \
         is False
+    # --sign-messages reaches the binary GraphSAGE students, not their float teacher
+    from bingnn.distill.recipe import stage_config
+
+    sm = build_recipe(_parse(["distill-node", "--dataset", "cora", "--model", "binsage",
+                              "--sign-messages"]), "binsage")
+    models = [stage_config(sm, s, "binsage")["model"] for s in range(4)]
+    assert [m.get("sign_messages", False) for m in models] == [False, True, True, True]
+    assert "sign_messages" not in single_run_config(build_recipe(args, "binsage"), "binsage",
+                                                    1)["model"]
 
 
 def test_a_failed_train_leaves_nothing_behind(tmp_path, capsys):

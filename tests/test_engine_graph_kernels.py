@@ -212,6 +212,28 @@ def test_threshold_pack(rows, c, seed) -> None:
 
 
 @SETTINGS
+@given(rows=st.integers(0, 30), m=st.integers(1, 40), c=st.integers(1, 700),
+       max_deg=st.sampled_from([1, 4, 9, 300]), threads=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_majority(rows, m, c, max_deg, threads, seed) -> None:
+    """Sizes not a multiple of 64, more than 512 channels (two register blocks), empty rows
+    (all ones), even degrees (ties give +1) and rows of more than 255 entries (wide
+    counters)."""
+    rng = np.random.default_rng(seed)
+    bits = pack_bits(rng.random((m, c)) < rng.random())
+    indptr, indices = random_csr(rng, rows, m, max_deg)
+    want = gref.majority(bits, c, indptr, indices)
+    got = at_every_level(lambda: _native.graph_majority(bits, c, indptr, indices, threads))
+    np.testing.assert_array_equal(got, want)
+    # The reference is the sign of the mean of the +-1 messages, sign(0) = +1.
+    pm = np.where(np.unpackbits(bits.view(np.uint8), axis=1, bitorder="little")[:, :c], 1, -1)
+    for r in range(rows):
+        mean = pm[indices[indptr[r]:indptr[r + 1]]].sum(0) if indptr[r + 1] > indptr[r] else 0
+        np.testing.assert_array_equal(
+            np.unpackbits(want[r].view(np.uint8), bitorder="little")[:c], (mean >= 0) * 1)
+
+
+@SETTINGS
 @given(rows=st.integers(1, 30), c=st.integers(1, 600), seed=st.integers(0, 2**16))
 def test_aten_row_sum_is_torch_sum(rows, c, seed) -> None:
     torch = pytest.importorskip("torch")
@@ -304,6 +326,10 @@ def test_affine(rows, c, two, flags, seed) -> None:
      "shape"),
     (lambda: _native.graph_node_scale(np.zeros((2, 5), np.float32), "batchnorm", None, None, 1),
      "batchnorm"),
+    (lambda: _native.graph_majority(np.zeros((2, 1), np.uint64), 65, np.array([0, 1]),
+                                    np.array([0], np.int32), 1), "ceil"),
+    (lambda: _native.graph_majority(np.zeros((2, 1), np.uint64), 5, np.array([0, 1]),
+                                    np.array([2], np.int32), 1), "out of range"),
     (lambda: _native.graph_affine([(np.zeros((2, 3), np.float32), np.zeros(3, np.float32),
                                     None, None)], None, None, 1), "row_scale"),
 ])

@@ -94,7 +94,13 @@ def torch_trace(model: torch.nn.Module, x: np.ndarray, ei: np.ndarray) -> dict[s
     n = len(model.convs)
     with torch.no_grad():
         for i, conv in enumerate(model.convs):
-            if isinstance(model, BinSAGE) and i > 0:
+            if isinstance(model, BinSAGE) and i > 0 and conv.sign_messages:
+                m = conv.lin_l.input_quantizer(conv.lin_l.center(h))
+                tr[f"m{i}_l"] = ref.pack_bits((m >= 0).numpy())
+                agg = conv.propagate(edge_index, x=(m, None), size=(h.size(0), h.size(0)))
+                tr[f"b{i}_l"] = ref.pack_bits((agg >= 0).numpy())
+                tr[f"b{i}_r"] = ref.pack_bits((conv.lin_r.center(h) >= 0).numpy())
+            elif isinstance(model, BinSAGE) and i > 0:
                 agg = conv.propagate(edge_index, x=(h, h), size=None)
                 tr[f"a{i}"] = agg.numpy()
                 tr[f"b{i}_l"] = ref.pack_bits((conv.lin_l.center(agg) >= 0).numpy())
@@ -119,7 +125,7 @@ def check(model: torch.nn.Module, em: EngineModel, x: np.ndarray, ei: np.ndarray
     scale = max(1.0, float(np.abs(t["logits"]).max()))
     for key, want in t.items():
         got = e[key]
-        if re.fullmatch(r"b\d+(_[lr])?", key):  # every bit of every binary layer
+        if re.fullmatch(r"[bm]\d+(_[lr])?", key):  # every bit of every binary layer
             np.testing.assert_array_equal(got, want, err_msg=key)
         elif exact_layer0:
             np.testing.assert_array_equal(got, want, err_msg=key)
@@ -146,6 +152,26 @@ def test_random_graph_parity(arch: str, native: bool, binary_x: bool) -> None:
     x = features(300, 37, seed=3, binary=binary_x)
     # GCN's first layer on 0/1 features is integer arithmetic: exact end to end.
     check(model, em, x, ei, exact_layer0=binary_x and arch == "gcn")
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("centering", ["batchnorm", "mean"])
+def test_sign_messages_parity(native: bool, centering: str) -> None:
+    """GraphSAGE with sign messages: the majority votes (``b*_l``), every other bit and the
+    logits equal PyTorch's, with isolated nodes (all ones), self-loops, duplicates, ties (even
+    degrees) and a hub of 600 in-edges (wider counters than a byte)."""
+    model = make("sage", 37, 70, 5, 3, seed=21, centering=centering, sign_messages=True)
+    assert all(c.sign_messages for c in model.convs[1:]) and not model.convs[0].sign_messages
+    desc, arrays = fold(model)
+    assert [ly["op"] for ly in desc["layers"]].count("majority") == 2
+    assert not any(ly["op"] == "aggregate" and ly["name"] != "conv0_aggr"
+                   for ly in desc["layers"])
+    em = EngineModel(desc, arrays, native=native)
+    ei = random_graph(400, 1600, seed=22, hub=600)
+    x = features(400, 37, seed=23, binary=True)
+    check(model, em, x, ei, exact_layer0=False)
+    nodes = np.array([0, 5, 399, 17])
+    np.testing.assert_array_equal(em.logits(x, ei, nodes=nodes), em.logits(x, ei)[nodes])
 
 
 @pytest.mark.parametrize("arch", ["sage", "gcn"])

@@ -114,6 +114,55 @@ def test_bin_sage_conv_ste_gradients_match_reference():
     assert (xc.abs() > 1).any()
 
 
+def _sign_messages_reference(conv: BinSAGEConv, xs, xd, ei):
+    """sign(mean_j sign(centre(x_j))) (a majority vote, sign(0) = +1, isolated -> +1), then the
+    binary map; the root term as without sign messages."""
+    a = _dense_adj(ei, xd.shape[0], xs.shape[0])
+    deg = a.sum(1, keepdim=True)
+    s = _ste_sign(xs - xs.mean(-1, keepdim=True))
+    m = _ste_sign(a @ s / deg.clamp(min=1))
+    b = conv.lin_l
+    left = (m @ _ste_sign(b.linear.weight).t()) * b.rescale.channel_scale
+    r = conv.lin_r
+    right = (_ste_sign(xd - xd.mean(-1, keepdim=True)) @ _ste_sign(r.linear.weight).t()
+             ) * r.rescale.channel_scale
+    return left + right
+
+
+@settings(max_examples=25, deadline=None)
+@given(graphs)
+def test_bin_sage_conv_sign_messages_match_dense_reference(p):
+    x, ei = _graph(p)
+    x.requires_grad_()
+    conv = BinSAGEConv(p["c_in"], p["c_out"], centering="mean", sign_messages=True)
+    _randomise(conv, p["seed"])
+    out = conv(x, ei)
+    x2 = x.detach().clone().requires_grad_()
+    want = _sign_messages_reference(conv, x2, x2, ei)
+    torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-4)
+    out.pow(2).sum().backward()
+    want.pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    # Every aggregated value is a majority vote: the output takes few distinct values.
+    assert "sign_messages=True" in repr(conv)
+
+
+def test_sign_messages_options_are_checked():
+    with pytest.raises(ValueError, match="aggr"):
+        BinSAGEConv(4, 4, aggr="max", sign_messages=True)
+    with pytest.raises(ValueError, match="activation quantizer"):
+        BinSAGEConv(4, 4, input_quantizer="identity", sign_messages=True)
+    # The float teacher ignores the option; the students' hidden layers use it and keep the
+    # teacher's parameter names (a student starts from the teacher's weights).
+    teacher = BinSAGE(6, 8, 3, 2, stage=0, sign_messages=True)
+    student = BinSAGE(6, 8, 3, 2, stage=1, sign_messages=True)
+    assert not any(c.sign_messages for c in teacher.convs)
+    assert [c.sign_messages for c in student.convs] == [False, True, True]
+    student.load_state_dict(teacher.state_dict())
+    assert student.config["sign_messages"] is True
+    assert "sign_messages" not in BinSAGE(6, 8, 3, 2).config
+
+
 def _gcn_reference(conv: BinGCNConv, x, ei, n):
     a = _dense_adj(ei, n, n)
     a.fill_diagonal_(1.0)  # one self-loop per node, however many the edge list had
@@ -233,14 +282,15 @@ def test_reset_parameters(conv_cls):
                if k.endswith("linear.weight"))
 
 
-@pytest.mark.parametrize("model_cls", [GraphSAGE, BinSAGE, GCN, BinGCN])
+@pytest.mark.parametrize("model_cls,kw", [(GraphSAGE, {}), (BinSAGE, {}), (GCN, {}),
+                                          (BinGCN, {}), (BinSAGE, {"sign_messages": True})])
 @pytest.mark.parametrize("centering", ["batchnorm", "mean"])
-def test_layerwise_inference_equals_forward(model_cls, centering):
+def test_layerwise_inference_equals_forward(model_cls, kw, centering):
     g = torch.Generator().manual_seed(4)
     n = 37
     x = torch.randn(n, 9, generator=g)
     ei = torch.randint(0, n - 3, (2, 90), generator=g)  # the last 3 nodes are isolated
-    model = model_cls(9, 16, 3, 5, centering=centering)
+    model = model_cls(9, 16, 3, 5, centering=centering, **kw)
     model.train()
     for _ in range(2):  # move BatchNorm statistics away from their initial values
         model(x, ei)

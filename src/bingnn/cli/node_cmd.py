@@ -92,6 +92,9 @@ def _add_common(p: argparse.ArgumentParser, distill: bool) -> None:
     m.add_argument("--real-last", action="store_true",
                    help="keep real weights in the last (classifier) layer")
     m.add_argument("--no-node-scale", action="store_true", help="bingcn: no per-node scale")
+    m.add_argument("--sign-messages", action=argparse.BooleanOptionalAction, default=None,
+                   help="binsage: hidden layers aggregate their neighbours' signs by majority "
+                   "vote (one bit per channel and edge in the engine; default: the recipe's)")
     t = p.add_argument_group("training (defaults: the recipe's; an option sets every stage)")
     t.add_argument("--epochs", type=positive_int, help="epochs of every stage")
     t.add_argument("--lr", type=positive_float, help="learning rate (Adam)")
@@ -179,6 +182,8 @@ def build_recipe(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         model["binary_last"] = False
     if args.no_node_scale:
         model["node_scale"] = False
+    if args.sign_messages is not None:
+        model["sign_messages"] = args.sign_messages
     train = {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k) is not None}
     schedule = schedule_from_args(args)
     if schedule is not None:

@@ -159,6 +159,7 @@ SCHEMA: dict[str, Any] = {
         "centering": str,
         "binary_last": bool,
         "node_scale": bool,
+        "sign_messages": bool,
         # both
         "dropout": _NUM,
     },
@@ -182,7 +183,7 @@ _TASK_KEYS = {
     "node": {
         "data": {"dataset", "root", "raw_dir", "download", "normalize_features"},
         "model": {"hidden_channels", "num_layers", "dropout", "input_dropout", "centering",
-                  "binary_last", "node_scale"},
+                  "binary_last", "node_scale", "sign_messages"},
         "train": set(_TRAIN_KEYS) - {"test_batch_size"},
         "loss": set(_LOSS_KEYS),
     },
@@ -609,6 +610,8 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
                 "binary_last"]
         if variant == "bingcn":
             keys.append("node_scale")
+        elif stage > 0 and model.get("sign_messages"):  # the float teacher has no signs
+            keys.append("sign_messages")
         cfg["variant"] = arch if stage == 0 else variant
         cfg["model"] = {"arch": arch, **{k: model[k] for k in keys if k in model},
                         "stage": stage}

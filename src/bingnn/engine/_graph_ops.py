@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - exercised only without a built extensi
 
 __all__ = [
     "affine", "aggregate", "center_sign", "csr_by_target", "feature_stats", "gather_rows",
-    "gcn_csr", "node_scale", "signed_linear", "threshold_pack",
+    "gcn_csr", "majority", "node_scale", "signed_linear", "threshold_pack",
 ]
 
 
@@ -80,6 +80,16 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
                                        keep_rows, signs, scale)
     return gref.aggregate(h, indptr, indices, weights, mean, row_scale, alpha, t0_bias,
                           t0_alpha, second, bias, slope, keep_rows, signs, scale)
+
+
+def majority(bits: np.ndarray, channels: int, indptr: np.ndarray, indices: np.ndarray,
+             native: bool, num_threads: int | None) -> np.ndarray:
+    """Packed majority vote of the sources' signs per target
+    (:func:`bingnn.engine.graph_reference.majority`)."""
+    bits = np.ascontiguousarray(bits, np.uint64)
+    if native and has("graph_majority"):
+        return _native.graph_majority(bits, int(channels), indptr, indices, _t(num_threads))
+    return gref.majority(bits, channels, indptr, indices)
 
 
 def feature_stats(x: np.ndarray, native: bool = True) -> tuple[bool, bool, float]:

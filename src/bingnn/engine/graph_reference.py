@@ -30,6 +30,7 @@ __all__ = [
     "fma32",
     "gather_rows",
     "gcn_csr",
+    "majority",
     "node_scale",
     "signed_linear_csr",
     "signed_linear_dense",
@@ -197,6 +198,19 @@ def signed_linear_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray 
             term = data[e][:, None] * term
         z[has] = z[has] + term
     return z
+
+
+def majority(bits: np.ndarray, channels: int, indptr: np.ndarray,
+             indices: np.ndarray) -> np.ndarray:
+    r"""Sign of the mean of the :math:`\pm 1` messages of each target (``sign(0) = +1``): bit
+    :math:`c` of row :math:`i` is set where :math:`2\,|\{e: \text{bit } c \text{ of }
+    bits_{j_e}\}| \ge \deg(i)`; a node without in-edges gets all ones. ``bits (m, W)``
+    packed signs of the sources -> ``(rows, W)``."""
+    rows = indptr.size - 1
+    counts = np.zeros((rows, channels), np.int64)
+    if indices.size:
+        np.add.at(counts, _entry_rows(indptr), unpack_bits(bits[indices], channels))
+    return pack_bits(2 * counts >= np.diff(indptr)[:, None])
 
 
 def threshold_pack(v: np.ndarray, lo: np.ndarray, hi: np.ndarray,

@@ -362,6 +362,15 @@ def _aggregate(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[s
     return [Value("real", "nodes", h.channels)], {}
 
 
+def _majority(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
+    b, g = ins
+    _kind(b, ("bits",), "majority input")
+    _need(b.domain == "nodes", "majority works on node signs")
+    _kind(g, ("graph",), "majority graph")
+    _need(not g.weighted, "majority votes over an unweighted graph")
+    return [Value("bits", "nodes", b.channels)], {}
+
+
 def _gcn_norm(p: dict[str, Any], ins: list[Value]) -> tuple[list[Value], dict[str, ArraySpec]]:
     (g,) = ins
     _kind(g, ("graph",), "gcn_norm input")
@@ -450,6 +459,7 @@ OPS: dict[str, OpDef] = {
     "binary_linear": OpDef(_binary_linear, 1, 1),
     "signed_linear": OpDef(_signed_linear, 1, 1, _N),
     "aggregate": OpDef(_aggregate, 2, 1, _N),
+    "majority": OpDef(_majority, 2, 1, _N),
     "gcn_norm": OpDef(_gcn_norm, 1, 1, _N),
     "affine": OpDef(_affine, None, 1),
     "float_linear": OpDef(_float_linear, 1, 1),

@@ -116,8 +116,8 @@ def _term(value: str, *, alpha: bool, bias: bool = False, row_scale: str | None 
 
 
 def node_layers(arch: str, widths: list[int], centering: str, *, aggr: str = "mean",
-                node_scale: bool = True, rescale: bool = True, gcn_fill: float = 1.0
-                ) -> list[dict[str, Any]]:
+                node_scale: bool = True, rescale: bool = True, gcn_fill: float = 1.0,
+                sign_messages: bool = False) -> list[dict[str, Any]]:
     """Layers of a stage-3 ``BinSAGE`` (``arch="binsage"``) or ``BinGCN`` (``"bingcn"``) with
     feature sizes ``widths = [in, hidden, ..., out]``.
 
@@ -125,7 +125,9 @@ def node_layers(arch: str, widths: list[int], centering: str, *, aggr: str = "me
     then averages the result over the in-neighbours (the linear map commutes with the mean)
     and adds the root term; GCN rescales and propagates it over the normalised graph. Later
     layers aggregate real features, take signs (thresholds folded from BatchNorm, or a per-node
-    centring), run the binary GEMM and rescale; PReLU between layers.
+    centring), run the binary GEMM and rescale; PReLU between layers. With
+    ``sign_messages`` a later GraphSAGE layer takes the signs of every node first and its
+    aggregation is a majority vote of the neighbours' signs (``majority``).
     """
     n = len(widths) - 1
     layers: list[dict[str, Any]] = []
@@ -149,9 +151,17 @@ def node_layers(arch: str, widths: list[int], centering: str, *, aggr: str = "me
                 ]
                 left, right = f"a{i}", f"z{i}_r"
             else:
+                if sign_messages:
+                    layers += [
+                        _sign(f"{p}_sign_l", h, f"m{i}_l", centering),
+                        _layer("majority", f"{p}_aggr", [f"m{i}_l", graph], [f"b{i}_l"]),
+                    ]
+                else:
+                    layers += [
+                        _layer("aggregate", f"{p}_aggr", [h, graph], [f"a{i}"], reduce=aggr),
+                        _sign(f"{p}_sign_l", f"a{i}", f"b{i}_l", centering),
+                    ]
                 layers += [
-                    _layer("aggregate", f"{p}_aggr", [h, graph], [f"a{i}"], reduce=aggr),
-                    _sign(f"{p}_sign_l", f"a{i}", f"b{i}_l", centering),
                     _sign(f"{p}_sign_r", h, f"b{i}_r", centering),
                     _layer("binary_linear", f"{p}_lin_l", [f"b{i}_l"], [f"y{i}_l"], channels=c),
                     _layer("binary_linear", f"{p}_lin_r", [f"b{i}_r"], [f"y{i}_r"], channels=c),

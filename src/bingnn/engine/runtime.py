@@ -442,7 +442,7 @@ class Runner:
             if layer.op == "gcn_norm" or layer.outputs[0] not in need:
                 continue
             r = need[layer.outputs[0]]
-            if layer.op == "aggregate":
+            if layer.op in ("aggregate", "majority"):
                 h, g = layer.inputs
                 src = None if r is None else _in_neighbours(graph, r, g in gcn_graphs)
                 targets = [h]
@@ -487,23 +487,18 @@ class Runner:
                 epilogue["second"] = (env[x_name].data, rs2, b1, a1)
             h = env[h_name]
             row_scale = env[rs_name].data if rs_name is not None else None
-            g = graphs[g_name]
-            if isinstance(g, tuple):
-                indptr, indices, weights = g
-            else:
-                indptr, indices, weights = g.indptr, g.indices, None
-            if rows is not None:
-                indptr, order = G.gather_rows(indptr, rows)
-                indices = indices[order]
-                weights = None if weights is None else weights[order]
-            if h.rows is not None:
-                indices = np.searchsorted(h.rows, indices).astype(np.int32)
+            indptr, indices, weights = _local_csr(graphs[g_name], rows, h.rows)
             outputs = self._agg_outputs.get(layer.name)
             if outputs is not None:
                 epilogue.update(keep_rows=False, signs=outputs["signs"], scale=outputs["scale"])
             return G.aggregate(h.data, indptr, indices, weights,
                                layer.params["reduce"] == "mean", self.native, t,
                                row_scale=row_scale, alpha=alpha, **epilogue)
+        if layer.op == "majority":
+            b = env[layer.inputs[0]]
+            indptr, indices, _ = _local_csr(graphs[layer.inputs[1]], rows, b.rows)
+            return G.majority(b.data, layer.in_values[0].channels, indptr, indices,
+                              self.native, t)
         ins = [self._take(env[v], rows) for v in layer.inputs]
         if layer.op == "center_sign":
             return G.center_sign(ins[0], layer.params["centering"], self.native, t)
@@ -512,6 +507,24 @@ class Runner:
             return G.node_scale(ins[0], layer.params["centering"], a.get("bn_scale"),
                                 a.get("bn_shift"), self.native, t)
         return getattr(self, f"_p_{layer.op}")(layer, ins)[0]
+
+
+def _local_csr(g: Any, rows: np.ndarray | None, source_rows: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(indptr, indices, weights)`` of the in-edges of ``rows`` (all nodes for ``None``) of a
+    graph (or GCN's normalised ``(indptr, indices, weights)``), with the sources numbered as
+    the rows of a value that holds only ``source_rows``."""
+    if isinstance(g, tuple):
+        indptr, indices, weights = g
+    else:
+        indptr, indices, weights = g.indptr, g.indices, None
+    if rows is not None:
+        indptr, order = G.gather_rows(indptr, rows)
+        indices = indices[order]
+        weights = None if weights is None else weights[order]
+    if source_rows is not None:
+        indices = np.searchsorted(source_rows, indices).astype(np.int32)
+    return indptr, indices, weights
 
 
 def _in_neighbours(graph: Any, rows: np.ndarray, with_self: bool) -> np.ndarray:

@@ -125,7 +125,10 @@ def _fold_sage(model: BinSAGE) -> tuple[list[dict[str, Any]], dict[str, np.ndarr
             raise ExportError(f"{where}: a bias is expected on the last layer only")
         _out_arrays(arrays, f"{p}_out", [_alpha(conv.lin_l, where), _alpha(conv.lin_r, where)],
                     conv.lin_l.linear.bias, None if last else model.acts[i])
-    return _layers("binsage", model, centerings, aggr=aggr), arrays
+    kw: dict[str, Any] = {"aggr": aggr}
+    if cfg.get("sign_messages"):
+        kw["sign_messages"] = True
+    return _layers("binsage", model, centerings, **kw), arrays
 
 
 def _fold_gcn(model: BinGCN) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:

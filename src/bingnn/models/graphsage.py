@@ -45,6 +45,10 @@ class BinSAGE(NodeModel):
         binary_last: binarize the last layer's weights at stage 3 (default ``True``); with
             ``False`` the classifier layer keeps real weights.
         aggr: neighbourhood aggregation (``"mean"``).
+        sign_messages: hidden layers aggregate the signs of their neighbours' features and
+            take a majority vote (:class:`~bingnn.nn.conv.BinSAGEConv`), so the engine reads
+            one bit per channel and edge there instead of a float (stages 1-3; the float
+            teacher ignores it).
 
     Sparse input features (``torch.sparse_csr``/``coo``) are projected before they are
     averaged: the first layer is affine in its input, so with :math:`f = B_l`
@@ -77,6 +81,7 @@ class BinSAGE(NodeModel):
         centering: str = "batchnorm",
         binary_last: bool = True,
         aggr: str = "mean",
+        sign_messages: bool = False,
     ) -> None:
         super().__init__()
         check_arch(in_channels, hidden_channels, num_layers, out_channels, dropout, input_dropout)
@@ -87,6 +92,8 @@ class BinSAGE(NodeModel):
             "input_dropout": input_dropout, "stage": stage, "centering": centering,
             "binary_last": binary_last, "aggr": aggr,
         }
+        if sign_messages:  # only when set: configs of earlier models stay as they were
+            self.config["sign_messages"] = True
         self.in_channels, self.hidden_channels = in_channels, hidden_channels
         self.out_channels, self.stage = out_channels, stage
         self.dropout, self.input_dropout = dropout, input_dropout
@@ -101,6 +108,7 @@ class BinSAGE(NodeModel):
                     kernel_quantizer="identity" if last and not binary_last else w_q,
                     centering="none" if first else centering,
                     bias=last,
+                    sign_messages=sign_messages and not first and stage > 0,
                 )
             )
         self.convs = nn.ModuleList(convs)

@@ -66,7 +66,11 @@ class BinaryBlock(nn.Module):
                 m.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.input_quantizer(self.center(x))
+        return self.project(self.input_quantizer(self.center(x)))
+
+    def project(self, x: Tensor) -> Tensor:
+        """The block after its quantizer: binary linear map, rescale, PReLU (for callers that
+        quantize the inputs themselves, e.g. signs aggregated over a neighbourhood)."""
         x = self.linear(x)
         r = self.rescale
         if (r is not None and r.point_scale is None and r.neighbor_scale is None

@@ -24,6 +24,15 @@ class BinSAGEConv(MessagePassing):
         B(\mathbf{h}) = \boldsymbol{\alpha} \odot
             \big(q_a(\operatorname{centre}(\mathbf{h})) \, q_w(\mathbf{W})^\top\big)
 
+    With ``sign_messages=True`` the neighbours send the signs of their centred features and the
+    target takes the sign of their mean (a per-channel majority vote, :math:`\operatorname{sign}
+    (0) = +1`), so the aggregation reads one bit per channel and neighbour:
+
+    .. math::
+        \mathbf{x}'_i = \boldsymbol{\alpha}_l \odot \Big(q_a\big(\operatorname{mean}_{j}
+            q_a(\operatorname{centre}_l(\mathbf{x}_j))\big) \, q_w(\mathbf{W}_l)^\top\Big)
+            + B_r(\mathbf{x}_i)
+
     Each :math:`B` is a :class:`~bingnn.nn.BinaryBlock` without PReLU: centre (BatchNorm by
     default) -> activation quantizer :math:`q_a` (sign with STE) -> binary linear map with
     weights :math:`q_w(\mathbf{W}) \in \{-1, +1\}` -> learned per-channel rescaling
@@ -42,6 +51,9 @@ class BinSAGEConv(MessagePassing):
         centering: ``"batchnorm"`` (default), ``"mean"``, ``"median"`` or ``"none"``.
         rescale: learned per-channel output rescaling (default ``True``).
         bias: real output bias (default ``False``).
+        sign_messages: aggregate the quantized neighbour features and quantize their mean
+            (above) instead of quantizing the mean of the real features; needs ``aggr``
+            ``"mean"`` or ``"sum"`` (the same signs) and an activation quantizer.
 
     Shapes:
         - input: node features :math:`(|\mathcal{V}|, F_{in})` or bipartite
@@ -63,15 +75,19 @@ class BinSAGEConv(MessagePassing):
         centering: str | None = "batchnorm",
         rescale: bool = True,
         bias: bool = False,
+        sign_messages: bool = False,
     ) -> None:
         if aggr not in ("mean", "sum", "add", "max"):
             raise ValueError(f"aggr must be 'mean', 'sum' or 'max', got {aggr!r}")
+        if sign_messages and aggr == "max":
+            raise ValueError("sign_messages needs aggr='mean' or 'sum' (a majority vote)")
         super().__init__(aggr=aggr)
         if isinstance(in_channels, int):
             in_channels = (in_channels, in_channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.root_weight = root_weight
+        self.sign_messages = bool(sign_messages)
 
         def block(c_in: int, with_bias: bool) -> BinaryBlock:
             return BinaryBlock(
@@ -87,6 +103,8 @@ class BinSAGEConv(MessagePassing):
 
         self.lin_l = block(in_channels[0], bias)
         self.lin_r = block(in_channels[1], False) if root_weight else None
+        if self.sign_messages and self.lin_l.input_quantizer.name == "identity":
+            raise ValueError("sign_messages needs an activation quantizer (a binarized layer)")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -106,8 +124,12 @@ class BinSAGEConv(MessagePassing):
         if size is None:
             size = (x[0].size(0), num_dst)
 
-        out = self.propagate(edge_index, x=x, size=size)
-        out = self.lin_l(out)
+        if self.sign_messages:
+            q = self.lin_l.input_quantizer
+            signs = q(self.lin_l.center(x[0]))
+            out = self.lin_l.project(q(self.propagate(edge_index, x=(signs, None), size=size)))
+        else:
+            out = self.lin_l(self.propagate(edge_index, x=x, size=size))
         if self.lin_r is not None and x[1] is not None:
             out = out + self.lin_r(x[1])
         return out
@@ -123,5 +145,6 @@ class BinSAGEConv(MessagePassing):
         w = self.lin_l.linear.kernel_quantizer.name
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"aggr={self.aggr}, input={q}, weights={w})"
+            f"aggr={self.aggr}, input={q}, weights={w}"
+            + (", sign_messages=True)" if self.sign_messages else ")")
         )
