@@ -147,7 +147,8 @@ void bind_graph(py::module_& m) {
            const py::object& weights, bool mean, int num_threads, const py::object& row_scale,
            const py::object& alpha, const py::object& t0_bias, const py::object& t0_alpha,
            const py::object& second, const py::object& bias, const py::object& slope,
-           bool keep_rows, const py::object& signs, const py::object& scale) -> py::object {
+           bool keep_rows, const py::object& signs, const py::object& scale,
+           const py::object& signs2) -> py::object {
             require(h.ndim() == 2, "h must be (M, C)");
             AggSource src;
             src.elem = elem_of(h, "h");
@@ -192,26 +193,38 @@ void bind_graph(py::module_& m) {
                 out = Arr<float>({rows, c});
                 ro.out = out.mutable_data();
             }
-            if (!signs.is_none()) {
-                auto tup = signs.cast<py::tuple>();
+            Arr<float> lo2, hi2;
+            Arr<uint8_t> neg2;
+            Arr<uint64_t> bits2;
+            const py::object* specs[2] = {&signs, &signs2};
+            Arr<float>* los[2] = {&lo, &lo2};
+            Arr<float>* his[2] = {&hi, &hi2};
+            Arr<uint8_t>* negs[2] = {&neg, &neg2};
+            Arr<uint64_t>* bitss[2] = {&bits, &bits2};
+            for (int i = 0; i < 2; ++i) {
+                if (specs[i]->is_none()) continue;
+                SignOutput& so = ro.signs[i];
+                auto tup = specs[i]->cast<py::tuple>();
                 const auto mode = tup[0].cast<std::string>();
                 if (mode == "threshold") {
                     require(tup.size() == 4, "signs is ('threshold', lo, hi, negate)");
-                    ro.sign = SignMode::Threshold;
-                    ro.lo = optional_vector(tup[1], c, lo, "lo");
-                    ro.hi = optional_vector(tup[2], c, hi, "hi");
-                    neg = tup[3].cast<Arr<uint8_t>>();
-                    require(neg.ndim() == 1 && neg.shape(0) == c, "negate must have shape (C,)");
-                    require(ro.lo && ro.hi, "lo and hi are needed");
-                    ro.negate = neg.data();
+                    so.sign = SignMode::Threshold;
+                    so.lo = optional_vector(tup[1], c, *los[i], "lo");
+                    so.hi = optional_vector(tup[2], c, *his[i], "hi");
+                    *negs[i] = tup[3].cast<Arr<uint8_t>>();
+                    require(negs[i]->ndim() == 1 && negs[i]->shape(0) == c,
+                         "negate must have shape (C,)");
+                    require(so.lo && so.hi, "lo and hi are needed");
+                    so.negate = negs[i]->data();
                 } else if (mode == "mean" || mode == "none") {
-                    ro.sign = mode == "mean" ? SignMode::Mean : SignMode::None;
+                    so.sign = mode == "mean" ? SignMode::Mean : SignMode::None;
                 } else {
                     throw std::invalid_argument("signs mode must be threshold, mean or none");
                 }
-                bits = Arr<uint64_t>({rows, n_words(c)});
-                ro.bits = bits.mutable_data();
+                *bitss[i] = Arr<uint64_t>({rows, n_words(c)});
+                so.bits = bitss[i]->mutable_data();
             }
+            require(signs2.is_none() || !signs.is_none(), "signs2 needs signs");
             if (!scale.is_none()) {
                 auto tup = scale.cast<py::tuple>();
                 require(tup.size() == 3, "scale is (centering, bn_scale, bn_shift)");
@@ -224,7 +237,7 @@ void bind_graph(py::module_& m) {
                 beta = Arr<float>({rows});
                 ro.beta = beta.mutable_data();
             }
-            require(keep_rows || ro.bits || ro.beta, "nothing to write");
+            require(keep_rows || ro.signs[0].bits || ro.beta, "nothing to write");
             const int64_t* pp = indptr.data();
             const int32_t* xp = indices.data();
             {
@@ -232,8 +245,9 @@ void bind_graph(py::module_& m) {
                 graph_aggregate(src, c, pp, xp, wp, rows, mean, ep, ro, num_threads);
             }
             if (signs.is_none() && scale.is_none()) return out;
-            return py::make_tuple(keep_rows ? py::object(out) : py::none(),
-                                  ro.bits ? py::object(bits) : py::none(),
+            py::object b = ro.signs[0].bits ? py::object(bits) : py::none();
+            if (ro.signs[1].bits) b = py::make_tuple(bits, bits2);
+            return py::make_tuple(keep_rows ? py::object(out) : py::none(), b,
                                   ro.beta ? py::object(beta) : py::none());
         },
         py::arg("h"), py::arg("indptr"), py::arg("indices"), py::arg("weights"),
@@ -242,7 +256,7 @@ void bind_graph(py::module_& m) {
         py::arg("t0_alpha") = py::none(), py::arg("second") = py::none(),
         py::arg("bias") = py::none(), py::arg("slope") = py::none(),
         py::arg("keep_rows") = true, py::arg("signs") = py::none(),
-        py::arg("scale") = py::none());
+        py::arg("scale") = py::none(), py::arg("signs2") = py::none());
 
     m.def(
         "graph_feature_stats",

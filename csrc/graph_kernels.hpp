@@ -100,16 +100,23 @@ enum class Centering : int { None = 0, Mean = 1, BatchNorm = 2 };
 // row sum / c; none: 0).
 enum class SignMode : int { Threshold = 0, Mean = 1, None = 2 };
 
-// Where a finished row goes: the float row (`out`, rows x c), and/or its packed signs (`bits`,
-// rows x ceil(c / 64)) and Bi-GCN's node scale of it (`beta`, rows). Without `out` the float
-// rows are never stored (a per-thread scratch row holds them).
-struct RowOutput {
-    float* out = nullptr;
+// How one set of a row's packed signs is taken (mode and threshold predicate, see SignMode)
+// and where it goes (`bits`, rows x ceil(c / 64); null: not wanted).
+struct SignOutput {
     uint64_t* bits = nullptr;
     SignMode sign = SignMode::Threshold;
     const float* lo = nullptr;
     const float* hi = nullptr;
     const uint8_t* negate = nullptr;
+};
+
+// Where a finished row goes: the float row (`out`, rows x c), and/or up to two sets of its
+// packed signs (two layers may binarize one value with their own thresholds) and Bi-GCN's node
+// scale of it (`beta`, rows). Without `out` the float rows are never stored (a per-thread
+// scratch row holds them).
+struct RowOutput {
+    float* out = nullptr;
+    SignOutput signs[2]{};
     float* beta = nullptr;
     Centering scale = Centering::None;
     const float* bn_scale = nullptr;

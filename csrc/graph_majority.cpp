@@ -68,7 +68,7 @@ void rows_portable(const uint64_t* bits, int64_t c, const int64_t* indptr,
 }
 
 #if BINGNN_X86
-constexpr int64_t kAhead = 8;
+constexpr int64_t kAhead = 32;
 
 // One masked byte add per word and entry (mask bit k adds 1 to byte lane k), 8 words (512
 // channels) of counters in registers at a time; rows of at most 255 entries compare their

@@ -84,7 +84,7 @@ BINGNN_INLINE void finish(float* __restrict o, int64_t r, int64_t c, const RowEp
 }
 
 // Packed signs of one row (see SignMode) into words[0 .. ceil(c / 64)).
-BINGNN_INLINE void pack_row(const float* __restrict o, int64_t c, const RowOutput& ro,
+BINGNN_INLINE void pack_row(const float* __restrict o, int64_t c, const SignOutput& ro,
                             uint64_t* __restrict words) {
     const int64_t nw = (c + 63) / 64;
     for (int64_t q = 0; q < nw; ++q) words[q] = 0;
@@ -120,7 +120,8 @@ BINGNN_INLINE float node_scale_row(const float* __restrict x, int64_t c, Centeri
 // Writes the bits and the node scale of finished row r (the float row was written in place
 // when ro.out is set). `a` is c floats of scratch.
 BINGNN_INLINE void emit(const float* o, int64_t r, int64_t c, const RowOutput& ro, float* a) {
-    if (ro.bits) pack_row(o, c, ro, ro.bits + r * ((c + 63) / 64));
+    for (const SignOutput& so : ro.signs)
+        if (so.bits) pack_row(o, c, so, so.bits + r * ((c + 63) / 64));
     if (ro.beta) ro.beta[r] = node_scale_row(o, c, ro.scale, ro.bn_scale, ro.bn_shift, a);
 }
 

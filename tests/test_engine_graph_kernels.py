@@ -119,13 +119,29 @@ def test_aggregate(rows, m, c, max_deg, weighted, mean, dtype, flags, out, scale
         sc = None if scale is None else (scale, vec(), vec()) if scale == "batchnorm" else (
             scale, None, None)
         kw.update(keep_rows=bool(flags[0]), signs=signs, scale=sc)
+        if signs is not None and flags[1]:  # a second set of signs (its own thresholds)
+            kw["signs2"] = ("threshold", lo - 0.5, lo, (rng.random(c) < 0.5).astype(np.uint8))
     want = gref.aggregate(h, indptr, indices, w, mean, **kw)
-    got = at_every_level(lambda: _tuple(_native.graph_aggregate(h, indptr, indices, w, mean, 0,
-                                                                **kw)))
-    for a, b in zip(got, _tuple(want), strict=True):
+    got = at_every_level(lambda: _flat(_native.graph_aggregate(h, indptr, indices, w, mean, 0,
+                                                               **kw)))
+    want = _flat(want)
+    if kw.get("signs2") is not None:  # the second set: the float rows' own predicate
+        plain = {k: v for k, v in kw.items() if k not in ("keep_rows", "signs", "signs2",
+                                                          "scale")}
+        rows_f = gref.aggregate(h, indptr, indices, w, mean, **plain)
+        np.testing.assert_array_equal(want[2], gref.threshold_pack(rows_f, *kw["signs2"][1:]))
+    for a, b in zip(got, want, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_array_equal(a, b)
+
+
+def _flat(x):
+    """A result as a flat tuple (the two sets of signs of ``signs2`` side by side)."""
+    out = []
+    for v in (x if isinstance(x, tuple) else (x,)):
+        out.extend(v if isinstance(v, tuple) else (v,))
+    return tuple(out)
 
 
 def _tuple(x):

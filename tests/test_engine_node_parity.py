@@ -156,7 +156,7 @@ def test_random_graph_parity(arch: str, native: bool, binary_x: bool) -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("centering", ["batchnorm", "mean"])
-def test_sign_messages_parity(native: bool, centering: str) -> None:
+def test_sign_messages_parity(monkeypatch, native: bool, centering: str) -> None:
     """GraphSAGE with sign messages: the majority votes (``b*_l``), every other bit and the
     logits equal PyTorch's, with isolated nodes (all ones), self-loops, duplicates, ties (even
     degrees) and a hub of 600 in-edges (wider counters than a byte)."""
@@ -171,7 +171,21 @@ def test_sign_messages_parity(native: bool, centering: str) -> None:
     x = features(400, 37, seed=23, binary=True)
     check(model, em, x, ei, exact_layer0=False)
     nodes = np.array([0, 5, 399, 17])
-    np.testing.assert_array_equal(em.logits(x, ei, nodes=nodes), em.logits(x, ei)[nodes])
+    full = em.logits(x, ei)
+    np.testing.assert_array_equal(em.logits(x, ei, nodes=nodes), full[nodes])
+    # The first layer's aggregate writes both sets of signs of its rows and never stores the
+    # float rows (two thresholds with BatchNorm, two identical mean signs otherwise).
+    from bingnn.engine import _graph_ops
+
+    kept, real = [], _graph_ops.aggregate
+
+    def aggregate(*args, **kwargs):
+        kept.append((kwargs.get("keep_rows", True), kwargs.get("signs2") is not None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_graph_ops, "aggregate", aggregate)
+    np.testing.assert_array_equal(em.logits(x, ei), full)
+    assert kept == [(False, True)]
 
 
 @pytest.mark.parametrize("arch", ["sage", "gcn"])

@@ -63,7 +63,8 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
               t0_bias: np.ndarray | None = None, t0_alpha: np.ndarray | None = None,
               second: tuple | None = None, bias: np.ndarray | None = None,
               slope: np.ndarray | None = None, keep_rows: bool = True,
-              signs: tuple | None = None, scale: tuple | None = None) -> np.ndarray | tuple:
+              signs: tuple | None = None, scale: tuple | None = None,
+              signs2: tuple | None = None) -> np.ndarray | tuple:
     """Messages ``u = (h * row_scale) * alpha`` summed (weighted) over in-edges, mean, the row
     epilogue, and optionally the rows' signs and node scale instead of (or beside) the rows:
     see :func:`bingnn.engine.graph_reference.aggregate`."""
@@ -77,9 +78,9 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     if native and has("graph_aggregate"):
         return _native.graph_aggregate(h, indptr, indices, weights, bool(mean), _t(num_threads),
                                        row_scale, alpha, t0_bias, t0_alpha, second, bias, slope,
-                                       keep_rows, signs, scale)
+                                       keep_rows, signs, scale, signs2)
     return gref.aggregate(h, indptr, indices, weights, mean, row_scale, alpha, t0_bias,
-                          t0_alpha, second, bias, slope, keep_rows, signs, scale)
+                          t0_alpha, second, bias, slope, keep_rows, signs, scale, signs2)
 
 
 def majority(bits: np.ndarray, channels: int, indptr: np.ndarray, indices: np.ndarray,

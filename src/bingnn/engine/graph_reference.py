@@ -99,7 +99,7 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
               t0_alpha: np.ndarray | None = None, second: tuple | None = None,
               bias: np.ndarray | None = None, slope: np.ndarray | None = None,
               keep_rows: bool = True, signs: tuple | None = None,
-              scale: tuple | None = None) -> np.ndarray | tuple:
+              scale: tuple | None = None, signs2: tuple | None = None) -> np.ndarray | tuple:
     """``out[i] = sum_e (w_e * u[indices[e]])`` over the entries ``e`` of row ``i`` in order,
     starting from zero (``w_e = 1`` when ``weights`` is ``None``), with the messages
     ``u = (float32(h) * row_scale) * alpha`` (each optional); with ``mean``, divided by
@@ -110,7 +110,8 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
 
     With ``signs`` (``("threshold", lo, hi, negate)``, ``("mean",)`` or ``("none",)``) and/or
     ``scale`` (``(centering, bn_scale, bn_shift)``) the result is ``(rows or None, packed
-    signs or None, node scale or None)``, the float rows kept only with ``keep_rows``."""
+    signs or None, node scale or None)``, the float rows kept only with ``keep_rows``; a second
+    set of signs ``signs2`` (same forms) makes the middle entry ``(signs, signs2)``."""
     u = h.astype(np.float32)
     if row_scale is not None:
         u = u * row_scale[:, None]
@@ -142,10 +143,13 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     out = out.astype(np.float32, copy=False)
     if signs is None and scale is None:
         return out
+    def pack(spec: tuple) -> np.ndarray:
+        return (threshold_pack(out, *spec[1:]) if spec[0] == "threshold"
+                else center_sign(out, spec[0]))
+
     bits = None
     if signs is not None:
-        bits = (threshold_pack(out, *signs[1:]) if signs[0] == "threshold"
-                else center_sign(out, signs[0]))
+        bits = pack(signs) if signs2 is None else (pack(signs), pack(signs2))
     beta = node_scale(out, *scale) if scale is not None else None
     return (out if keep_rows else None), bits, beta
 

@@ -148,9 +148,10 @@ class Runner:
             self._executor[user.name] = layer.name
 
     def _find_sign_fusions(self) -> None:
-        """An aggregate (with its epilogue) whose rows are only read by a sign (``threshold``
-        or a mean / no ``center_sign``) and Bi-GCN's ``node_scale`` writes the packed signs and
-        the node scale directly, row by row, and never stores the float rows."""
+        """An aggregate (with its epilogue) whose rows are only read by signs (up to two
+        ``threshold`` or mean / no ``center_sign`` layers: a GraphSAGE layer with sign messages
+        binarizes one value twice) and Bi-GCN's ``node_scale`` writes the packed signs and the
+        node scale directly, row by row, and never stores the float rows."""
         prog = self.program
         for layer in prog.layers:
             if layer.op != "aggregate":
@@ -162,16 +163,15 @@ class Runner:
             signs = [u for u in users if u.op == "threshold" or (
                 u.op == "center_sign" and u.params["centering"] in ("mean", "none"))]
             scales = [u for u in users if u.op == "node_scale"]
-            if not users or len(signs) > 1 or len(scales) > 1 or len(signs) + len(scales) != len(
+            if not users or len(signs) > 2 or len(scales) > 1 or len(signs) + len(scales) != len(
                     users):
                 continue
-            spec: dict[str, Any] = {"keep_rows": False, "signs": None, "scale": None,
-                                    "sign_out": None, "scale_out": None}
-            if signs:
-                u = signs[0]
-                spec["signs"] = (("threshold", u.arrays["lo"], u.arrays["hi"], u.arrays["negate"])
-                                 if u.op == "threshold" else (u.params["centering"],))
-                spec["sign_out"] = u.outputs[0]
+            spec: dict[str, Any] = {"keep_rows": False, "signs": None, "signs2": None,
+                                    "scale": None, "sign_out": [], "scale_out": None}
+            for key, u in zip(("signs", "signs2"), signs, strict=False):
+                spec[key] = (("threshold", u.arrays["lo"], u.arrays["hi"], u.arrays["negate"])
+                             if u.op == "threshold" else (u.params["centering"],))
+                spec["sign_out"].append(u.outputs[0])
             if scales:
                 u = scales[0]
                 spec["scale"] = (u.params["centering"], u.arrays.get("bn_scale"),
@@ -385,8 +385,10 @@ class Runner:
                 env[out] = _NodeValue(result, r)
             else:
                 _, bits, beta = result
-                if spec["sign_out"] is not None:
-                    env[spec["sign_out"]] = _NodeValue(bits, r)
+                if len(spec["sign_out"]) == 1:
+                    bits = (bits,)
+                for name, b in zip(spec["sign_out"], bits or (), strict=True):
+                    env[name] = _NodeValue(b, r)
                 if spec["scale_out"] is not None:
                     env[spec["scale_out"]] = _NodeValue(beta, r)
             self._timed(layer, t0)
@@ -490,7 +492,8 @@ class Runner:
             indptr, indices, weights = _local_csr(graphs[g_name], rows, h.rows)
             outputs = self._agg_outputs.get(layer.name)
             if outputs is not None:
-                epilogue.update(keep_rows=False, signs=outputs["signs"], scale=outputs["scale"])
+                epilogue.update(keep_rows=False, signs=outputs["signs"], scale=outputs["scale"],
+                                signs2=outputs["signs2"])
             return G.aggregate(h.data, indptr, indices, weights,
                                layer.params["reduce"] == "mean", self.native, t,
                                row_scale=row_scale, alpha=alpha, **epilogue)
