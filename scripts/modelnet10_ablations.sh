@@ -69,6 +69,12 @@ ablation bf2-max-offset bf2-hamming "[model]
 max_offset = 0.8
 [stage1]
 teacher = \"$MAIN/float/stage0/best.pt\""
+# Stages 1-3: RF with residual connections around its EdgeConvs (RF's analogue of BF2's
+# shortcuts: its node features are real, so the layer outputs are the residual stream).
+ablation rf-residual rf "[model]
+residual = true
+[stage1]
+teacher = \"$MAIN/float/stage0/best.pt\""
 # Stages 1-3: without the real-valued shortcuts around BF2's XOR EdgeConvs (Bi-Real Net's;
 # the recipe has them since 2026-12-04: the rows of docs/results.md run before that, against
 # the recipe of commit c6d1fc5, have a `bf2-shortcut` row instead).

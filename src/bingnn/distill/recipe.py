@@ -152,6 +152,7 @@ SCHEMA: dict[str, Any] = {
         "first_layer_binary": bool,
         "prelu_shift": bool,
         "shortcut": bool,
+        "residual": bool,
         # graphs
         "hidden_channels": int,
         "num_layers": int,
@@ -176,7 +177,7 @@ _TASK_KEYS = {
                  "root", "download", "augment"},
         "model": {"k", "widths", "emb_dims", "mlp", "dropout", "balance", "prelu",
                   "last_layer_binary", "max_offset", "first_layer_binary",
-                  "prelu_shift", "shortcut"},
+                  "prelu_shift", "shortcut", "residual"},
         "train": set(_TRAIN_KEYS) - {"mode", "fanouts", "eval_mode"},
         "loss": set(_LOSS_KEYS) - {"kd_nodes"},
     },
@@ -588,7 +589,8 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         else:
             v, knn = parse_variant(variant)
             extra = {k: model[k] for k in ("balance", "prelu", "last_layer_binary", "max_offset",
-                                           "first_layer_binary", "prelu_shift", "shortcut")
+                                           "first_layer_binary", "prelu_shift", "shortcut",
+                                           "residual")
                      if k in model}
             if "balance" in extra and not v.endswith("_bal"):
                 extra.pop("balance")
@@ -597,6 +599,10 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
             if v == "rf":  # BF options: RF's blocks have no XOR EdgeConv, its features are real
                 extra.pop("prelu_shift", None)
                 extra.pop("shortcut", None)
+            else:  # an RF option: the BF variants' real values are their shortcuts
+                extra.pop("residual", None)
+            if not extra.get("residual", True):
+                extra.pop("residual")  # off is the default: configs stay as they were
             cfg["variant"] = format_variant(v, knn)
             cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage,
                             **common, **extra}

@@ -43,7 +43,8 @@ V1_RENAMES = {
 def point_model_description(variant: str, k: int, widths: list[int], emb_dims: int,
                             mlp: list[int], num_classes: int, class_names: list[str] | None,
                             num_points: int | None, source_config: dict[str, Any],
-                            shortcut: bool = False) -> dict[str, Any]:
+                            shortcut: bool = False, residual: bool = False
+                            ) -> dict[str, Any]:
     """The format 2 description of a stage-3 ``BinDGCNN``."""
     return {
         "task": "point_cloud_classification",
@@ -53,7 +54,8 @@ def point_model_description(variant: str, k: int, widths: list[int], emb_dims: i
         "class_names": class_names,
         "input": {"channels": 3, "num_points": num_points},
         "layers": bindgcnn_layers(variant, int(k), [int(w) for w in widths], int(emb_dims),
-                                  [int(m) for m in mlp], int(num_classes), shortcut),
+                                  [int(m) for m in mlp], int(num_classes), shortcut,
+                                  residual),
         "output": "logits",
         "source_config": source_config,
     }

@@ -34,7 +34,8 @@ def _head(mlp: list[int], num_classes: int) -> list[dict[str, Any]]:
 
 
 def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp: list[int],
-                    num_classes: int, shortcut: bool = False) -> list[dict[str, Any]]:
+                    num_classes: int, shortcut: bool = False, residual: bool = False
+                    ) -> list[dict[str, Any]]:
     """Layers of a stage-3 ``BinDGCNN`` (variant ``rf``, ``bf1`` or ``bf2``).
 
     BF: k-NN on xyz, a real first EdgeConv whose output bits are thresholds of its per-edge
@@ -47,6 +48,8 @@ def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp:
     BF with ``shortcut`` (Bi-Real Net's real-valued shortcuts): the EdgeConvs keep their real
     values ``r<l>``; each layer after the first adds the running sum ``s<l-1>`` (``s0 = r0``;
     channels repeated to its width) and its bits ``x<l>`` are the signs of that sum ``s<l>``.
+    RF with ``residual``: each layer after the first writes ``r<l>`` and ``x<l>`` is
+    ``r<l>`` plus its input ``x<l-1>`` (channels repeated).
     """
     layers = [_layer("knn", "knn0", ["x"], ["idx0"], k=k, metric="l2")]
     feats = ["x0"]
@@ -56,8 +59,12 @@ def bindgcnn_layers(variant: str, k: int, widths: list[int], emb_dims: int, mlp:
         for li in range(1, len(widths)):
             layers.append(_layer("knn", f"knn{li}", [f"x{li - 1}"], [f"idx{li}"], k=k,
                                  metric="l2"))
+            out = f"r{li}" if residual else f"x{li}"
             layers.append(_layer("real_edge_conv", f"layer{li}", [f"x{li - 1}", f"idx{li}"],
-                                 [f"x{li}"], channels=widths[li]))
+                                 [out], channels=widths[li]))
+            if residual:
+                layers.append(_layer("shortcut_add", f"add{li}", [out, f"x{li - 1}"],
+                                     [f"x{li}"]))
             feats.append(f"x{li}")
         layers += [
             _layer("concat", "concat", feats, ["cat"]),

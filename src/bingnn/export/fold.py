@@ -290,7 +290,8 @@ def fold_bindgcnn(model: BinDGCNN, class_names: Sequence[str] | None = None,
         model.train(was_training)
     desc = point_model_description(
         variant, int(cfg["k"]), widths, int(e), [int(m0), int(m1)], int(ncls), class_names,
-        None if num_points is None else int(num_points), cfg, bool(cfg.get("shortcut")))
+        None if num_points is None else int(num_points), cfg, bool(cfg.get("shortcut")),
+        bool(cfg.get("residual")))
     return desc, {V1_RENAMES.get(k, k): v for k, v in arrays.items()}
 
 

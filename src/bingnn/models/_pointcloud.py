@@ -47,15 +47,21 @@ def max_avg_pool(x: Tensor) -> Tensor:
     return torch.cat([x.max(dim=1).values, x.mean(dim=1)], dim=-1)
 
 
+def _repeat_to(x: Tensor, channels: int) -> Tensor:
+    return x.repeat(1, 1, channels // x.shape[-1])
+
+
 def run_edge_convs(
-    convs: nn.ModuleList, points: Tensor, shortcut: bool = False
+    convs: nn.ModuleList, points: Tensor, shortcut: bool = False, residual: bool = False
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """Chain the dynamic-graph layers: each builds its k-NN graph on the previous output.
 
     With ``shortcut`` (layers with ``pre_activation`` / ``quantize``, as
     :class:`~bingnn.nn.conv.XorPointEdgeConv`) every layer after the first quantizes its real
     value plus the real value the layer before it quantized, channels repeated where the width
-    grows (Bi-Real Net's shortcuts; :class:`~bingnn.models.BinDGCNN`'s ``shortcut``).
+    grows (Bi-Real Net's shortcuts; :class:`~bingnn.models.BinDGCNN`'s ``shortcut``). With
+    ``residual`` (real-valued layer outputs, RF) every layer after the first adds its input to
+    its output, channels repeated likewise.
 
     Returns the concatenated layer outputs ``(B, N, sum C_l)`` and, per layer, the features its
     graph was built on with that graph ``(B, N, k)`` (the LSP loss compares these).
@@ -66,11 +72,13 @@ def run_edge_convs(
         if shortcut:
             h, idx = conv.pre_activation(x)
             if stream is not None:
-                h = h + stream.repeat(1, 1, h.shape[-1] // stream.shape[-1])
+                h = h + _repeat_to(stream, h.shape[-1])
             stream = h
             out = conv.quantize(h)
         else:
             out, idx = conv(x, return_graph=True)
+            if residual and x is not points:
+                out = out + _repeat_to(x, out.shape[-1])
         graphs.append((x, idx))
         feats.append(out)
         x = out

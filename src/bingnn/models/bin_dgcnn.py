@@ -86,6 +86,10 @@ class BinDGCNN(nn.Module):
             factor, as ReActNet does (:func:`~bingnn.models._pointcloud.run_edge_convs`). The
             k-NN graphs and the embedding still read bits. The engine does not run it yet:
             ``bingnn export`` refuses such a model.
+        residual: RF only: real-valued residual connections around the EdgeConvs after the
+            first, :math:`x_l = \mathrm{EdgeConv}_l(x_{l-1}) + R(x_{l-1})` with :math:`R` as
+            for ``shortcut`` (RF's node features are real, so the residual adds the layer
+            outputs themselves; the engine adds them after each layer).
 
     Shapes:
         ``points (B, N, 3)`` -> logits ``(B, num_classes)``; with ``return_graphs=True`` also the
@@ -112,6 +116,7 @@ class BinDGCNN(nn.Module):
         first_layer_binary: bool = True,
         prelu_shift: bool = False,
         shortcut: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         variant = variant.lower()
@@ -143,10 +148,14 @@ class BinDGCNN(nn.Module):
         if shortcut and variant == "rf":
             raise ValueError("shortcut applies to the BF variants (binary node features), "
                              "not 'rf', whose node features are real already")
-        if shortcut:
+        if residual and variant != "rf":
+            raise ValueError("residual applies to the RF variant (real node features); the BF "
+                             "variants have shortcut")
+        if shortcut or residual:
+            name = "shortcut" if shortcut else "residual"
             for a, b in zip(widths[:-1], widths[1:], strict=False):
                 if b % a:
-                    raise ValueError(f"shortcut needs every width to be a multiple of the one "
+                    raise ValueError(f"{name} needs every width to be a multiple of the one "
                                      f"before it (it repeats channels), got {a} -> {b}")
 
         self.config = {
@@ -170,6 +179,8 @@ class BinDGCNN(nn.Module):
             "prelu_shift": bool(prelu_shift),
             "shortcut": bool(shortcut),
         }
+        if residual:  # only when set: configs of earlier models stay as they were
+            self.config["residual"] = True
         self.variant, self.knn_metric, self.stage, self.k = variant, knn, stage, k
         act_q, weight_q = STAGES[stage]
         rk = k if rescale_neighbors else None
@@ -236,7 +247,8 @@ class BinDGCNN(nn.Module):
 
     def forward(self, points: Tensor, return_graphs: bool = False):
         points = check_points(points, self.k, model_dtype(self))
-        feats, graphs = run_edge_convs(self.convs, points, self.config["shortcut"])
+        feats, graphs = run_edge_convs(self.convs, points, self.config["shortcut"],
+                                       self.config.get("residual", False))
         h = self.embed_norm(self.embed(feats))
         g = self.global_balance(max_avg_pool(h))
         g = self.dropout(self.fc1(g))
