@@ -1,6 +1,6 @@
 """Where the engine's time goes on a node-classification pass, and the memory bound it meets.
 
-    python benchmarks/profile_node_engine.py [--nodes 1000000] [--arch sage,gcn] [--repeats 2]
+    python benchmarks/profile_node_engine.py [--nodes 1000000] [--arch sage,sage-signs,gcn] [--repeats 2]
 
 Builds the benchmark's power-law graph (``bench_node_inference.powerlaw_graph``), exports the
 same random stage-3 model as the benchmark, runs ``repeats`` full passes on 1 thread and prints
@@ -41,7 +41,7 @@ def gather_ms(table: np.ndarray, sources: np.ndarray, block: int = 100_000) -> f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=bench.POWERLAW["nodes"])
-    ap.add_argument("--arch", default="sage,gcn")
+    ap.add_argument("--arch", default="sage,sage-signs,gcn")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
 

@@ -23,6 +23,10 @@ run fb-bingcn-distill bingnn distill-node --dataset facebook --model bingcn \
   --raw-dir "$DATA/facebook" "${COMMON[@]}" --out "$OUT/fb-bingcn-distill"
 run fb-binsage-distill bingnn distill-node --dataset facebook --model binsage \
   --raw-dir "$DATA/facebook" "${COMMON[@]}" --out "$OUT/fb-binsage-distill"
+# BinSAGE whose hidden aggregation is a majority vote of the neighbours' signs (the engine's
+# fast path; not trained from scratch)
+run fb-binsage-signs-distill bingnn distill-node --dataset facebook --model binsage \
+  --sign-messages --raw-dir "$DATA/facebook" "${COMMON[@]}" --out "$OUT/fb-binsage-signs-distill"
 # from scratch: as many epochs as stage 3 of the cascade (the recipe's [stage3] epochs)
 run fb-bingcn-scratch bingnn train-node --dataset facebook --model bingcn --epochs 50 \
   --raw-dir "$DATA/facebook" "${COMMON[@]}" --out "$OUT/fb-bingcn-scratch"
