@@ -1,6 +1,7 @@
 """Where the engine's time goes on a node-classification pass, and the memory bound it meets.
 
-    python benchmarks/profile_node_engine.py [--nodes 1000000] [--arch sage,sage-signs,gcn] [--repeats 2]
+    python benchmarks/profile_node_engine.py [--nodes 1000000] [--arch sage,sage-signs,gcn]
+        [--repeats 2]
 
 Builds the benchmark's power-law graph (``bench_node_inference.powerlaw_graph``), exports the
 same random stage-3 model as the benchmark, runs ``repeats`` full passes on 1 thread and prints
