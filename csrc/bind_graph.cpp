@@ -196,34 +196,31 @@ void bind_graph(py::module_& m) {
             Arr<float> lo2, hi2;
             Arr<uint8_t> neg2;
             Arr<uint64_t> bits2;
-            const py::object* specs[2] = {&signs, &signs2};
-            Arr<float>* los[2] = {&lo, &lo2};
-            Arr<float>* his[2] = {&hi, &hi2};
-            Arr<uint8_t>* negs[2] = {&neg, &neg2};
-            Arr<uint64_t>* bitss[2] = {&bits, &bits2};
-            for (int i = 0; i < 2; ++i) {
-                if (specs[i]->is_none()) continue;
-                SignOutput& so = ro.signs[i];
-                auto tup = specs[i]->cast<py::tuple>();
+            // One set of signs: its mode and predicate (kept alive in lo/hi/neg) and its bits.
+            auto read_signs = [&](const py::object& spec, SignOutput& so, Arr<float>& l,
+                                  Arr<float>& h, Arr<uint8_t>& ng, Arr<uint64_t>& b) {
+                if (spec.is_none()) return;
+                auto tup = spec.cast<py::tuple>();
                 const auto mode = tup[0].cast<std::string>();
                 if (mode == "threshold") {
                     require(tup.size() == 4, "signs is ('threshold', lo, hi, negate)");
                     so.sign = SignMode::Threshold;
-                    so.lo = optional_vector(tup[1], c, *los[i], "lo");
-                    so.hi = optional_vector(tup[2], c, *his[i], "hi");
-                    *negs[i] = tup[3].cast<Arr<uint8_t>>();
-                    require(negs[i]->ndim() == 1 && negs[i]->shape(0) == c,
-                         "negate must have shape (C,)");
+                    so.lo = optional_vector(tup[1], c, l, "lo");
+                    so.hi = optional_vector(tup[2], c, h, "hi");
+                    ng = tup[3].cast<Arr<uint8_t>>();
+                    require(ng.ndim() == 1 && ng.shape(0) == c, "negate must have shape (C,)");
                     require(so.lo && so.hi, "lo and hi are needed");
-                    so.negate = negs[i]->data();
+                    so.negate = ng.data();
                 } else if (mode == "mean" || mode == "none") {
                     so.sign = mode == "mean" ? SignMode::Mean : SignMode::None;
                 } else {
                     throw std::invalid_argument("signs mode must be threshold, mean or none");
                 }
-                *bitss[i] = Arr<uint64_t>({rows, n_words(c)});
-                so.bits = bitss[i]->mutable_data();
-            }
+                b = Arr<uint64_t>({rows, n_words(c)});
+                so.bits = b.mutable_data();
+            };
+            read_signs(signs, ro.signs[0], lo, hi, neg, bits);
+            read_signs(signs2, ro.signs[1], lo2, hi2, neg2, bits2);
             require(signs2.is_none() || !signs.is_none(), "signs2 needs signs");
             if (!scale.is_none()) {
                 auto tup = scale.cast<py::tuple>();

@@ -1,10 +1,10 @@
 // Majority vote of packed signs over the in-neighbours (graph_kernels.hpp): the aggregation of
 // binary GraphSAGE layers with sign messages. It reads one bit per channel and edge (32 bytes
-// per edge at 256 channels, where a float32 mean reads 1 KiB), so it is far from the memory
-// bound that caps the float aggregations. Per output row, every channel counts its set bits
-// in a byte counter; a row of at most 255 entries needs no wider counter.
+// per edge at 256 channels, where a float32 mean reads 1 KiB); on a large graph it is then
+// bound by the number of random row reads, not their bytes (docs/performance.md). Per output
+// row, every channel counts its set bits in a byte counter; a row of at most 255 entries needs
+// no wider counter.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "bingnn_core.hpp"

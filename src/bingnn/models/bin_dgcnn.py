@@ -84,8 +84,8 @@ class BinDGCNN(nn.Module):
             before a layer's quantizer (shortcut included, so the real values form a residual
             stream) and :math:`R` repeats the channels where a layer widens by an integer
             factor, as ReActNet does (:func:`~bingnn.models._pointcloud.run_edge_convs`). The
-            k-NN graphs and the embedding still read bits. The engine does not run it yet:
-            ``bingnn export`` refuses such a model.
+            k-NN graphs and the embedding still read bits. The engine runs it (each layer's
+            real values, then the shortcut sums and their signs).
         residual: RF only: real-valued residual connections around the EdgeConvs after the
             first, :math:`x_l = \mathrm{EdgeConv}_l(x_{l-1}) + R(x_{l-1})` with :math:`R` as
             for ``shortcut`` (RF's node features are real, so the residual adds the layer
