@@ -58,6 +58,9 @@ teacher = \"$MAIN/bf2-hamming/stage1/best.pt\""
 ablation bf2-stage3-10-epochs bf2-hamming "[stage3]
 epochs = 10
 teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
+ablation rf-stage3-10-epochs rf "[stage3]
+epochs = 10
+teacher = \"$MAIN/rf/stage2/best.pt\""
 # Stage 3 only: a learned shift before every XOR layer's PReLU (ReActNet's RPReLU, as a bias of
 # the binary linear map; it starts at 0 from the main run's stage 2, which has none).
 ablation bf2-prelu-shift bf2-hamming "[model]

@@ -6,12 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from bingnn.nn import _kernels
+from bingnn.nn._amp import fp32_backward, fp32_forward
 
 
 class _RescalePReLU(torch.autograd.Function):
     """:func:`rescale_prelu` with the native one-pass kernels (CPU float32)."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, alpha: Tensor, slope: Tensor | None) -> Tensor:  # type: ignore[override]
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).contiguous()
@@ -25,6 +27,7 @@ class _RescalePReLU(torch.autograd.Function):
         return y.view(shape)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x2, alpha, slope = ctx.saved_tensors
         g2 = g.reshape(x2.shape).contiguous()

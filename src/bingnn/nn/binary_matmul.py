@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bingnn.nn import _kernels
+from bingnn.nn._amp import fp32_backward, fp32_forward
 
 try:
     from bingnn import _native
@@ -65,6 +66,7 @@ class _PackedLinear(torch.autograd.Function):
     """``F.linear(x, w)`` of +-1 operands: packed forward, float backward."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, w)
         lead, c = x.shape[:-1], x.shape[-1]
@@ -72,6 +74,7 @@ class _PackedLinear(torch.autograd.Function):
         return y.view(*lead, w.shape[0])
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, w = ctx.saved_tensors
         gx = torch.matmul(g, w) if ctx.needs_input_grad[0] else None
@@ -100,6 +103,7 @@ class XorEdgeLinear(torch.autograd.Function):
     """
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, idx: Tensor, w_a: Tensor,  # type: ignore[override]
                 packed: bool) -> Tensor:
         ctx.save_for_backward(x, idx, w_a)
@@ -114,6 +118,7 @@ class XorEdgeLinear(torch.autograd.Function):
         return F.linear(_kernels.xor_edge_features(x, idx), -w_a)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, idx, w_a = ctx.saved_tensors
         b, n, c = x.shape

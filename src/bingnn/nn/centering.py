@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from bingnn import _flags
 from bingnn.nn import _kernels
+from bingnn.nn._amp import fp32_backward, fp32_forward
 from bingnn.nn.batchnorm_stats import update_running_stats
 
 
@@ -27,6 +28,7 @@ class _BatchNormRows(torch.autograd.Function):
     \overline{\partial y} - \hat x\, \overline{\partial y\, \hat x})`."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None,  # type: ignore[override]
                 eps: float) -> tuple[Tensor, Tensor, Tensor]:
         native = _kernels.use_native(x, weight, bias) and hasattr(_kernels._native, "rows_stats")
@@ -55,6 +57,7 @@ class _BatchNormRows(torch.autograd.Function):
         return y, mean, var
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, gy: Tensor, _gm: Tensor | None, _gv: Tensor | None):  # type: ignore[override]
         m = gy.shape[0]
         if ctx.native:

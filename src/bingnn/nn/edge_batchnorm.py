@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from bingnn.nn import _kernels, global_batchnorm
+from bingnn.nn._amp import fp32_backward, fp32_forward
 from bingnn.nn.batchnorm_stats import uses_batch_stats
 from bingnn.nn.neighbor_max import NeighborValues
 
@@ -90,6 +91,7 @@ class EdgeMoments(torch.autograd.Function):
     as one fused multiply-add over ``rel``."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, rel: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         b, n, k, c = rel.shape
         rows = rel.reshape(b * n, k, c)
@@ -101,6 +103,7 @@ class EdgeMoments(torch.autograd.Function):
         return mean, var
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None):  # type: ignore[override]
         rel, mean = ctx.saved_tensors
         m = rel.shape[0] * rel.shape[1] * rel.shape[2]
@@ -132,6 +135,7 @@ class EdgeActStatsSelect(torch.autograd.Function):
     selected ranks in the same pass."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, rel: Tensor, v: Tensor, alpha: Tensor, slope: Tensor | None,  # type: ignore[override]
                 mean: Tensor, var: Tensor, rank: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ctx.save_for_backward(rel, v, alpha, slope, mean, rank)
@@ -141,6 +145,7 @@ class EdgeActStatsSelect(torch.autograd.Function):
         return mean.clone(), var.clone(), sel.view(b, n, c)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g_mean: Tensor | None, g_var: Tensor | None,  # type: ignore[override]
                  g_sel: Tensor | None):
         rel, v, alpha, slope, mean, rank = ctx.saved_tensors

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bingnn.nn import _kernels, global_batchnorm
+from bingnn.nn._amp import fp32_backward, fp32_forward
 from bingnn.nn.binary_matmul import pack_rows, packed_gemm
 
 try:
@@ -124,6 +125,7 @@ class EdgeDiffSelect(torch.autograd.Function):
     backward."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor,  # type: ignore[override]
                 w_a: Tensor, rank: Tensor, values: dict[str, Tensor], mode: int,
                 clip: float) -> Tensor:
@@ -137,6 +139,7 @@ class EdgeDiffSelect(torch.autograd.Function):
         return sel
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, gsel: Tensor):  # type: ignore[override]
         x, idx, w_a, rank = ctx.saved_tensors
         v = ctx.values
@@ -161,6 +164,7 @@ class XorEdgeSelect(torch.autograd.Function):
     values given (``y``), backward at 1/k of the dense cost."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, idx: Tensor, w_a: Tensor, rank: Tensor,  # type: ignore[override]
                 y: Tensor) -> Tensor:
         b, n, k, c_out = y.shape
@@ -169,6 +173,7 @@ class XorEdgeSelect(torch.autograd.Function):
                                     rank.reshape(b * n, c_out)).view(b, n, c_out)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, gsel: Tensor):  # type: ignore[override]
         x, idx, w_a, rank = ctx.saved_tensors
         b, n, c = x.shape

@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bingnn.nn._amp import fp32_backward, fp32_forward
 from bingnn.nn.batchnorm_stats import update_running_stats
 from bingnn.nn.centering import ChannelBatchNorm
 
@@ -57,6 +58,7 @@ class _GlobalMoments(torch.autograd.Function):
     """Local ``mean, var (C)`` over ``count`` rows -> global ``mean, var`` (module docstring)."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, mean: Tensor, var: Tensor, count: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         wide = torch.float64
         n = float(count)
@@ -77,6 +79,7 @@ class _GlobalMoments(torch.autograd.Function):
         return g_mean.to(mean.dtype), g_var.to(var.dtype)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, grad_mean: Tensor, grad_var: Tensor):  # type: ignore[override]
         local_mean, g_mean = ctx.saved_tensors
         c = local_mean.numel()

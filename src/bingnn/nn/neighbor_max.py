@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from bingnn.nn import _kernels
+from bingnn.nn._amp import fp32_backward, fp32_forward
 from bingnn.nn.knn import gather_neighbors
 
 #: A per-channel chain: ``f(y, cols)`` maps ``(..., len(cols))`` values of the channels
@@ -45,11 +46,13 @@ class NeighborSum(torch.autograd.Function):
     \partial S_i` (no ``(B, N, k, C)`` temporary)."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, u: Tensor, idx: Tensor, value: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(idx)
         return value
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (idx,) = ctx.saved_tensors
         return _kernels.neighbor_scatter_sum(grad, idx), None, None
@@ -60,6 +63,7 @@ class SelectRank(torch.autograd.Function):
     backward writes the gradient at the selected ranks of a zero edge tensor in one pass."""
 
     @staticmethod
+    @fp32_forward
     def forward(ctx, rel: Tensor, rank: Tensor) -> Tensor:  # type: ignore[override]
         b, n, k, c = rel.shape
         ctx.save_for_backward(rank)
@@ -68,6 +72,7 @@ class SelectRank(torch.autograd.Function):
             b, n, c)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, g: Tensor):  # type: ignore[override]
         (rank,) = ctx.saved_tensors
         b, n, c = g.shape

@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bingnn.nn._amp import fp32_backward, fp32_forward
+
 __all__ = [
     "Quantizer", "SteSign", "Tanh", "Identity", "get", "available", "binary_sign", "ste_grad",
 ]
@@ -50,12 +52,14 @@ def ste_grad(grad: Tensor, x: Tensor, clip: float) -> Tensor:
 
 class _SteSignFn(torch.autograd.Function):
     @staticmethod
+    @fp32_forward
     def forward(ctx, x: Tensor, clip: float) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.clip = clip
         return binary_sign(x)
 
     @staticmethod
+    @fp32_backward
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return ste_grad(grad, x, ctx.clip), None
