@@ -3,6 +3,9 @@
 // 0/1 features: a quarter of the float32 bytes to stream), rescaled on the fly; the bias and
 // PReLU that follow are applied to each finished row. Vectorised across channels; every lane
 // does the scalar reference's operations in the same order, so all levels give the same bits.
+// Integer sources without per-row scales or edge weights are summed exactly in integers and
+// converted (then rescaled) once per row: exact sums have no order to keep, and the per-edge
+// float conversion and multiply were most of the kernel's work above its memory bound.
 #if defined(__clang__)
 #pragma clang fp contract(off)
 #elif defined(__GNUC__)
@@ -77,7 +80,58 @@ void rows_scalar(const AggSource& s, int64_t c, const int64_t* indptr, const int
     }
 }
 
+// Exact integer sums (see the header comment): int8/int16 sources, no row_scale, no weights.
+template <class T>
+constexpr bool kNarrowInt = std::is_integral_v<T> && sizeof(T) <= 2;
+
+inline bool exact_sums(const AggSource& s, const float* weights) {
+    return !s.row_scale && !weights;
+}
+
+// The row's float values from its exact sums: one rounding to float32, then alpha.
+template <class A>
+BINGNN_INLINE void sums_to_row(const A* __restrict acc, int64_t c, const float* alpha,
+                               float* __restrict o) {
+    for (int64_t j = 0; j < c; ++j) o[j] = static_cast<float>(acc[j]);
+    if (alpha)
+        for (int64_t j = 0; j < c; ++j) o[j] = o[j] * alpha[j];
+}
+
+// The portable (and AVX2, where the compiler vectorises it) exact kernel.
+template <class T>
+BINGNN_INLINE void exact_rows_body(const AggSource& s, int64_t c, const int64_t* indptr,
+                                   const int32_t* indices, int64_t r0, int64_t r1, bool mean,
+                                   const RowEpilogue& ep, const RowOutput& ro) {
+    Scratch sc(c);
+    std::vector<int64_t> acc(static_cast<size_t>(c));  // no degree can overflow it
+    int64_t* __restrict a = acc.data();
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t j = 0; j < c; ++j) a[j] = 0;
+        for (int64_t e = indptr[r]; e < indptr[r + 1]; ++e) {
+            const T* __restrict x = row_of<T>(s, indices[e], c);
+            for (int64_t j = 0; j < c; ++j) a[j] += static_cast<int64_t>(x[j]);
+        }
+        float* o = sc.at(ro, r, c);
+        sums_to_row(a, c, s.alpha, o);
+        finish_row(o, r, c, indptr[r + 1] - indptr[r], mean, ep, ro, sc.v.data());
+    }
+}
+
+template <class T>
+void exact_rows_scalar(const AggSource& s, int64_t c, const int64_t* indptr,
+                       const int32_t* indices, int64_t r0, int64_t r1, bool mean,
+                       const RowEpilogue& ep, const RowOutput& ro) {
+    exact_rows_body<T>(s, c, indptr, indices, r0, r1, mean, ep, ro);
+}
+
 #if BINGNN_X86
+template <class T>
+BINGNN_AVX2 void exact_rows_avx2(const AggSource& s, int64_t c, const int64_t* indptr,
+                                 const int32_t* indices, int64_t r0, int64_t r1, bool mean,
+                                 const RowEpilogue& ep, const RowOutput& ro) {
+    exact_rows_body<T>(s, c, indptr, indices, r0, r1, mean, ep, ro);
+}
+
 // Whole rows at a time: each neighbour row is read once, front to back, and added into the
 // output row, which stays in L1. The source rows kAhead entries ahead are prefetched, across
 // the boundaries between output rows (on a power-law graph most rows have a handful of
@@ -116,6 +170,115 @@ BINGNN_AVX512 inline __m512 load16(const T* p, int64_t n) {
     alignas(64) T buf[16] = {};
     std::memcpy(buf, p, static_cast<size_t>(n) * sizeof(T));
     return load16<T>(buf);
+}
+
+// Packed threshold signs of a finished row (rows::pack_row's Threshold mode), 16 channels per
+// compare: bit = ((o >= hi) | (o <= lo)) != negate, false for NaN as in the scalar code.
+BINGNN_AVX512 inline void pack_threshold_avx512(const float* o, int64_t c, const SignOutput& so,
+                                                uint64_t* words) {
+    const int64_t nw = (c + 63) / 64;
+    for (int64_t q = 0; q < nw; ++q) words[q] = 0;
+    for (int64_t q = 0; q < c; q += 16) {
+        const int64_t n = std::min<int64_t>(16, c - q);
+        const __mmask16 m = static_cast<__mmask16>((n == 16) ? 0xFFFFu : ((1u << n) - 1u));
+        const __m512 v = _mm512_maskz_loadu_ps(m, o + q);
+        const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, v, _mm512_maskz_loadu_ps(m, so.hi + q),
+                                                     _CMP_GE_OQ);
+        const __mmask16 le = _mm512_mask_cmp_ps_mask(m, v, _mm512_maskz_loadu_ps(m, so.lo + q),
+                                                     _CMP_LE_OQ);
+        const __mmask16 neg = _mm_mask_test_epi8_mask(m, _mm_maskz_loadu_epi8(m, so.negate + q),
+                                                      _mm_set1_epi8(-1));
+        const uint64_t bits = static_cast<uint64_t>(static_cast<uint16_t>((ge | le) ^ neg) & m);
+        words[q / 64] |= bits << (q % 64);
+    }
+}
+
+// finish_row with the threshold signs packed by compares (same bits as rows::emit).
+BINGNN_AVX512 inline void finish_row_avx512(float* o, int64_t r, int64_t c, int64_t deg,
+                                            bool mean, const RowEpilogue& ep,
+                                            const RowOutput& ro, float* v) {
+    if (mean) {
+        const float d = static_cast<float>(std::max<int64_t>(1, deg));
+        for (int64_t j = 0; j < c; ++j) o[j] = o[j] / d;
+    }
+    rows::finish(o, r, c, ep, v);
+    for (const SignOutput& so : ro.signs) {
+        if (!so.bits) continue;
+        uint64_t* w = so.bits + r * ((c + 63) / 64);
+        if (so.sign == SignMode::Threshold)
+            pack_threshold_avx512(o, c, so, w);
+        else
+            rows::pack_row(o, c, so, w);
+    }
+    if (ro.beta) ro.beta[r] = rows::node_scale_row(o, c, ro.scale, ro.bn_scale, ro.bn_shift, v);
+}
+
+// Exact sums with AVX-512: int8 rows of targets with at most 255 entries add up in int16 lanes
+// (|sum| <= 255 * 128 < 2^15: 32 channels per add), other rows in int32 lanes while
+// entries * 2^(bits - 1) < 2^31, and the rare hub beyond that in int64 (portable loop).
+template <class T>
+BINGNN_AVX512 void exact_rows_avx512(const AggSource& s, int64_t c, const int64_t* indptr,
+                                     const int32_t* indices, int64_t r0, int64_t r1, bool mean,
+                                     const RowEpilogue& ep, const RowOutput& ro) {
+    Scratch sc(c);
+    const int64_t c32 = (c + 31) / 32 * 32;
+    std::vector<int32_t> acc32(static_cast<size_t>(c32));
+    std::vector<int16_t> acc16(static_cast<size_t>(c32));
+    std::vector<int64_t> acc64;
+    int32_t* a32 = acc32.data();
+    int16_t* a16 = acc16.data();
+    constexpr int64_t kMaxInt32Entries = int64_t{1} << (32 - 8 * sizeof(T));
+    const int64_t e_stop = indptr[r1];
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = indptr[r], e_end = indptr[r + 1];
+        if (std::is_same_v<T, int8_t> && e_end - b <= 255) {
+            for (int64_t q = 0; q < c32; q += 32)
+                _mm512_storeu_si512(a16 + q, _mm512_setzero_si512());
+            for (int64_t e = b; e < e_end; ++e) {
+                if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
+                const int8_t* x = reinterpret_cast<const int8_t*>(row_of<T>(s, indices[e], c));
+                for (int64_t q = 0; q < c; q += 32) {
+                    const int64_t n = std::min<int64_t>(32, c - q);
+                    const __mmask32 m = n == 32 ? ~__mmask32{0} : ((__mmask32{1} << n) - 1u);
+                    const __m512i v = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + q));
+                    _mm512_storeu_si512(a16 + q, _mm512_add_epi16(_mm512_loadu_si512(a16 + q), v));
+                }
+            }
+            for (int64_t q = 0; q < c32; q += 16)
+                _mm512_storeu_si512(a32 + q, _mm512_cvtepi16_epi32(_mm256_loadu_si256(
+                                                 reinterpret_cast<const __m256i*>(a16 + q))));
+        } else if (e_end - b >= kMaxInt32Entries) {
+            acc64.assign(static_cast<size_t>(c), 0);
+            for (int64_t e = b; e < e_end; ++e) {
+                const T* x = row_of<T>(s, indices[e], c);
+                for (int64_t j = 0; j < c; ++j) acc64[j] += static_cast<int64_t>(x[j]);
+            }
+        } else {
+            for (int64_t q = 0; q < c32; q += 16) _mm512_storeu_si512(a32 + q, _mm512_setzero_si512());
+            for (int64_t e = b; e < e_end; ++e) {
+                if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
+                const T* x = row_of<T>(s, indices[e], c);
+                for (int64_t q = 0; q < c; q += 16) {
+                    const int64_t n = std::min<int64_t>(16, c - q);
+                    const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFFu
+                                                                       : ((1u << n) - 1u));
+                    __m512i v;
+                    if constexpr (sizeof(T) == 1)
+                        v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + q));
+                    else
+                        v = _mm512_cvtepi16_epi32(_mm256_maskz_loadu_epi16(m, x + q));
+                    _mm512_storeu_si512(a32 + q, _mm512_add_epi32(_mm512_loadu_si512(a32 + q), v));
+                }
+            }
+        }
+        float* o = sc.at(ro, r, c);
+        if (e_end - b < kMaxInt32Entries) {
+            sums_to_row(a32, c, s.alpha, o);
+        } else {
+            sums_to_row(acc64.data(), c, s.alpha, o);
+        }
+        finish_row_avx512(o, r, c, e_end - b, mean, ep, ro, sc.v.data());
+    }
 }
 
 template <class T>
@@ -216,6 +379,22 @@ template <class T>
 void run_rows(Level level, const AggSource& s, int64_t c, const int64_t* indptr,
               const int32_t* indices, const float* weights, int64_t r0, int64_t r1, bool mean,
               const RowEpilogue& ep, const RowOutput& ro) {
+    if constexpr (kNarrowInt<T>) {
+        if (exact_sums(s, weights)) {
+#if BINGNN_X86
+            if (level == Level::Avx512) {
+                exact_rows_avx512<T>(s, c, indptr, indices, r0, r1, mean, ep, ro);
+                return;
+            }
+            if (level == Level::Avx2) {
+                exact_rows_avx2<T>(s, c, indptr, indices, r0, r1, mean, ep, ro);
+                return;
+            }
+#endif
+            exact_rows_scalar<T>(s, c, indptr, indices, r0, r1, mean, ep, ro);
+            return;
+        }
+    }
 #if BINGNN_X86
     if (level == Level::Avx512) {
         rows_avx512<T>(s, c, indptr, indices, weights, r0, r1, mean, ep, ro);

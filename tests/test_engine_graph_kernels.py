@@ -409,3 +409,30 @@ def test_column_slices_are_read_in_place(dtype) -> None:
                                      None, 0))
     with pytest.raises(ValueError, match="contiguous"):
         _native.graph_aggregate(wide[:, ::2], indptr, indices, None, True, 0)
+
+
+@pytest.mark.parametrize("dtype,deg", [("int8", 255), ("int8", 256), ("int8", 700),
+                                       ("int16", 3), ("int16", 65_535), ("int16", 65_536)])
+def test_aggregate_exact_integer_sums(dtype, deg) -> None:
+    """int8/int16 messages without row scales or weights are summed exactly (int16 lanes up to
+    255 int8 entries, int32 lanes, int64 for hubs whose sums pass int32) and rounded to float32
+    once: extreme values, a row at each lane width's limit, sums beyond 2**24 and 2**31."""
+    rng = np.random.default_rng(deg)
+    info = np.iinfo(dtype)
+    c = 37  # not a multiple of 16 or 32
+    h = rng.choice([info.min, info.max, info.max - 1, 0, 1], size=(50, c)).astype(dtype)
+    h[:5] = info.min  # rows of the most negative value
+    h[5:10] = info.max
+    indptr = np.array([0, deg, 2 * deg, 2 * deg, 2 * deg + 7], np.int64)
+    indices = np.concatenate([np.zeros(deg, np.int32) + 1, np.full(deg, 7, np.int32),
+                              rng.integers(0, 50, 7).astype(np.int32)])
+    alpha = rng.normal(size=c).astype(np.float32)
+    exact = np.add.reduceat(h[indices].astype(np.int64), indptr[:-1], axis=0)
+    exact[np.diff(indptr) == 0] = 0
+    for a in (None, alpha):
+        want = exact.astype(np.float32) * (1 if a is None else a)
+        np.testing.assert_array_equal(gref.aggregate(h, indptr, indices, None, False, alpha=a),
+                                      want)
+        got = at_every_level(lambda a=a: _native.graph_aggregate(h, indptr, indices, None,
+                                                                 False, 0, alpha=a))
+        np.testing.assert_array_equal(got, want)

@@ -102,7 +102,9 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
               scale: tuple | None = None, signs2: tuple | None = None) -> np.ndarray | tuple:
     """``out[i] = sum_e (w_e * u[indices[e]])`` over the entries ``e`` of row ``i`` in order,
     starting from zero (``w_e = 1`` when ``weights`` is ``None``), with the messages
-    ``u = (float32(h) * row_scale) * alpha`` (each optional); with ``mean``, divided by
+    ``u = (float32(h) * row_scale) * alpha`` (each optional); int8/int16 ``h`` without
+    ``row_scale`` and ``weights`` is summed exactly in integers instead, then converted to
+    float32 once and multiplied by ``alpha``; with ``mean``, divided by
     ``max(1, degree)``. Then the epilogue, each step optional: ``(out + t0_bias) * t0_alpha``,
     plus the row's value of ``second = (x, row_scale, bias, alpha)`` (an affine term, see
     :func:`affine_term`), plus ``bias``, then ``PReLU(slope)``.
@@ -112,22 +114,32 @@ def aggregate(h: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
     ``scale`` (``(centering, bn_scale, bn_shift)``) the result is ``(rows or None, packed
     signs or None, node scale or None)``, the float rows kept only with ``keep_rows``; a second
     set of signs ``signs2`` (same forms) makes the middle entry ``(signs, signs2)``."""
-    u = h.astype(np.float32)
-    if row_scale is not None:
-        u = u * row_scale[:, None]
-    if alpha is not None:
-        u = u * alpha
     rows, c = indptr.size - 1, h.shape[1]
-    out = np.zeros((rows, c), np.float32)
     deg = np.diff(indptr)
     starts = indptr[:-1]
-    for t in range(int(deg.max(initial=0))):
-        has = np.flatnonzero(deg > t)
-        e = starts[has] + t
-        msg = u[indices[e]]
-        if weights is not None:
-            msg = weights[e][:, None] * msg
-        out[has] = out[has] + msg
+    if h.dtype in (np.int8, np.int16) and row_scale is None and weights is None:
+        # exact integer sums, one rounding to float32, then alpha (no order to keep)
+        sums = np.zeros((rows, c), np.int64)
+        for t in range(int(deg.max(initial=0))):
+            has = np.flatnonzero(deg > t)
+            sums[has] += h[indices[starts[has] + t]]
+        out = sums.astype(np.float32)
+        if alpha is not None:
+            out = out * alpha
+    else:
+        u = h.astype(np.float32)
+        if row_scale is not None:
+            u = u * row_scale[:, None]
+        if alpha is not None:
+            u = u * alpha
+        out = np.zeros((rows, c), np.float32)
+        for t in range(int(deg.max(initial=0))):
+            has = np.flatnonzero(deg > t)
+            e = starts[has] + t
+            msg = u[indices[e]]
+            if weights is not None:
+                msg = weights[e][:, None] * msg
+            out[has] = out[has] + msg
     if mean:
         out = out / np.maximum(deg, 1).astype(np.float32)[:, None]
     if t0_bias is not None:
