@@ -297,7 +297,7 @@ void bind_graph(py::module_& m) {
     m.def(
         "graph_signed_linear_dense",
         [](const Arr<float>& x, const Arr<uint64_t>& w, int num_threads,
-           const std::string& out) {
+           const std::string& out, bool strict) -> py::object {
             require(x.ndim() == 2 && x.shape(1) >= 1, "x must be (N, F) float32 with F >= 1");
             const int64_t rows = x.shape(0), f_in = x.shape(1);
             require(w.ndim() == 2 && w.shape(1) == n_words(f_in),
@@ -312,10 +312,13 @@ void bind_graph(py::module_& m) {
                 ok = graph_signed_linear_dense(x.data(), rows, f_in, w.data(), c_out, e, zp,
                                                num_threads);
             }
+            // strict=False: None when the features do not fit (the caller then scans them)
+            if (!ok && !strict) return py::none();
             require(ok, "the features are not integers small enough for out='" + out + "'");
             return z;
         },
-        py::arg("x"), py::arg("w"), py::arg("num_threads") = 0, py::arg("out") = "float32");
+        py::arg("x"), py::arg("w"), py::arg("num_threads") = 0, py::arg("out") = "float32",
+        py::arg("strict") = true);
 
     m.def(
         "graph_majority",

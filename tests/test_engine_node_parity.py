@@ -440,3 +440,34 @@ print(" ".join(map(str, p.tolist())), "torch" in sys.modules)
     with torch.no_grad():
         want = model(torch.from_numpy(x), torch.from_numpy(ei)).argmax(-1).tolist()
     assert [int(v) for v in labels] == want
+
+
+@pytest.mark.parametrize("kind", ["binary", "counts", "wide", "real"])
+def test_dense_features_measured_lazily_give_the_scanned_result(kind) -> None:
+    """Dense features are not scanned up front: the first layer tries int8 and scans only when
+    that fails. Every kind of input (0/1, counts up to 127 per row, row sums past 127, real
+    values) gives the logits of the reference engine, which scans first."""
+    rng = np.random.default_rng(23)
+    x = {"binary": features(60, 8, 24, True),
+         "counts": rng.integers(0, 15, (60, 8)).astype(np.float32),
+         "wide": rng.integers(0, 60, (60, 8)).astype(np.float32),
+         "real": features(60, 8, 24, False)}[kind]
+    ei = random_graph(60, 240, 25)
+    for arch in ("sage", "gcn"):
+        folded = fold(make(arch, 8, 16, 3, 2, seed=26))
+        want = EngineModel(*folded, native=False).logits(x, ei)
+        got = EngineModel(*folded).logits(x, ei)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_one_bad_feature_anywhere_is_refused(bad) -> None:
+    """A single NaN or infinity among 0/1 features fails the int8 attempt and the scan then
+    refuses it, also when the requested nodes do not reach that row."""
+    em = EngineModel(*fold(make("sage", 8, 16, 3, 2, seed=27)))
+    x = features(50, 8, 28, True)
+    x[37, 5] = bad
+    ei = random_graph(50, 100, 29)
+    for nodes in (None, [0, 1]):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            em.predict(x, ei, nodes=nodes)

@@ -110,9 +110,10 @@ def feature_stats(x: np.ndarray, native: bool = True) -> tuple[bool, bool, float
 def _narrow_dtype(features) -> str:
     """The narrowest exact type for ``features @ sign(W)^T``: int8 / int16 when every feature
     is an integer and every row's sum of |x| fits (the sums are then exact integers)."""
-    if features.integral and features.max_l1 <= 127:
+    integral, max_l1 = features.stats()
+    if integral and max_l1 <= 127:
         return "int8"
-    if features.integral and features.max_l1 <= 32767:
+    if integral and max_l1 <= 32767:
         return "int16"
     return "float32"
 
@@ -128,6 +129,15 @@ def signed_linear(features, weight: np.ndarray | list[np.ndarray], native: bool,
         bounds = np.cumsum([0] + [w.shape[0] for w in weight])
         return [z[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     n_in = features.channels
+    if features.dense is not None and features.integral is None and native \
+            and has("graph_signed_linear_dense"):
+        # Unscanned dense features: try int8 first. Success proves every value an integer
+        # (so finite) with row sums of |x| <= 127, the common 0/1 case, and saves the scan.
+        z = _native.graph_signed_linear_dense(features.dense, weight, _t(num_threads), "int8",
+                                              strict=False)
+        if z is not None:
+            features.integral, features.max_l1 = True, 127.0
+            return z
     out = _narrow_dtype(features)
     if features.dense is not None:
         if native and has("graph_signed_linear_dense"):

@@ -117,16 +117,29 @@ class Features:
     indptr: np.ndarray | None = None
     indices: np.ndarray | None = None
     data: np.ndarray | None = None
-    #: every feature is an integer (0/1 bag-of-words): the first layer's sums are exact
-    integral: bool = False
-    #: the largest sum of |x| over the features of one node
-    max_l1: float = float("inf")
+    #: every feature is an integer (0/1 bag-of-words): the first layer's sums are exact;
+    #: ``None`` until :meth:`stats` scans dense features
+    integral: bool | None = False
+    #: the largest sum of |x| over the features of one node (an upper bound once a pass of
+    #: the first layer in int8 succeeded without a scan: 127)
+    max_l1: float | None = float("inf")
+
+    def stats(self) -> tuple[bool, float]:
+        """``(integral, max_l1)``; dense features are scanned on first use, which refuses NaN
+        and infinite values (the first layer's int8 pass, when it succeeds, proves them finite
+        and sets these without a scan: ``bingnn.engine._graph_ops.signed_linear``)."""
+        if self.integral is None or self.max_l1 is None:
+            finite, integral, max_l1 = G.feature_stats(self.dense)
+            _refuse_nonfinite(finite, "node features")
+            self.integral, self.max_l1 = bool(integral), float(max_l1)
+        return bool(self.integral), float(self.max_l1)
 
     def rows(self, rows: np.ndarray | None) -> Features:
         """The features of the nodes ``rows`` (sorted int64), or all of them for ``None``."""
         if rows is None:
             return self
-        stats = {"integral": self.integral, "max_l1": self.max_l1}
+        integral, max_l1 = self.stats()  # every node's values checked, not only these rows'
+        stats = {"integral": integral, "max_l1": max_l1}
         if self.dense is not None:
             return Features(int(rows.size), self.channels, dense=self.dense[rows], **stats)
         indptr, order = G.gather_rows(self.indptr, rows)
@@ -175,10 +188,8 @@ def node_features(x: Any, channels: int) -> Features:
             f"x has {x.shape[1]} features per node but the model was trained on {channels}"
         )
     dense = np.ascontiguousarray(_as_float32(x, "node features"))
-    finite, integral, max_l1 = G.feature_stats(dense)
-    _refuse_nonfinite(finite, "node features")
-    return Features(int(x.shape[0]), channels, dense=dense, integral=bool(integral),
-                    max_l1=float(max_l1))
+    # checked (NaN, inf) and measured lazily: Features.stats
+    return Features(int(x.shape[0]), channels, dense=dense, integral=None, max_l1=None)
 
 
 def _sparse_features(x: Any, channels: int) -> Features:
