@@ -10,6 +10,9 @@
 # Each command resumes where it stopped when run again. Then `bingnn report OUT/<run>` renders
 # a run's table.
 set -euo pipefail
+# The whole script is one compound command, read before it runs: these runs take hours, and
+# bash reads a plain script as it goes, so editing it meanwhile would corrupt the run.
+{
 DATA=${1:-../shared/data}
 OUT=${2:-runs/larger}
 ONLY=${3:-}
@@ -46,3 +49,5 @@ for ds in facebook actor; do
   run "$ds-gcn-seed0" bingnn train-node --dataset "$ds" --model gcn --raw-dir "$DATA/$ds" \
     --root "$OUT/data" --seeds 1 --threads 1 --no-progress --out "$OUT/$ds-gcn-seed0"
 done
+exit
+}

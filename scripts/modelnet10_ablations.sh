@@ -16,6 +16,9 @@
 # one row per core). Each run resumes where it stopped when run again; `bingnn report OUT/<row>`
 # renders a row's table (its stage-3 line is the ablation's figure).
 set -euo pipefail
+# The whole script is one compound command, read before it runs: these runs take hours, and
+# bash reads a plain script as it goes, so editing it meanwhile would corrupt the run.
+{
 DATA=${1:-../shared/data/modelnet10}
 MAIN=${2:-runs/modelnet10}
 OUT=${3:-runs/modelnet10-ablations}
@@ -85,3 +88,5 @@ ablation bf2-no-shortcut bf2-hamming "[model]
 shortcut = false
 [stage1]
 teacher = \"$MAIN/float/stage0/best.pt\""
+exit
+}

@@ -10,6 +10,9 @@
 # when run again; `python scripts/larger_graphs_table.py OUT cora:Cora citeseer:CiteSeer`
 # prints the summary table, `bingnn report OUT/<run>` a run's per-stage table.
 set -euo pipefail
+# The whole script is one compound command, read before it runs: these runs take hours, and
+# bash reads a plain script as it goes, so editing it meanwhile would corrupt the run.
+{
 RAW=${1:-../shared/data/planetoid}
 OUT=${2:-runs/planetoid}
 read -r -a DATASETS <<< "${3:-cora citeseer}"
@@ -25,3 +28,5 @@ for ds in "${DATASETS[@]}"; do
       --out "$OUT/$ds-$model-scratch"
   done
 done
+exit
+}
