@@ -182,22 +182,18 @@ def estimate(
 
 def totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Whole-recipe hours per (processes, bf16 for the float stages): each stage once,
-    stages run one after another (the CLI's ``--jobs 1``)."""
+    stages run one after another (the CLI's ``--jobs 1``); with bf16, a stage's bf16 row where
+    it has one."""
     out = []
     for p in sorted({r["processes"] for r in rows}):
-        for amp in (False, True):
-            pick: dict[tuple[int, str], float] = {}
-            for r in rows:
-                if r["processes"] != p:
-                    continue
-                key = (r["stage"], r["variant"])
-                if r["bf16"] == amp or (key not in pick and not r["bf16"]):
-                    pick[key] = r["stage_h"]
-            if amp and not any(r["bf16"] for r in rows if r["processes"] == p):
+        mine = [r for r in rows if r["processes"] == p]
+        fp32 = {(r["stage"], r["variant"]): r["stage_h"] for r in mine if not r["bf16"]}
+        bf16 = {(r["stage"], r["variant"]): r["stage_h"] for r in mine if r["bf16"]}
+        for amp, pick in ((False, fp32), (True, {**fp32, **bf16})):
+            if amp and not bf16:
                 continue
-            out.append(
-                {"processes": p, "bf16": amp, "hours": sum(pick.values()), "stages": len(pick)}
-            )
+            out.append({"processes": p, "bf16": amp, "hours": sum(pick.values()),
+                        "stages": len(pick)})
     return out
 
 

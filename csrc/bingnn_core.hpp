@@ -51,6 +51,16 @@
 
 namespace bingnn {
 
+#if BINGNN_X86
+// AVX-512 masks of the first min(n, width) lanes (n >= 1): the tail of a row of n values.
+inline __mmask16 lanes16(int64_t n) {
+    return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+}
+inline __mmask32 lanes32(int64_t n) {
+    return n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << n) - 1u);
+}
+#endif
+
 enum class Level : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3 };
 constexpr int kNumLevels = 4;
 

@@ -33,16 +33,18 @@ inline const T* row_of(const AggSource& s, int64_t j, int64_t c) {
     return static_cast<const T*>(s.data) + j * (s.ld ? s.ld : c);
 }
 
-// The finished row: mean, the epilogue, then its bits / node scale (graph_rows.hpp). `v` is
-// c floats of scratch.
+// The finished row: mean, the epilogue, then its bits / node scale (graph_rows.hpp, packed by
+// `pack`). `v` is c floats of scratch.
+template <class Pack = rows::PackRow>
 BINGNN_INLINE void finish_row(float* o, int64_t r, int64_t c, int64_t deg, bool mean,
-                              const RowEpilogue& ep, const RowOutput& ro, float* v) {
+                              const RowEpilogue& ep, const RowOutput& ro, float* v,
+                              Pack pack = Pack{}) {
     if (mean) {
         const float d = static_cast<float>(std::max<int64_t>(1, deg));
         for (int64_t j = 0; j < c; ++j) o[j] = o[j] / d;
     }
     rows::finish(o, r, c, ep, v);
-    rows::emit(o, r, c, ro, v);
+    rows::emit(o, r, c, ro, v, pack);
 }
 
 // Per-thread scratch: the accumulated row when the float rows are not kept, and c floats for
@@ -172,46 +174,31 @@ BINGNN_AVX512 inline __m512 load16(const T* p, int64_t n) {
     return load16<T>(buf);
 }
 
-// Packed threshold signs of a finished row (rows::pack_row's Threshold mode), 16 channels per
-// compare: bit = ((o >= hi) | (o <= lo)) != negate, false for NaN as in the scalar code.
-BINGNN_AVX512 inline void pack_threshold_avx512(const float* o, int64_t c, const SignOutput& so,
-                                                uint64_t* words) {
-    const int64_t nw = (c + 63) / 64;
-    for (int64_t q = 0; q < nw; ++q) words[q] = 0;
-    for (int64_t q = 0; q < c; q += 16) {
-        const int64_t n = std::min<int64_t>(16, c - q);
-        const __mmask16 m = static_cast<__mmask16>((n == 16) ? 0xFFFFu : ((1u << n) - 1u));
-        const __m512 v = _mm512_maskz_loadu_ps(m, o + q);
-        const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, v, _mm512_maskz_loadu_ps(m, so.hi + q),
-                                                     _CMP_GE_OQ);
-        const __mmask16 le = _mm512_mask_cmp_ps_mask(m, v, _mm512_maskz_loadu_ps(m, so.lo + q),
-                                                     _CMP_LE_OQ);
-        const __mmask16 neg = _mm_mask_test_epi8_mask(m, _mm_maskz_loadu_epi8(m, so.negate + q),
-                                                      _mm_set1_epi8(-1));
-        const uint64_t bits = static_cast<uint64_t>(static_cast<uint16_t>((ge | le) ^ neg) & m);
-        words[q / 64] |= bits << (q % 64);
+// rows::pack_row with the threshold signs packed 16 channels per compare: bit = ((o >= hi) |
+// (o <= lo)) != negate, false for NaN as in the scalar code.
+struct PackRowAvx512 {
+    BINGNN_AVX512 void operator()(const float* o, int64_t c, const SignOutput& so,
+                                  uint64_t* words) const {
+        if (so.sign != SignMode::Threshold) {
+            rows::pack_row(o, c, so, words);
+            return;
+        }
+        const int64_t nw = (c + 63) / 64;
+        for (int64_t q = 0; q < nw; ++q) words[q] = 0;
+        for (int64_t q = 0; q < c; q += 16) {
+            const __mmask16 m = lanes16(c - q);
+            const __m512 v = _mm512_maskz_loadu_ps(m, o + q);
+            const __mmask16 ge = _mm512_mask_cmp_ps_mask(
+                m, v, _mm512_maskz_loadu_ps(m, so.hi + q), _CMP_GE_OQ);
+            const __mmask16 le = _mm512_mask_cmp_ps_mask(
+                m, v, _mm512_maskz_loadu_ps(m, so.lo + q), _CMP_LE_OQ);
+            const __mmask16 neg = _mm_mask_test_epi8_mask(
+                m, _mm_maskz_loadu_epi8(m, so.negate + q), _mm_set1_epi8(-1));
+            const uint64_t bits = static_cast<uint16_t>((ge | le) ^ neg) & m;
+            words[q / 64] |= bits << (q % 64);
+        }
     }
-}
-
-// finish_row with the threshold signs packed by compares (same bits as rows::emit).
-BINGNN_AVX512 inline void finish_row_avx512(float* o, int64_t r, int64_t c, int64_t deg,
-                                            bool mean, const RowEpilogue& ep,
-                                            const RowOutput& ro, float* v) {
-    if (mean) {
-        const float d = static_cast<float>(std::max<int64_t>(1, deg));
-        for (int64_t j = 0; j < c; ++j) o[j] = o[j] / d;
-    }
-    rows::finish(o, r, c, ep, v);
-    for (const SignOutput& so : ro.signs) {
-        if (!so.bits) continue;
-        uint64_t* w = so.bits + r * ((c + 63) / 64);
-        if (so.sign == SignMode::Threshold)
-            pack_threshold_avx512(o, c, so, w);
-        else
-            rows::pack_row(o, c, so, w);
-    }
-    if (ro.beta) ro.beta[r] = rows::node_scale_row(o, c, ro.scale, ro.bn_scale, ro.bn_shift, v);
-}
+};
 
 // Exact sums with AVX-512: int8 rows of targets with at most 255 entries add up in int16 lanes
 // (|sum| <= 255 * 128 < 2^15: 32 channels per add), other rows in int32 lanes while
@@ -238,9 +225,8 @@ BINGNN_AVX512 void exact_rows_avx512(const AggSource& s, int64_t c, const int64_
                 if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
                 const int8_t* x = reinterpret_cast<const int8_t*>(row_of<T>(s, indices[e], c));
                 for (int64_t q = 0; q < c; q += 32) {
-                    const int64_t n = std::min<int64_t>(32, c - q);
-                    const __mmask32 m = n == 32 ? ~__mmask32{0} : ((__mmask32{1} << n) - 1u);
-                    const __m512i v = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + q));
+                    const __m512i v =
+                        _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(lanes32(c - q), x + q));
                     _mm512_storeu_si512(a16 + q, _mm512_add_epi16(_mm512_loadu_si512(a16 + q), v));
                 }
             }
@@ -259,9 +245,7 @@ BINGNN_AVX512 void exact_rows_avx512(const AggSource& s, int64_t c, const int64_
                 if (e + kAhead < e_stop) prefetch_source<T>(s, indices, e + kAhead, c);
                 const T* x = row_of<T>(s, indices[e], c);
                 for (int64_t q = 0; q < c; q += 16) {
-                    const int64_t n = std::min<int64_t>(16, c - q);
-                    const __mmask16 m = static_cast<__mmask16>(n == 16 ? 0xFFFFu
-                                                                       : ((1u << n) - 1u));
+                    const __mmask16 m = lanes16(c - q);
                     __m512i v;
                     if constexpr (sizeof(T) == 1)
                         v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, x + q));
@@ -277,7 +261,7 @@ BINGNN_AVX512 void exact_rows_avx512(const AggSource& s, int64_t c, const int64_
         } else {
             sums_to_row(acc64.data(), c, s.alpha, o);
         }
-        finish_row_avx512(o, r, c, e_end - b, mean, ep, ro, sc.v.data());
+        finish_row(o, r, c, e_end - b, mean, ep, ro, sc.v.data(), PackRowAvx512{});
     }
 }
 

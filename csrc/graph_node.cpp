@@ -151,17 +151,12 @@ BINGNN_AVX512 bool gather_int_avx512(const Acc* t, int64_t c_out, const Entries&
                 const __m512i k = _mm512_set1_epi16(
                     unit ? 1 : static_cast<int16_t>(std::nearbyint(e.v[q])));
                 for (int64_t c = j, i = 0; c < stop; c += 32, ++i) {
-                    const int64_t n = std::min<int64_t>(32, stop - c);
-                    const __mmask32 m = n == 32 ? ~__mmask32{0} : ((__mmask32{1} << n) - 1u);
-                    const __m512i s = _mm512_maskz_loadu_epi16(m, tf + c);
+                    const __m512i s = _mm512_maskz_loadu_epi16(lanes32(stop - c), tf + c);
                     a[i] = _mm512_add_epi16(a[i], unit ? s : _mm512_mullo_epi16(k, s));
                 }
             }
-            for (int64_t c = j, i = 0; c < stop; c += 32, ++i) {
-                const int64_t n = std::min<int64_t>(32, stop - c);
-                const __mmask32 m = n == 32 ? ~__mmask32{0} : ((__mmask32{1} << n) - 1u);
-                _mm512_mask_storeu_epi16(acc + c, m, a[i]);
-            }
+            for (int64_t c = j, i = 0; c < stop; c += 32, ++i)
+                _mm512_mask_storeu_epi16(acc + c, lanes32(stop - c), a[i]);
         }
         return true;
     }

@@ -117,11 +117,22 @@ BINGNN_INLINE float node_scale_row(const float* __restrict x, int64_t c, Centeri
     return aten_row_sum(a, c) / static_cast<float>(c);
 }
 
+// The plain packer of emit: pack_row.
+struct PackRow {
+    BINGNN_INLINE void operator()(const float* o, int64_t c, const SignOutput& so,
+                                  uint64_t* words) const {
+        pack_row(o, c, so, words);
+    }
+};
+
 // Writes the bits and the node scale of finished row r (the float row was written in place
-// when ro.out is set). `a` is c floats of scratch.
-BINGNN_INLINE void emit(const float* o, int64_t r, int64_t c, const RowOutput& ro, float* a) {
+// when ro.out is set). `a` is c floats of scratch. `pack` packs a row's signs as pack_row
+// does (an ISA's own packer may replace it; it must give the same bits).
+template <class Pack = PackRow>
+BINGNN_INLINE void emit(const float* o, int64_t r, int64_t c, const RowOutput& ro, float* a,
+                        Pack pack = Pack{}) {
     for (const SignOutput& so : ro.signs)
-        if (so.bits) pack_row(o, c, so, so.bits + r * ((c + 63) / 64));
+        if (so.bits) pack(o, c, so, so.bits + r * ((c + 63) / 64));
     if (ro.beta) ro.beta[r] = node_scale_row(o, c, ro.scale, ro.bn_scale, ro.bn_shift, a);
 }
 
