@@ -12,7 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 try:
     from hypothesis import settings as _hypothesis_settings
 
-    _hypothesis_settings.register_profile("bingnn", deadline=None)
+    # print_blob: a failure on CI prints the @reproduce_failure line that replays it here.
+    _hypothesis_settings.register_profile("bingnn", deadline=None, print_blob=True)
     _hypothesis_settings.load_profile("bingnn")
 except ImportError:  # the engine-only test runs (scripts/test_arm64.sh) may lack hypothesis
     pass

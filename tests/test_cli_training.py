@@ -39,7 +39,8 @@ def test_train_options_reach_the_config():
         "--test-samples", "20", "--val-fraction", "0.2", "--data-dir", "/d", "--download",
         "--epochs", "9", "--batch-size", "5", "--eval-batch-size", "7", "--optimizer", "sgd",
         "--lr", "0.02", "--weight-decay", "0.001", "--schedule", "step", "--step-size", "3",
-        "--gamma", "0.25", "--label-smoothing", "0.05", "--recalibrate-bn", "--seed", "4",
+        "--gamma", "0.25", "--label-smoothing", "0.05", "--recalibrate-bn",
+        "--recalibrate-samples", "30", "--seed", "4",
         "--teacher", "t.pt", "--init-from-teacher", "--alpha", "0.6", "--lsp-weight", "2.5",
         "--temperature", "4", "--kernel-s", "hamming", "--kernel-t", "rbf_l2_sq",
     ])
@@ -53,7 +54,7 @@ def test_train_options_reach_the_config():
     assert cfg["train"] == {"optimizer": "sgd", "lr": 0.02, "weight_decay": 0.001,
                             "epochs": 9, "batch_size": 5, "eval_batch_size": 7,
                             "schedule": {"type": "step", "step_size": 3, "gamma": 0.25},
-                            "recalibrate_bn": True}
+                            "recalibrate_bn": True, "recalibrate_samples": 30}
     assert cfg["loss"] == {"label_smoothing": 0.05, "alpha": 0.6, "lsp_weight": 2.5,
                            "temperature": 4.0, "kernel_s": "rbf_hamming",
                            "kernel_t": "rbf_l2_sq"}
@@ -65,9 +66,15 @@ def test_train_options_reach_the_config():
             "dataset", "points", "train_samples", "test_samples", "val_fraction", "data_dir",
             "download", "epochs", "batch_size", "eval_batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "step_size", "gamma", "patience", "label_smoothing",
-            "recalibrate_bn", "seed", "teacher", "init_from_teacher", "alpha", "lsp_weight",
+            "recalibrate_bn", "recalibrate_samples", "seed", "teacher", "init_from_teacher", "alpha", "lsp_weight",
             "temperature", "kernel_s", "kernel_t"}
     assert set(vars(args)) == runtime | used
+
+
+def test_recalibrate_samples_needs_recalibrate_bn(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "o"), "--recalibrate-samples", "30"]) == 2
+    assert "add --recalibrate-bn" in _err_line(capsys)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("schedule, extra, want", [

@@ -81,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--recalibrate-bn", action="store_true",
                    help="recompute BatchNorm statistics over the un-augmented training set "
                    "after every epoch")
+    t.add_argument("--recalibrate-samples", type=positive_int, default=None, metavar="N",
+                   help="with --recalibrate-bn: recalibrate on a fixed, seeded, class-stratified "
+                   "subset of N training clouds (default: all)")
     t.add_argument("--seed", type=int, default=0, help="(default: 0)")
     d = p.add_argument_group("distillation (with --teacher)")
     d.add_argument("--teacher", default=None, help="teacher model file (e.g. a best.pt)")
@@ -149,8 +152,13 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         "eval_batch_size": args.eval_batch_size,
         "schedule": schedule_from_args(args),
     }
+    if args.recalibrate_samples is not None and not args.recalibrate_bn:
+        raise ValueError("--recalibrate-samples sizes the BatchNorm recalibration pass; add "
+                         "--recalibrate-bn")
     if args.recalibrate_bn:
         train["recalibrate_bn"] = True
+        if args.recalibrate_samples is not None:
+            train["recalibrate_samples"] = args.recalibrate_samples
     return {
         "task": "pointcloud",
         "command": "train",

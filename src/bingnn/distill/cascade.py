@@ -273,7 +273,8 @@ def run_stage(
     result = fit(
         task, model, objective, optimizer, scheduler,
         epochs=tr["epochs"], out_dir=out, teacher=teacher, seed=seed, config=cfg, ctx=ctx,
-        recalibrate_bn=bool(tr.get("recalibrate_bn")), bf16=bf16, progress=progress,
+        recalibrate_bn=bool(tr.get("recalibrate_bn")),
+        recalibrate_samples=tr.get("recalibrate_samples"), bf16=bf16, progress=progress,
         callbacks=cbs, desc=desc,
     )
     if ctx.is_main:

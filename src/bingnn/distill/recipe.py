@@ -106,6 +106,7 @@ _TRAIN_KEYS: dict[str, Any] = {
     "test_batch_size": int,  # format 1's name of eval_batch_size
     "schedule": dict,
     "recalibrate_bn": bool,
+    "recalibrate_samples": int,
     "mode": str,
     "fanouts": list,
     "eval_mode": str,
@@ -185,7 +186,7 @@ _TASK_KEYS = {
         "data": {"dataset", "root", "raw_dir", "download", "normalize_features"},
         "model": {"hidden_channels", "num_layers", "dropout", "input_dropout", "centering",
                   "binary_last", "node_scale", "sign_messages"},
-        "train": set(_TRAIN_KEYS) - {"test_batch_size"},
+        "train": set(_TRAIN_KEYS) - {"test_batch_size", "recalibrate_samples"},
         "loss": set(_LOSS_KEYS),
     },
 }
@@ -564,8 +565,14 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
             train["batch_size"] = 1024
         if train.get("eval_batch_size") is None:
             train["eval_batch_size"] = 4096
+    samples = _stage_value(recipe, stage, "recalibrate_samples", "train", None)
     if _stage_value(recipe, stage, "recalibrate_bn", "train", False):
         train["recalibrate_bn"] = True  # only when on: configs of earlier runs stay comparable
+        if samples is not None:
+            train["recalibrate_samples"] = samples
+    elif samples is not None:
+        raise RecipeError(f"{where}: recalibrate_samples sizes the BatchNorm recalibration "
+                          "pass; set recalibrate_bn = true or remove it")
 
     loss = {key: _stage_value(recipe, stage, key, "loss", default)
             for key, default in _LOSS_DEFAULTS.items()}
@@ -680,7 +687,7 @@ def check_stage_config(cfg: dict[str, Any], where: str = "config") -> None:
     from bingnn.train.optim import build_optimizer, build_scheduler
 
     tr = cfg["train"]
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "recalibrate_samples"):
         v = tr.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise RecipeError(f"{where}: {key} must be an integer >= 1, got {v!r}")

@@ -216,7 +216,11 @@ class NodeTask(Task):
         else:
             yield from self._sampled_batches(epoch, ctx)
 
-    def recalibration_batches(self, ctx: DistContext) -> Iterable[Batch]:
+    def recalibration_batches(self, ctx: DistContext, samples: int | None = None
+                              ) -> Iterable[Batch]:
+        if samples is not None:
+            raise ValueError("recalibrate_samples applies to point clouds; a node task "
+                             "recalibrates on its whole graph (remove the setting)")
         g = self.graph()
         return [Batch(inputs=(g.x, g.edge_index), y=None, size=int(g.num_nodes),
                       lsp_share=1.0 / ctx.world)]

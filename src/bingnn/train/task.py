@@ -101,9 +101,11 @@ class Task(ABC):
         """Scores of ``model`` (eval mode) on ``split`` (``"val"`` or ``"test"``), the same on
         every process. The trainer reads ``"test"`` once, for the report, after training."""
 
-    def recalibration_batches(self, ctx: DistContext) -> Iterable[Batch]:
+    def recalibration_batches(self, ctx: DistContext, samples: int | None = None
+                              ) -> Iterable[Batch]:
         """Un-augmented training batches for BatchNorm recalibration
-        (:mod:`bingnn.train.bn_recalibration`)."""
+        (:mod:`bingnn.train.bn_recalibration`): every training example, or a fixed, seeded
+        subset of ``samples`` of them where the task supports it."""
         raise NotImplementedError(f"{type(self).__name__} does not support recalibrate_bn")
 
     @abstractmethod

@@ -236,6 +236,7 @@ def fit(
     config: Mapping[str, Any] | None = None,
     ctx: DistContext | None = None,
     recalibrate_bn: bool = False,
+    recalibrate_samples: int | None = None,
     bf16: bool = False,
     progress: bool = False,
     callbacks: Sequence[EpochCallback] = (),
@@ -258,6 +259,9 @@ def fit(
             default one process on the model's device.
         recalibrate_bn: recompute BatchNorm statistics over the un-augmented training set
             after every epoch, before validation (:mod:`bingnn.train.bn_recalibration`).
+        recalibrate_samples: with ``recalibrate_bn``, recalibrate on the same seeded,
+            class-stratified subset of this many training examples at every epoch (point
+            clouds; ``None``: all of them).
         bf16: CUDA only: bfloat16 autocast for float models (teacher, stage 0 and 1
             students); binary students run in float32, so their signs are exact.
         progress: progress bars and one line per epoch (rank 0).
@@ -274,6 +278,9 @@ def fit(
     if ctx is None:
         dev = next(iter(model.parameters()), torch.empty(0)).device
         ctx = DistContext(device=dev)
+    if recalibrate_samples is not None and not recalibrate_bn:
+        raise ValueError("recalibrate_samples sets the size of the BatchNorm recalibration "
+                         "pass; it needs recalibrate_bn = true")
     if bf16 and ctx.device.type != "cuda":
         raise ValueError("bfloat16 autocast (--bf16) needs a CUDA device; drop it on the CPU")
     out = Path(out_dir) if out_dir is not None else None
@@ -342,7 +349,7 @@ def fit(
         tr = _train_epoch(task, model, net, t, objective, optimizer, epoch, ctx, amp, label,
                           progress)
         if recalibrate_bn:
-            recalibrate_batchnorm(model, task.recalibration_batches(ctx),
+            recalibrate_batchnorm(model, task.recalibration_batches(ctx, recalibrate_samples),
                                   forward=lambda m, b: m(*b.inputs))
         val = task.evaluate(model, "val", ctx)
         score = val[sel]
