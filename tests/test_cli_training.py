@@ -66,8 +66,8 @@ def test_train_options_reach_the_config():
             "dataset", "points", "train_samples", "test_samples", "val_fraction", "data_dir",
             "download", "epochs", "batch_size", "eval_batch_size", "optimizer", "lr",
             "weight_decay", "schedule", "step_size", "gamma", "patience", "label_smoothing",
-            "recalibrate_bn", "recalibrate_samples", "seed", "teacher", "init_from_teacher", "alpha", "lsp_weight",
-            "temperature", "kernel_s", "kernel_t"}
+            "recalibrate_bn", "recalibrate_samples", "seed", "teacher", "init_from_teacher",
+            "alpha", "lsp_weight", "temperature", "kernel_s", "kernel_t"}
     assert set(vars(args)) == runtime | used
 
 
