@@ -12,6 +12,7 @@
 
 #include "bind_checks.hpp"
 #include "bingnn_core.hpp"
+#include "pm1_matmul.hpp"
 #include "train_float.hpp"
 
 namespace py = pybind11;
@@ -179,6 +180,41 @@ void bind_train_float(py::module_& m) {
             binary_gemm_f32(pa, m, pb, n, w, n_bits, po, num_threads);
         },
         py::arg("a"), py::arg("b"), py::arg("n_bits"), py::arg("out"),
+        py::arg("num_threads") = 0);
+
+    m.def(
+        "pm1_codes",
+        [](const Arr<uint64_t>& bits, int64_t c, bool invert, Arr<uint8_t>& out,
+           int num_threads) {
+            require(bits.ndim() == 2, "pm1_codes expects bits (K, W) uint64");
+            const int64_t k = bits.shape(0), w = bits.shape(1);
+            require(c >= 0 && c <= 64 * w, "pm1_codes: c must be at most 64 W");
+            uint8_t* po = out_ptr(out, {pm1_groups(k), c}, "out");
+            const uint64_t* pb = bits.data();
+            py::gil_scoped_release nogil;
+            pm1_codes(pb, k, w, c, invert, po, num_threads);
+        },
+        py::arg("bits"), py::arg("c"), py::arg("invert"), py::arg("out"),
+        py::arg("num_threads") = 0);
+
+    m.def(
+        "pm1_matmul",
+        [](const Arr<float>& a, bool transpose_a, const Arr<uint8_t>& codes, Arr<float>& out,
+           int num_threads) {
+            require(a.ndim() == 2 && codes.ndim() == 2,
+                    "pm1_matmul expects a (M, N) float32 and codes (G, C) uint8");
+            const int64_t m = a.shape(0), n = a.shape(1), c = codes.shape(1);
+            const int64_t r = transpose_a ? n : m, k = transpose_a ? m : n;
+            require(codes.shape(0) == pm1_groups(k),
+                    "pm1_matmul: codes must have ceil(K / 5) rows for K = a's inner size");
+            float* po = out_ptr(out, {r, c}, "out");
+            const float* pa = a.data();
+            const uint8_t* pc = codes.data();
+            py::gil_scoped_release nogil;
+            pm1_matmul(pa, r, k, transpose_a ? 1 : n, transpose_a ? n : 1, pc, c, po,
+                       num_threads);
+        },
+        py::arg("a"), py::arg("transpose_a"), py::arg("codes"), py::arg("out"),
         py::arg("num_threads") = 0);
 
     m.def(

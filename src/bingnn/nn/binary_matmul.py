@@ -1,11 +1,16 @@
-r"""Products of +-1 matrices by XOR and popcount in training's forward pass.
+r"""Products with +-1 matrices in training: XOR and popcount forward, table lookups backward.
 
 When both operands of a linear map are exactly +-1 (binary activations times binary weights,
 distillation stage 3), :math:`\langle a, b \rangle = C - 2\,\mathrm{popcount}(a \oplus b)` on
 packed bits gives the same integers as a float matrix product (exact in float32 while
-:math:`C < 2^{24}`), with the engine's native binary GEMM. The backward pass is the usual float
-one (its operands are real gradients). Used on CPU float32 tensors with the native extension
-built; elsewhere the float product runs.
+:math:`C < 2^{24}`), with the engine's native binary GEMM.
+
+The backward multiplies real gradients by a +-1 matrix (the weights for the input gradient,
+the inputs for the weight gradient). On a CPU running AVX-512 that product takes the native
+table-lookup kernel (``csrc/pm1_matmul.hpp``: the 32 signed sums of every 5 gradient values are
+tabulated once and each output channel picks one, instead of 5 multiply-adds), which reads the
++-1 operand as packed bits; it equals a float product up to float32 rounding (another order of
+additions). Elsewhere (other levels, GPUs, other dtypes, no extension) the float products run.
 """
 
 from __future__ import annotations
@@ -62,6 +67,33 @@ def packed_gemm(a: Tensor, b: Tensor, n_bits: int) -> Tensor:
     return torch.from_numpy(out_i).to(torch.float32)
 
 
+def pm1_route(*tensors: Tensor) -> bool:
+    """Whether the backward's +-1 products take the table-lookup kernel: :func:`packed_route`,
+    and the native core dispatches AVX-512 (an 8-lane permute makes the 32-entry lookup dearer
+    than the multiply-adds it replaces, so on AVX2 PyTorch's matmul is the faster path)."""
+    return (packed_route(*tensors) and hasattr(_native, "pm1_matmul")
+            and _native.get_dispatch() == "avx512")
+
+
+def pm1_codes(bits: Tensor, c: int, negate: bool = False) -> np.ndarray:
+    """Group codes ``(ceil(K / 5), c)`` uint8 of the +-1 matrix ``B (K, c)`` whose packed rows
+    are ``bits (K, W)`` int64 (:func:`pack_rows`; ``-B`` with ``negate``)."""
+    b = bits.contiguous().numpy().view(np.uint64)
+    codes = np.empty(((b.shape[0] + 4) // 5, c), dtype=np.uint8)
+    _native.pm1_codes(b, int(c), bool(negate), codes, _kernels.threads())
+    return codes
+
+
+def pm1_matmul(a: Tensor, codes: np.ndarray, transpose_a: bool = False) -> Tensor:
+    """``a (M, K) @ B`` (or ``a.T @ B`` with ``transpose_a``, ``a (K, M)``) for the +-1 matrix
+    ``B (K, C)`` given by :func:`pm1_codes`; float32 ``(M, C)``."""
+    a_np = a.detach().contiguous().numpy()
+    rows = a_np.shape[1] if transpose_a else a_np.shape[0]
+    out = torch.empty(rows, codes.shape[1])
+    _native.pm1_matmul(a_np, bool(transpose_a), codes, out.numpy(), _kernels.threads())
+    return out
+
+
 class _PackedLinear(torch.autograd.Function):
     """``F.linear(x, w)`` of +-1 operands: packed forward, float backward."""
 
@@ -77,11 +109,30 @@ class _PackedLinear(torch.autograd.Function):
     @fp32_backward
     def backward(ctx, g: Tensor):  # type: ignore[override]
         x, w = ctx.saved_tensors
-        gx = torch.matmul(g, w) if ctx.needs_input_grad[0] else None
-        gw = None
+        c = x.shape[-1]
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = gw = None
+        if pm1_route(g2):
+            if ctx.needs_input_grad[0]:
+                gx = pm1_matmul(g2, pm1_codes(pack_rows(w), c)).view(x.shape)
+            if ctx.needs_input_grad[1]:
+                gw = pm1_matmul(g2, pm1_codes(pack_rows(x.reshape(-1, c)), c), transpose_a=True)
+            return gx, gw
+        if ctx.needs_input_grad[0]:
+            gx = torch.matmul(g, w)
         if ctx.needs_input_grad[1]:
-            gw = g.reshape(-1, g.shape[-1]).t().matmul(x.reshape(-1, x.shape[-1]))
+            gw = g2.t().matmul(x.reshape(-1, c))
         return gx, gw
+
+
+def _xor_rows(x: Tensor, idx: Tensor) -> Tensor:
+    """Packed XOR of every edge's two rows, ``(B * N * k, W)`` int64, for ``x (B, N, C)`` of
+    +-1 and ``idx (B, N, k)``: bit set where ``x_j * x_i = -1``."""
+    b, n, _ = x.shape
+    k = idx.shape[-1]
+    px = pack_rows(x).reshape(b * n, -1)
+    flat = (idx + (torch.arange(b) * n).view(b, 1, 1)).reshape(-1)
+    return (px.index_select(0, flat).view(b * n, k, -1) ^ px.unsqueeze(1)).reshape(b * n * k, -1)
 
 
 def pm1_linear(x: Tensor, w: Tensor, x_pm1: bool | None = None) -> Tensor:
@@ -107,14 +158,11 @@ class XorEdgeLinear(torch.autograd.Function):
     def forward(ctx, x: Tensor, idx: Tensor, w_a: Tensor,  # type: ignore[override]
                 packed: bool) -> Tensor:
         ctx.save_for_backward(x, idx, w_a)
+        ctx.packed = packed
         b, n, c = x.shape
-        k = idx.shape[-1]
         if packed:
-            px = pack_rows(x).reshape(b * n, -1)
-            flat = (idx + (torch.arange(b) * n).view(b, 1, 1)).reshape(-1)
-            xor = px.index_select(0, flat).view(b * n, k, -1) ^ px.unsqueeze(1)
-            y = packed_gemm(xor.reshape(b * n * k, -1), pack_rows(w_a), c)
-            return y.view(b, n, k, -1)
+            y = packed_gemm(_xor_rows(x, idx), pack_rows(w_a), c)
+            return y.view(b, n, idx.shape[-1], -1)
         return F.linear(_kernels.xor_edge_features(x, idx), -w_a)
 
     @staticmethod
@@ -124,13 +172,21 @@ class XorEdgeLinear(torch.autograd.Function):
         b, n, c = x.shape
         k = idx.shape[-1]
         g2 = g.reshape(-1, g.shape[-1])
+        # the lookups need +-1 edge features (binary activations; stage 1's are real)
+        lookup = pm1_route(g2, x) and (ctx.packed or is_pm1(x))
         gw = None
         if ctx.needs_input_grad[2]:
-            prod = _kernels.xor_edge_features(x, idx)
-            gw = -(g2.t().matmul(prod.reshape(-1, c)))
-            del prod
+            if lookup:  # -(x_j * x_i) is +1 where the XOR bit is set
+                gw = pm1_matmul(g2, pm1_codes(_xor_rows(x, idx), c), transpose_a=True)
+            else:
+                prod = _kernels.xor_edge_features(x, idx)
+                gw = -(g2.t().matmul(prod.reshape(-1, c)))
+                del prod
         gx = None
         if ctx.needs_input_grad[0]:
-            gprod = torch.matmul(g2, w_a).neg_().view(b, n, k, c)
-            gx = _kernels.xor_edge_features_backward(gprod, x, idx)
+            if lookup and ctx.packed:  # +-1 weights: -w_a by its codes
+                gprod = pm1_matmul(g2, pm1_codes(pack_rows(w_a), c, negate=True))
+            else:
+                gprod = torch.matmul(g2, w_a).neg_()
+            gx = _kernels.xor_edge_features_backward(gprod.view(b, n, k, c), x, idx)
         return gx, None, gw, None
