@@ -75,6 +75,7 @@ def _sage_reference(conv: BinSAGEConv, xs, xd, ei):
 @given(graphs)
 def test_bin_sage_conv_matches_dense_reference(p):
     x, ei = _graph(p)
+    torch.manual_seed(p["seed"])  # the weights too, so that a failing example replays
     conv = BinSAGEConv(p["c_in"], p["c_out"], centering="mean", bias=True)
     _randomise(conv, p["seed"])
     out = conv(x, ei)
@@ -134,6 +135,7 @@ def _sign_messages_reference(conv: BinSAGEConv, xs, xd, ei):
 def test_bin_sage_conv_sign_messages_match_dense_reference(p):
     x, ei = _graph(p)
     x.requires_grad_()
+    torch.manual_seed(p["seed"])  # the weights too, so that a failing example replays
     conv = BinSAGEConv(p["c_in"], p["c_out"], centering="mean", sign_messages=True)
     _randomise(conv, p["seed"])
     out = conv(x, ei)
@@ -142,7 +144,10 @@ def test_bin_sage_conv_sign_messages_match_dense_reference(p):
     torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-4)
     out.pow(2).sum().backward()
     want.pow(2).sum().backward()
-    torch.testing.assert_close(x.grad, x2.grad, atol=1e-4, rtol=1e-4)
+    # A small entry can be the difference of terms as large as the largest one: float32 rounding
+    # scales with that (measured against float64: at most 4e-7 of the largest entry).
+    tol = 1e-4 + 1e-5 * float(x2.grad.abs().max())
+    torch.testing.assert_close(x.grad, x2.grad, atol=tol, rtol=1e-4)
     # Every aggregated value is a majority vote: the output takes few distinct values.
     assert "sign_messages=True" in repr(conv)
 
@@ -179,6 +184,7 @@ def _gcn_reference(conv: BinGCNConv, x, ei, n):
 @given(graphs)
 def test_bin_gcn_conv_matches_dense_reference(p):
     x, ei = _graph(p)
+    torch.manual_seed(p["seed"])  # the weights too, so that a failing example replays
     conv = BinGCNConv(p["c_in"], p["c_out"], centering="mean")
     _randomise(conv, p["seed"])
     out = conv(x, ei)
