@@ -254,3 +254,57 @@ def test_format_1_files_still_read(tmp_path):
     r = load_recipe(p)
     assert stage_config(r, 1, "rf")["train"]["eval_batch_size"] == 5
     assert stage_config(r, 2, "rf")["train"]["eval_batch_size"] == 64  # the quick base
+
+
+def test_a_variant_table_overrides_one_variant_of_a_stage(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('base = "modelnet10"\n[stage3]\nepochs = 5\n[stage3.rf]\nepochs = 10\n'
+                 'lr = 2e-3\n[stage2.bf2]\nlsp_weight = 3.0\n')
+    r = load_recipe(p)
+    rf, bf2 = (stage_config(r, 3, v)["train"] for v in ("rf", "bf2-hamming"))
+    assert (rf["epochs"], rf["lr"]) == (10, 2e-3)
+    assert (bf2["epochs"], bf2["lr"]) == (5, 1e-3)
+    # the short spelling names the canonical variant
+    assert "bf2-hamming" in r["stage2"] and "bf2" not in r["stage2"]
+    assert stage_config(r, 2, "bf2-hamming")["loss"]["lsp_weight"] == 3.0
+    assert stage_config(r, 2, "rf")["loss"]["lsp_weight"] == 1.0
+    # the teacher (stage 0) is shared; other stages unchanged
+    assert stage_config(r, 1, "rf")["train"]["epochs"] == 4
+    # a table for a variant the file does not train is allowed (a base's table)
+    p.write_text('base = "modelnet10"\nvariants = ["bf2-hamming"]\n[stage3.rf]\nepochs = 10\n')
+    assert stage_config(load_recipe(p), 3, "bf2-hamming")["train"]["epochs"] == 5
+    # command-line options set every stage of every variant; epochs scale per variant
+    o = apply_overrides(r, None, 0.5, train={"lr": 0.02})
+    assert stage_config(o, 3, "rf")["train"]["lr"] == 0.02
+    assert [stage_config(o, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [5, 2]
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[stage3.rf]\nlrr = 1.0\n", "unknown recipe key 'stage3.rf.lrr'"),
+        ("[stage3.rf]\nepochs = 0\n", "stage3 (rf): epochs must be an integer >= 1"),
+        ('[stage3.rf]\nteacher = "x.pt"\n', "unknown recipe key 'stage3.rf.teacher'"),
+        ("[stage3.gat]\nepochs = 2\n", "[stage3.gat] is not a variant's table of overrides"),
+        ("[stage0.rf]\nepochs = 2\n", "unknown recipe key 'stage0.rf'"),
+        ('[stage2.rf]\nmode = "minibatch"\n', "'stage2.rf.mode' does not apply to pointcloud"),
+        ('[stage2.bf2]\nepochs = 2\n[stage2."bf2-hamming"]\nepochs = 3\n', "name one variant"),
+    ],
+)
+def test_bad_variant_tables(tmp_path, text, needle):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(RecipeError, match=re.escape(needle)):
+        load_recipe(p)
+
+
+def test_node_variant_table(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('task = "node"\nvariants = ["bingcn", "binsage"]\n[stage3.binsage]\n'
+                 'epochs = 11\nfanouts = [5, 5]\n')
+    r = load_recipe(p)
+    assert stage_config(r, 3, "binsage")["train"]["epochs"] == 11
+    assert stage_config(r, 3, "bingcn")["train"]["epochs"] != 11
+    p.write_text('task = "node"\n[stage3.binsage]\nfanouts = [5, 0]\n')
+    with pytest.raises(RecipeError, match=re.escape("stage3.binsage.fanouts must be")):
+        load_recipe(p)

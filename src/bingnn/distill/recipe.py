@@ -36,7 +36,16 @@ included). ``stage0.teacher = FILE`` takes a trained float teacher instead of tr
 ``stageN.teacher = FILE`` (N = 1-3, one variant) starts the cascade at stage N, taught (and,
 as the previous stage would, initialised) by that stage-(N-1) model file: an ablation of a
 late stage reuses the earlier stages of another run. A stage takes a key from its own
-section, else ``[train]``/``[loss]``, else the built-in default. Every key and value is
+section, else ``[train]``/``[loss]``, else the built-in default. A sub-table of a student stage
+named after a variant overrides that stage's training and loss keys for that variant only --
+variants differ in cost, and one wall-time budget may buy one of them more epochs::
+
+    [stage3]
+    epochs = 5
+    [stage3.rf]
+    epochs = 10
+
+Every key and value is
 checked when the recipe is loaded -- types, ranges, kernel and schedule names, that the models
 of every stage can be built, ``k`` against the point count -- so a bad value fails before the
 teacher trains, with :class:`RecipeError` naming the key.
@@ -96,6 +105,8 @@ class RecipeError(ValueError):
 
 
 _NUM = (int, float)
+#: Marks a schema table whose other keys may name variants, each a table of overrides.
+_VARIANT_TABLES = "<variant>"
 _TRAIN_KEYS: dict[str, Any] = {
     "optimizer": str,
     "lr": _NUM,
@@ -168,10 +179,13 @@ SCHEMA: dict[str, Any] = {
     "loss": dict(_LOSS_KEYS),
     "train": dict(_TRAIN_KEYS),
     "stage0": {**_TRAIN_KEYS, "label_smoothing": _NUM, "teacher": str},
-    "stage1": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
-    "stage2": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
-    "stage3": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str},
+    "stage1": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str, _VARIANT_TABLES: True},
+    "stage2": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str, _VARIANT_TABLES: True},
+    "stage3": {**_TRAIN_KEYS, **_LOSS_KEYS, "teacher": str, _VARIANT_TABLES: True},
 }
+#: The keys a variant's sub-table of a student stage may set (the teacher starts the cascade,
+#: which is one for all variants).
+_VARIANT_STAGE_KEYS: dict[str, Any] = {**_TRAIN_KEYS, **_LOSS_KEYS}
 _TASK_KEYS = {
     "pointcloud": {
         "data": {"dataset", "num_points", "train_samples", "test_samples", "val_fraction",
@@ -212,9 +226,16 @@ def _validate_types(node: dict[str, Any], schema: dict[str, Any], where: str,
                     source: str) -> None:
     for key, value in node.items():
         path = f"{where}{key}"
-        if key not in schema:
+        if key not in schema and _VARIANT_TABLES in schema and isinstance(value, dict):
+            # A variant's overrides; its name is checked once the task is known.
+            _validate_types(value, _VARIANT_STAGE_KEYS, f"{path}.", source)
+            continue
+        if key not in schema or key == _VARIANT_TABLES:
+            known = ", ".join(k for k in schema if k != _VARIANT_TABLES)
+            extra = (" or a variant's table of overrides ([stageN.VARIANT])"
+                     if _VARIANT_TABLES in schema else "")
             raise RecipeError(
-                f"{source}: unknown recipe key {path!r}; known keys here: {', '.join(schema)}"
+                f"{source}: unknown recipe key {path!r}; known keys here: {known}{extra}"
             )
         want = schema[key]
         if isinstance(want, dict):
@@ -268,8 +289,10 @@ def node_recipe_for(dataset: str) -> str:
 def _rename_legacy(recipe: dict[str, Any]) -> None:
     """Format 1's ``test_batch_size`` is ``eval_batch_size`` (before merging over a base that
     uses the new name)."""
-    for section in ("train", "stage0", "stage1", "stage2", "stage3"):
-        st = recipe.get(section)
+    tables = [recipe.get(section) for section in ("train", "stage0", "stage1", "stage2", "stage3")]
+    tables += [v for i in (1, 2, 3) for v in recipe.get(f"stage{i}", {}).values()
+               if isinstance(v, dict)]
+    for st in tables:
         if isinstance(st, dict) and "test_batch_size" in st:
             st.setdefault("eval_batch_size", st.pop("test_batch_size"))
 
@@ -336,10 +359,12 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
     extra = [f"{section}.{k}" for section in ("data", "model", "train", "loss")
              for k in recipe.get(section, {}) if k not in allowed[section]]
     for i in range(4):
-        for k in recipe.get(f"stage{i}", {}):
-            kind = "train" if k in _TRAIN_KEYS else "loss" if k in _LOSS_KEYS else None
-            if kind is not None and k not in allowed[kind]:
-                extra.append(f"stage{i}.{k}")
+        for k, v in recipe.get(f"stage{i}", {}).items():
+            inner = v.items() if i > 0 and _is_variant_table(k, v) else [(k, v)]
+            for key, _ in inner:
+                kind = "train" if key in _TRAIN_KEYS else "loss" if key in _LOSS_KEYS else None
+                if kind is not None and key not in allowed[kind]:
+                    extra.append(f"stage{i}.{k}.{key}" if key != k else f"stage{i}.{k}")
     if extra:
         raise RecipeError(
             f"{source}: {', '.join(repr(e) for e in extra)} "
@@ -350,13 +375,19 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
             if key not in recipe.get(section, {}):
                 raise RecipeError(f"{source}: missing required key '{section}.{key}'")
     recipe["variants"] = [_canonical_variant(task, v, source) for v in recipe.get("variants", [])]
+    for i in (1, 2, 3):
+        _canonical_variant_tables(recipe.get(f"stage{i}", {}), task, f"stage{i}", source)
     if not recipe["variants"]:
         raise RecipeError(f"{source}: 'variants' is empty; name at least one, e.g. "
                           f"{'rf' if task == 'pointcloud' else 'bingcn'!r}")
     _check_data(recipe, source)
     _check_start(recipe, source)
-    for section in ("train", "stage0", "stage1", "stage2", "stage3"):
-        fan = recipe.get(section, {}).get("fanouts")
+    tables = [(section, recipe.get(section, {}))
+              for section in ("train", "stage0", "stage1", "stage2", "stage3")]
+    tables += [(f"stage{i}.{k}", v) for i in (1, 2, 3)
+               for k, v in recipe.get(f"stage{i}", {}).items() if _is_variant_table(k, v)]
+    for section, table in tables:
+        fan = table.get("fanouts")
         if fan is not None and (not fan or any(
                 isinstance(k, bool) or not isinstance(k, int) or k == 0 or k < -1 for k in fan)):
             raise RecipeError(f"{source}: {section}.fanouts must be positive integers or -1, "
@@ -408,6 +439,28 @@ def _canonical_variant(task: str, spec: Any, source: str) -> str:
             f"{source}: unknown node variant {spec!r}; choose from {', '.join(NODE_VARIANTS)}"
         )
     return key
+
+
+def _is_variant_table(key: str, value: Any) -> bool:
+    return isinstance(value, dict) and key not in _TRAIN_KEYS and key not in _LOSS_KEYS
+
+
+def _canonical_variant_tables(stage: dict[str, Any], task: str, where: str, source: str) -> None:
+    """Rename a stage's variant sub-tables to canonical spelling (``bf2`` -> ``bf2-hamming``),
+    in place; an unknown variant or two spellings of one are errors. A table may name a
+    variant the recipe does not train (a base recipe's table serves a file that keeps one
+    variant)."""
+    for key in [k for k, v in stage.items() if _is_variant_table(k, v)]:
+        try:
+            name = _canonical_variant(task, key, source)
+        except RecipeError as e:
+            raise RecipeError(f"{source}: [{where}.{key}] is not a variant's table of "
+                              f"overrides: {str(e).removeprefix(source + ': ')}") from e
+        if name != key:
+            if name in stage:
+                raise RecipeError(f"{source}: [{where}.{key}] and [{where}.{name}] name one "
+                                  "variant; merge them into one table")
+            stage[name] = stage.pop(key)
 
 
 def _check_data(recipe: dict[str, Any], source: str) -> None:
@@ -488,14 +541,15 @@ def apply_overrides(
     for section, over in (("data", data), ("model", model)):
         for k, v in (over or {}).items():
             out.setdefault(section, {})[k] = v
-    for k, v in (train or {}).items():
-        out.setdefault("train", {})[k] = v
-        for i in range(4):
-            out.setdefault(f"stage{i}", {}).pop(k, None)
-    for k, v in (loss or {}).items():
-        out.setdefault("loss", {})[k] = v
-        for i in range(1, 4):
-            out.setdefault(f"stage{i}", {}).pop(k, None)
+    for section, over, first in (("train", train, 0), ("loss", loss, 1)):
+        for k, v in (over or {}).items():
+            out.setdefault(section, {})[k] = v
+            for i in range(first, 4):
+                st = out.setdefault(f"stage{i}", {})
+                st.pop(k, None)
+                for name, table in st.items():
+                    if i > 0 and _is_variant_table(name, table):
+                        table.pop(k, None)
     if seed is not None:
         out["seed"] = int(seed)
     if epochs_scale is not None:
@@ -505,6 +559,9 @@ def apply_overrides(
             st = out.setdefault(f"stage{i}", {})
             epochs = st.get("epochs", out.get("train", {}).get("epochs", 1))
             st["epochs"] = max(1, round(epochs * epochs_scale))
+            for name, table in st.items():
+                if i > 0 and _is_variant_table(name, table) and "epochs" in table:
+                    table["epochs"] = max(1, round(table["epochs"] * epochs_scale))
         out["epochs_scale"] = epochs_scale
     return validate_recipe({k: v for k, v in out.items() if k != "epochs_scale"}) | (
         {"epochs_scale": epochs_scale} if epochs_scale is not None else {}
@@ -523,8 +580,11 @@ def _kernel(name: str, knn: str, where: str) -> str:
 
 
 def _stage_value(recipe: dict[str, Any], stage: int, key: str, section: str,
-                 default: Any = None) -> Any:
+                 default: Any = None, variant: str | None = None) -> Any:
     st = recipe.get(f"stage{stage}", {})
+    mine = st.get(variant) if stage > 0 and variant is not None else None
+    if isinstance(mine, dict) and key in mine:
+        return mine[key]
     if key in st:
         return st[key]
     if key in recipe.get(section, {}):
@@ -545,10 +605,15 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
             raise RecipeError(f"stage {stage} needs a variant")
         variant = recipe["variants"][0]
     where = f"{recipe.get('source', 'recipe')}: stage{stage}"
+    own = _canonical_variant(task, variant, where) if stage > 0 else None
+
+    def _value(key: str, section: str, default: Any = None) -> Any:
+        return _stage_value(recipe, stage, key, section, default, own)
+
     train: dict[str, Any] = {}
     for key in ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "eval_batch_size",
                 "schedule"):
-        v = _stage_value(recipe, stage, key, "train", _TRAIN_DEFAULTS.get(key))
+        v = _value(key, "train", _TRAIN_DEFAULTS.get(key))
         if v is None and key == "eval_batch_size":
             v = train.get("batch_size")
         if v is None and not (task == "node" and key in ("batch_size", "eval_batch_size")):
@@ -556,17 +621,17 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
                               f"'train.{key}')")
         train[key] = copy.deepcopy(v)
     if task == "node":
-        train["mode"] = _stage_value(recipe, stage, "mode", "train", "full")
-        train["eval_mode"] = _stage_value(recipe, stage, "eval_mode", "train", "full")
+        train["mode"] = _value("mode", "train", "full")
+        train["eval_mode"] = _value("eval_mode", "train", "full")
         if train["mode"] == "minibatch":
-            train["fanouts"] = list(_stage_value(recipe, stage, "fanouts", "train", [15, 10, 5]))
+            train["fanouts"] = list(_value("fanouts", "train", [15, 10, 5]))
         train.setdefault("batch_size", None)
         if train["batch_size"] is None:
             train["batch_size"] = 1024
         if train.get("eval_batch_size") is None:
             train["eval_batch_size"] = 4096
-    samples = _stage_value(recipe, stage, "recalibrate_samples", "train", None)
-    if _stage_value(recipe, stage, "recalibrate_bn", "train", False):
+    samples = _value("recalibrate_samples", "train", None)
+    if _value("recalibrate_bn", "train", False):
         train["recalibrate_bn"] = True  # only when on: configs of earlier runs stay comparable
         if samples is not None:
             train["recalibrate_samples"] = samples
@@ -574,7 +639,7 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         raise RecipeError(f"{where}: recalibrate_samples sizes the BatchNorm recalibration "
                           "pass; set recalibrate_bn = true or remove it")
 
-    loss = {key: _stage_value(recipe, stage, key, "loss", default)
+    loss = {key: _value(key, "loss", default)
             for key, default in _LOSS_DEFAULTS.items()}
     if stage == 0:  # no teacher: cross-entropy only
         loss = {"label_smoothing": loss["label_smoothing"]}
@@ -613,9 +678,9 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
             cfg["variant"] = format_variant(v, knn)
             cfg["model"] = {"arch": "bindgcnn", "variant": v, "knn": knn, "stage": stage,
                             **common, **extra}
-            loss["kernel_s"] = _kernel(_stage_value(recipe, stage, "kernel_s", "loss", "auto"),
+            loss["kernel_s"] = _kernel(_value("kernel_s", "loss", "auto"),
                                        knn, f"{where}.kernel_s")
-            loss["kernel_t"] = _kernel(_stage_value(recipe, stage, "kernel_t", "loss", "auto"),
+            loss["kernel_t"] = _kernel(_value("kernel_t", "loss", "auto"),
                                        knn if stage > 1 else "l2", f"{where}.kernel_t")
     else:
         arch = NODE_VARIANTS[variant] if stage == 0 else variant
@@ -631,9 +696,9 @@ def stage_config(recipe: dict[str, Any], stage: int, variant: str | None = None)
         if variant == "bingcn":
             cfg["model"]["cached"] = train["mode"] == "full"
         if stage > 0:
-            loss["kd_nodes"] = _stage_value(recipe, stage, "kd_nodes", "loss", "all")
+            loss["kd_nodes"] = _value("kd_nodes", "loss", "all")
             for key in ("kernel_s", "kernel_t"):
-                loss[key] = _kernel(_stage_value(recipe, stage, key, "loss", "rbf_l2"), "l2",
+                loss[key] = _kernel(_value(key, "loss", "rbf_l2"), "l2",
                                     f"{where}.{key}")
     cfg["loss"] = loss
     if stage == 0:
