@@ -331,41 +331,66 @@ void bind_train_float(py::module_& m) {
         py::arg("out_f"), py::arg("out_bits"), py::arg("num_threads") = 0);
 
     m.def(
-        "edge_diff_quant_backward",
-        [](const Arr<float>& g, const Arr<float>& x, const Arr<int64_t>& idx,
-           const Arr<float>& s, const Arr<float>& t, const Arr<float>& mean,
-           const Arr<float>& invstd, int mode, float clip, std::optional<Arr<float>> c1,
-           std::optional<Arr<float>> c2, std::optional<Arr<float>> gx, int num_threads) {
+        "edge_diff_select_backward",
+        [](const Arr<float>& x, const Arr<int64_t>& idx, const Arr<float>& s, const Arr<float>& t,
+           const Arr<float>& mean, const Arr<float>& invstd, int mode, float clip,
+           const Arr<float>& gsel, const Arr<int64_t>& rank, const Arr<float>& w,
+           std::optional<Arr<float>> gx, std::optional<Arr<float>> g_w, int num_threads) {
             require(x.ndim() == 3 && idx.ndim() == 3,
-                 "edge_diff_quant_backward expects x (B, N, C) and idx (B, N, k)");
+                 "edge_diff_select_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
-            need_shape(g, {sets, n, k, c}, "g");
             for (const Arr<float>* a : {&s, &t, &mean, &invstd}) need_shape(*a, {c}, "vector");
             require(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
-            require(!gx || (c1 && c2), "gx needs c1 and c2");
-            if (c1) need_shape(*c1, {c}, "c1");
-            if (c2) need_shape(*c2, {c}, "c2");
+            require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
+            const int64_t c_out = w.shape(0);
+            need_shape(gsel, {sets, n, c_out}, "gsel");
+            need_shape(rank, {sets, n, c_out}, "rank");
+            const int64_t* pr = rank.data();
+            for (int64_t q = 0; q < rank.size(); ++q)
+                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* pgx = gx ? out_ptr(*gx, {sets, n, c}, "gx") : nullptr;
+            float* pgw = g_w ? out_ptr(*g_w, {c_out, c}, "g_w") : nullptr;
             Arr<double> sum_gz({c}), sum_gzx({c});
-            const float* pg = g.data();
             const float* px = x.data();
             const int64_t* pi = idx.data();
             const float *ps = s.data(), *pt = t.data(), *pm = mean.data(), *pv = invstd.data();
-            const float* p1 = c1 ? c1->data() : nullptr;
-            const float* p2 = c2 ? c2->data() : nullptr;
+            const float* pg = gsel.data();
+            const float* pw = w.data();
             double* a = sum_gz.mutable_data();
             double* b = sum_gzx.mutable_data();
             {
                 py::gil_scoped_release nogil;
-                edge_diff_quant_backward(pg, px, sets, n, c, pi, k, ps, pt, pm, pv, mode, clip,
-                                         p1, p2, pgx, a, b, num_threads);
+                edge_diff_select_backward(px, sets, n, c, pi, k, ps, pt, pm, pv, mode, clip, pg,
+                                          pr, c_out, pw, pgx, pgw, a, b, num_threads);
             }
             return py::make_tuple(sum_gz, sum_gzx);
         },
-        py::arg("g"), py::arg("x"), py::arg("idx"), py::arg("s"), py::arg("t"),
-        py::arg("mean"), py::arg("invstd"), py::arg("mode"), py::arg("clip"), py::arg("c1"),
-        py::arg("c2"), py::arg("gx"), py::arg("num_threads") = 0);
+        py::arg("x"), py::arg("idx"), py::arg("s"), py::arg("t"), py::arg("mean"),
+        py::arg("invstd"), py::arg("mode"), py::arg("clip"), py::arg("gsel"), py::arg("rank"),
+        py::arg("w"), py::arg("gx"), py::arg("g_w"), py::arg("num_threads") = 0);
+
+    m.def(
+        "edge_diff_bn_correction",
+        [](const Arr<float>& x, const Arr<int64_t>& idx, const Arr<float>& s,
+           const Arr<float>& mean, const Arr<float>& invstd, const Arr<float>& c1,
+           const Arr<float>& c2, Arr<float>& gx, int num_threads) {
+            require(x.ndim() == 3 && idx.ndim() == 3,
+                 "edge_diff_bn_correction expects x (B, N, C) and idx (B, N, k)");
+            const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
+            check_idx(idx, sets, n, k);
+            for (const Arr<float>* a : {&s, &mean, &invstd, &c1, &c2})
+                need_shape(*a, {c}, "vector");
+            float* pgx = out_ptr(gx, {sets, n, c}, "gx");
+            const float* px = x.data();
+            const int64_t* pi = idx.data();
+            const float *ps = s.data(), *pm = mean.data(), *pv = invstd.data();
+            const float *p1 = c1.data(), *p2 = c2.data();
+            py::gil_scoped_release nogil;
+            edge_diff_bn_correction(px, sets, n, c, pi, k, ps, pm, pv, p1, p2, pgx, num_threads);
+        },
+        py::arg("x"), py::arg("idx"), py::arg("s"), py::arg("mean"), py::arg("invstd"),
+        py::arg("c1"), py::arg("c2"), py::arg("gx"), py::arg("num_threads") = 0);
 
     m.def(
         "edge_select_backward",

@@ -726,188 +726,6 @@ void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const i
 
 namespace {
 
-// Pass 1 of edge_diff_quant_backward over the points [r0, r1): per-channel sums of gz and
-// gz * xhat, float32 over a point's k edges, float64 across points.
-void dq_sums_scalar(const float* g, const float* x, int64_t r0, int64_t r1, int64_t n, int64_t c,
-                    const int64_t* idx, int64_t k, const float* s, const float* t,
-                    const float* mean, const float* invstd, int mode, float clip, double* a,
-                    double* b) {
-    std::vector<float> f1(static_cast<size_t>(c)), f2(static_cast<size_t>(c));
-    for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
-    for (int64_t p = r0; p < r1; ++p) {
-        const float* xi = x + p * c;
-        const float* xs = x + (p / n) * n * c;
-        std::fill(f1.begin(), f1.end(), 0.0f);
-        std::fill(f2.begin(), f2.end(), 0.0f);
-        for (int64_t r = 0; r < k; ++r) {
-            const float* xj = xs + idx[p * k + r] * c;
-            const float* gr = g + (p * k + r) * c;
-            for (int64_t ch = 0; ch < c; ++ch) {
-                const float d = xj[ch] - xi[ch];
-                const float z = d * s[ch] + t[ch];
-                const float gz = gr[ch] * quant_grad(z, mode, clip);
-                f1[ch] = f1[ch] + gz;
-                f2[ch] = f2[ch] + gz * ((d - mean[ch]) * invstd[ch]);
-            }
-        }
-        for (int64_t ch = 0; ch < c; ++ch) {
-            a[ch] += static_cast<double>(f1[ch]);
-            b[ch] += static_cast<double>(f2[ch]);
-        }
-    }
-}
-
-// Pass 2 for one (set, block of 16 channels): gx at the neighbour (+) and the centre (-).
-void dq_scatter_scalar(const float* g, const float* x, int64_t set, int64_t cb, int64_t n,
-                       int64_t c, const int64_t* idx, int64_t k, const float* s, const float* t,
-                       const float* mean, const float* invstd, int mode, float clip,
-                       const float* c1, const float* c2, float* gx) {
-    const int64_t ce = std::min<int64_t>(c, cb + 16);
-    const float* xs = x + set * n * c;
-    float* os = gx + set * n * c;
-    const float* gs = g + set * n * k * c;
-    const int64_t* is = idx + set * n * k;
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t r = 0; r < k; ++r) {
-            const int64_t j = is[i * k + r];
-            const float* gr = gs + (i * k + r) * c;
-            for (int64_t ch = cb; ch < ce; ++ch) {
-                const float d = xs[j * c + ch] - xs[i * c + ch];
-                const float z = d * s[ch] + t[ch];
-                const float gz = gr[ch] * quant_grad(z, mode, clip);
-                const float xhat = (d - mean[ch]) * invstd[ch];
-                const float gd = s[ch] * ((gz - c1[ch]) - xhat * c2[ch]);
-                os[j * c + ch] = os[j * c + ch] + gd;
-                os[i * c + ch] = os[i * c + ch] - gd;
-            }
-        }
-}
-
-#if BINGNN_X86
-BINGNN_AVX512 void dq_sums_avx512(const float* g, const float* x, int64_t r0, int64_t r1,
-                                  int64_t n, int64_t c, const int64_t* idx, int64_t k,
-                                  const float* s, const float* t, const float* mean,
-                                  const float* invstd, int mode, float clip, double* a,
-                                  double* b) {
-    for (int64_t ch = 0; ch < c; ++ch) a[ch] = b[ch] = 0.0;
-    const __m512 vclip = _mm512_set1_ps(clip);
-    for (int64_t cb = 0; cb < c; cb += 16) {
-        const int64_t valid = std::min<int64_t>(16, c - cb);
-        const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
-        const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
-        const __m512 vt = _mm512_maskz_loadu_ps(keep, t + cb);
-        const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
-        const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
-        for (int64_t p = r0; p < r1; ++p) {
-            const float* xs = x + (p / n) * n * c;
-            const __m512 xi = _mm512_maskz_loadu_ps(keep, x + p * c + cb);
-            __m512 f1 = _mm512_setzero_ps(), f2 = _mm512_setzero_ps();
-            for (int64_t r = 0; r < k; ++r) {
-                const __m512 xj = _mm512_maskz_loadu_ps(keep, xs + idx[p * k + r] * c + cb);
-                const __m512 d = _mm512_sub_ps(xj, xi);
-                const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
-                const __m512 gz = quant_grad16(
-                    _mm512_maskz_loadu_ps(keep, g + (p * k + r) * c + cb), z, mode, vclip);
-                f1 = _mm512_add_ps(f1, gz);
-                f2 = _mm512_add_ps(f2, _mm512_mul_ps(gz, _mm512_mul_ps(_mm512_sub_ps(d, vm), vi)));
-            }
-            add_to_double(a + cb, f1, keep);
-            add_to_double(b + cb, f2, keep);
-        }
-    }
-}
-
-BINGNN_AVX512 void dq_scatter_avx512(const float* g, const float* x, int64_t set, int64_t cb,
-                                     int64_t n, int64_t c, const int64_t* idx, int64_t k,
-                                     const float* s, const float* t, const float* mean,
-                                     const float* invstd, int mode, float clip,
-                                     const float* c1, const float* c2, float* gx) {
-    const int64_t valid = std::min<int64_t>(16, c - cb);
-    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
-    const __m512 vclip = _mm512_set1_ps(clip);
-    const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
-    const __m512 vt = _mm512_maskz_loadu_ps(keep, t + cb);
-    const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
-    const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
-    const __m512 v1 = _mm512_maskz_loadu_ps(keep, c1 + cb);
-    const __m512 v2 = _mm512_maskz_loadu_ps(keep, c2 + cb);
-    const float* xs = x + set * n * c + cb;
-    float* os = gx + set * n * c + cb;
-    const float* gs = g + set * n * k * c + cb;
-    const int64_t* is = idx + set * n * k;
-    for (int64_t i = 0; i < n; ++i) {
-        const __m512 xi = _mm512_maskz_loadu_ps(keep, xs + i * c);
-        __m512 gi = _mm512_setzero_ps();
-        for (int64_t r = 0; r < k; ++r) {
-            const int64_t j = is[i * k + r];
-            const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xs + j * c), xi);
-            const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
-            const __m512 gz =
-                quant_grad16(_mm512_maskz_loadu_ps(keep, gs + (i * k + r) * c), z, mode, vclip);
-            const __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(d, vm), vi);
-            const __m512 gd = _mm512_mul_ps(
-                vs, _mm512_sub_ps(_mm512_sub_ps(gz, v1), _mm512_mul_ps(xhat, v2)));
-            float* oj = os + j * c;
-            _mm512_mask_storeu_ps(oj, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, oj), gd));
-            gi = _mm512_add_ps(gi, gd);
-            // The centre's own row may be a neighbour too: apply its share after the edges
-            // that precede it, in the same order as the scalar path.
-            if (j == i) {
-                float* oi = os + i * c;
-                _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
-                gi = _mm512_setzero_ps();
-            }
-        }
-        float* oi = os + i * c;
-        _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
-    }
-}
-#endif
-
-}  // namespace
-
-void edge_diff_quant_backward(const float* g, const float* x, int64_t sets, int64_t n,
-                              int64_t c, const int64_t* idx, int64_t k, const float* s,
-                              const float* t, const float* mean, const float* invstd, int mode,
-                              float clip, const float* c1, const float* c2, float* gx,
-                              double* sum_gz, double* sum_gzx, int num_threads) {
-    if (c == 0) return;
-    const int64_t rows = sets * n;
-    const Level level = active_level();
-    const bool vec = level == Level::Avx512;
-    blocked_rows(rows, c, num_threads, sum_gz, sum_gzx,
-                 [&](int64_t r0, int64_t r1, double* a, double* b) {
-#if BINGNN_X86
-                     if (vec) {
-                         dq_sums_avx512(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, mode,
-                                        clip, a, b);
-                         return;
-                     }
-#endif
-                     dq_sums_scalar(g, x, r0, r1, n, c, idx, k, s, t, mean, invstd, mode, clip,
-                                    a, b);
-                 });
-    if (gx == nullptr) return;
-    std::memset(gx, 0, static_cast<size_t>(rows * c) * sizeof(float));
-    const int64_t ncb = (c + 15) / 16;
-    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t task = t0; task < t1; ++task) {
-            const int64_t set = task / ncb, cb = (task % ncb) * 16;
-#if BINGNN_X86
-            if (vec) {
-                dq_scatter_avx512(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip,
-                                  c1, c2, gx);
-                continue;
-            }
-#endif
-            dq_scatter_scalar(g, x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, c1,
-                              c2, gx);
-        }
-    });
-}
-
-namespace {
-
 #if BINGNN_X86
 // dst[0..c) += a * src[0..c) (mul then add, like the scalar loop).
 BINGNN_AVX512 inline void axpy16(float* dst, float a, const float* src, int64_t c) {
@@ -1018,6 +836,281 @@ void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
     std::memset(g_w, 0, static_cast<size_t>(c_out * c_in) * sizeof(float));
     for (int64_t blk = 0; blk < kBlocks; ++blk)
         for (int64_t q = 0; q < c_out * c_in; ++q) g_w[q] = g_w[q] + partial[blk * c_out * c_in + q];
+}
+
+namespace {
+
+// One (set, block of up to 16 channels [cb, ce)) of edge_diff_select_backward, per channel
+// (the reference of the AVX-512 path, same operations in the same order). gq_r and the edge
+// values live in k x 16 scratch rows; sums go to a (set)'s doubles, g_w's rows to the set's
+// partial block.
+void dsb_block_scalar(const float* x, int64_t set, int64_t cb, int64_t n, int64_t c,
+                      const int64_t* idx, int64_t k, const float* s, const float* t,
+                      const float* mean, const float* invstd, int mode, float clip,
+                      const float* gsel, const int64_t* rank, int64_t c_out, const float* w,
+                      float* gx, float* gw_part, double* a, double* b, float* scratch) {
+    const int64_t ce = std::min<int64_t>(c, cb + 16);
+    float* dv = scratch;            // d, k x 16
+    float* zv = dv + k * 16;        // z
+    float* qv = zv + k * 16;        // q(z), only with g_w
+    float* gq = qv + k * 16;        // gradient of q
+    const float* xs = x + set * n * c;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t p = set * n + i;
+        const int64_t* nbr = idx + p * k;
+        for (int64_t r = 0; r < k; ++r)
+            for (int64_t ch = cb; ch < ce; ++ch) {
+                const int64_t l = r * 16 + (ch - cb);
+                const float d = xs[nbr[r] * c + ch] - xs[i * c + ch];
+                const float z = d * s[ch] + t[ch];
+                dv[l] = d;
+                zv[l] = z;
+                if (gw_part != nullptr) qv[l] = quant_value(z, mode);
+                gq[l] = 0.0f;
+            }
+        for (int64_t o = 0; o < c_out; ++o) {
+            const float g = gsel[p * c_out + o];
+            if (g == 0.0f) continue;  // adds nothing (and -0.0 + 0 keeps +0 stored)
+            const int64_t r = rank[p * c_out + o];
+            for (int64_t ch = cb; ch < ce; ++ch) {
+                const int64_t l = r * 16 + (ch - cb);
+                gq[l] = gq[l] + g * w[o * c + ch];
+                if (gw_part != nullptr)
+                    gw_part[o * c + ch] = gw_part[o * c + ch] + g * qv[l];
+            }
+        }
+        for (int64_t ch = cb; ch < ce; ++ch) {
+            float f1 = 0.0f, f2 = 0.0f, gi = 0.0f;
+            for (int64_t r = 0; r < k; ++r) {
+                const int64_t l = r * 16 + (ch - cb);
+                const float gz = gq[l] * quant_grad(zv[l], mode, clip);
+                f1 = f1 + gz;
+                f2 = f2 + gz * ((dv[l] - mean[ch]) * invstd[ch]);
+                if (gx == nullptr) continue;
+                const int64_t j = nbr[r];
+                const float gd = s[ch] * gz;
+                float* os = gx + set * n * c;
+                os[j * c + ch] = os[j * c + ch] + gd;
+                gi = gi + gd;
+                // The centre may be its own neighbour: apply its share after the edges that
+                // precede it (the AVX-512 path's order).
+                if (j == i) {
+                    os[i * c + ch] = os[i * c + ch] - gi;
+                    gi = 0.0f;
+                }
+            }
+            if (gx != nullptr) gx[(set * n + i) * c + ch] = gx[(set * n + i) * c + ch] - gi;
+            a[ch] += static_cast<double>(f1);
+            b[ch] += static_cast<double>(f2);
+        }
+    }
+}
+
+// The correction of edge_diff_bn_correction for one (set, channel block), per channel.
+void dbc_block_scalar(const float* x, int64_t set, int64_t cb, int64_t n, int64_t c,
+                      const int64_t* idx, int64_t k, const float* s, const float* mean,
+                      const float* invstd, const float* c1, const float* c2, float* gx) {
+    const int64_t ce = std::min<int64_t>(c, cb + 16);
+    const float* xs = x + set * n * c;
+    float* os = gx + set * n * c;
+    const int64_t* is = idx + set * n * k;
+    for (int64_t ch = cb; ch < ce; ++ch)
+        for (int64_t i = 0; i < n; ++i) {
+            float gi = 0.0f;
+            for (int64_t r = 0; r < k; ++r) {
+                const int64_t j = is[i * k + r];
+                const float xhat = ((xs[j * c + ch] - xs[i * c + ch]) - mean[ch]) * invstd[ch];
+                const float corr = s[ch] * (c1[ch] + xhat * c2[ch]);
+                os[j * c + ch] = os[j * c + ch] - corr;
+                gi = gi + corr;
+                if (j == i) {
+                    os[i * c + ch] = os[i * c + ch] + gi;
+                    gi = 0.0f;
+                }
+            }
+            os[i * c + ch] = os[i * c + ch] + gi;
+        }
+}
+
+#if BINGNN_X86
+BINGNN_AVX512 void dsb_block_avx512(const float* x, int64_t set, int64_t cb, int64_t n,
+                                    int64_t c, const int64_t* idx, int64_t k, const float* s,
+                                    const float* t, const float* mean, const float* invstd,
+                                    int mode, float clip, const float* gsel,
+                                    const int64_t* rank, int64_t c_out, const float* w,
+                                    float* gx, float* gw_part, double* a, double* b,
+                                    float* scratch) {
+    const int64_t valid = std::min<int64_t>(16, c - cb);
+    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+    const __m512 vclip = _mm512_set1_ps(clip);
+    const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
+    const __m512 vt = _mm512_maskz_loadu_ps(keep, t + cb);
+    const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
+    const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
+    float* dv = scratch;
+    float* zv = dv + k * 16;
+    float* qv = zv + k * 16;
+    float* gq = qv + k * 16;
+    const float* xs = x + set * n * c + cb;
+    float* os = gx != nullptr ? gx + set * n * c + cb : nullptr;
+    const float* wb = w + cb;
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t p = set * n + i;
+        const int64_t* nbr = idx + p * k;
+        const __m512 xi = _mm512_maskz_loadu_ps(keep, xs + i * c);
+        for (int64_t r = 0; r < k; ++r) {
+            const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xs + nbr[r] * c), xi);
+            const __m512 z = _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
+            _mm512_storeu_ps(dv + r * 16, d);
+            _mm512_storeu_ps(zv + r * 16, z);
+            if (gw_part != nullptr) _mm512_storeu_ps(qv + r * 16, quant16(z, mode));
+            _mm512_storeu_ps(gq + r * 16, _mm512_setzero_ps());
+        }
+        const float* gp = gsel + p * c_out;
+        const int64_t* rp = rank + p * c_out;
+        for (int64_t o = 0; o < c_out; ++o) {
+            const float g = gp[o];
+            if (g == 0.0f) continue;
+            const __m512 vg = _mm512_set1_ps(g);
+            float* gr = gq + rp[o] * 16;
+            _mm512_storeu_ps(gr, _mm512_add_ps(_mm512_loadu_ps(gr),
+                                               _mm512_mul_ps(vg, _mm512_maskz_loadu_ps(keep, wb + o * c))));
+            if (gw_part != nullptr) {
+                float* go = gw_part + o * c + cb;
+                _mm512_mask_storeu_ps(go, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, go),
+                                                              _mm512_mul_ps(vg, _mm512_loadu_ps(qv + rp[o] * 16))));
+            }
+        }
+        __m512 f1 = _mm512_setzero_ps(), f2 = _mm512_setzero_ps(), gi = _mm512_setzero_ps();
+        for (int64_t r = 0; r < k; ++r) {
+            const __m512 gz = quant_grad16(_mm512_loadu_ps(gq + r * 16),
+                                           _mm512_loadu_ps(zv + r * 16), mode, vclip);
+            f1 = _mm512_add_ps(f1, gz);
+            f2 = _mm512_add_ps(f2, _mm512_mul_ps(gz, _mm512_mul_ps(
+                                       _mm512_sub_ps(_mm512_loadu_ps(dv + r * 16), vm), vi)));
+            if (os == nullptr) continue;
+            const int64_t j = nbr[r];
+            const __m512 gd = _mm512_mul_ps(vs, gz);
+            float* oj = os + j * c;
+            _mm512_mask_storeu_ps(oj, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, oj), gd));
+            gi = _mm512_add_ps(gi, gd);
+            if (j == i) {
+                float* oi = os + i * c;
+                _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+                gi = _mm512_setzero_ps();
+            }
+        }
+        if (os != nullptr) {
+            float* oi = os + i * c;
+            _mm512_mask_storeu_ps(oi, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+        }
+        add_to_double(a + cb, f1, keep);
+        add_to_double(b + cb, f2, keep);
+    }
+}
+
+BINGNN_AVX512 void dbc_block_avx512(const float* x, int64_t set, int64_t cb, int64_t n,
+                                    int64_t c, const int64_t* idx, int64_t k, const float* s,
+                                    const float* mean, const float* invstd, const float* c1,
+                                    const float* c2, float* gx) {
+    const int64_t valid = std::min<int64_t>(16, c - cb);
+    const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
+    const __m512 vs = _mm512_maskz_loadu_ps(keep, s + cb);
+    const __m512 vm = _mm512_maskz_loadu_ps(keep, mean + cb);
+    const __m512 vi = _mm512_maskz_loadu_ps(keep, invstd + cb);
+    const __m512 v1 = _mm512_maskz_loadu_ps(keep, c1 + cb);
+    const __m512 v2 = _mm512_maskz_loadu_ps(keep, c2 + cb);
+    const float* xs = x + set * n * c + cb;
+    float* os = gx + set * n * c + cb;
+    const int64_t* is = idx + set * n * k;
+    for (int64_t i = 0; i < n; ++i) {
+        const __m512 xi = _mm512_maskz_loadu_ps(keep, xs + i * c);
+        __m512 gi = _mm512_setzero_ps();
+        for (int64_t r = 0; r < k; ++r) {
+            const int64_t j = is[i * k + r];
+            const __m512 xhat = _mm512_mul_ps(
+                _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xs + j * c), xi), vm), vi);
+            const __m512 corr = _mm512_mul_ps(vs, _mm512_add_ps(v1, _mm512_mul_ps(xhat, v2)));
+            float* oj = os + j * c;
+            _mm512_mask_storeu_ps(oj, keep, _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, oj), corr));
+            gi = _mm512_add_ps(gi, corr);
+            if (j == i) {
+                float* oi = os + i * c;
+                _mm512_mask_storeu_ps(oi, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+                gi = _mm512_setzero_ps();
+            }
+        }
+        float* oi = os + i * c;
+        _mm512_mask_storeu_ps(oi, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, oi), gi));
+    }
+}
+#endif
+
+}  // namespace
+
+void edge_diff_select_backward(const float* x, int64_t sets, int64_t n, int64_t c,
+                               const int64_t* idx, int64_t k, const float* s, const float* t,
+                               const float* mean, const float* invstd, int mode, float clip,
+                               const float* gsel, const int64_t* rank, int64_t c_out,
+                               const float* w, float* gx, float* g_w, double* sum_gz,
+                               double* sum_gzx, int num_threads) {
+    for (int64_t ch = 0; ch < c; ++ch) sum_gz[ch] = sum_gzx[ch] = 0.0;
+    if (gx != nullptr) std::memset(gx, 0, static_cast<size_t>(sets * n * c) * sizeof(float));
+    if (g_w != nullptr) std::memset(g_w, 0, static_cast<size_t>(c_out * c) * sizeof(float));
+    if (sets * n == 0 || c == 0) return;
+    // Per-set partial sums and g_w, added in set order afterwards: tasks (set, channel block)
+    // write disjoint parts, and the result does not depend on the thread count.
+    std::vector<double> part_a(static_cast<size_t>(sets * c), 0.0), part_b(part_a.size(), 0.0);
+    std::vector<float> part_w(g_w != nullptr ? static_cast<size_t>(sets * c_out * c) : 0, 0.0f);
+    const int64_t ncb = (c + 15) / 16;
+    const bool vec = active_level() == Level::Avx512;
+    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+        std::vector<float> scratch(static_cast<size_t>(4 * k * 16));
+        for (int64_t task = t0; task < t1; ++task) {
+            const int64_t set = task / ncb, cb = (task % ncb) * 16;
+            float* gw = g_w != nullptr ? part_w.data() + set * c_out * c : nullptr;
+            double* a = part_a.data() + set * c;
+            double* b = part_b.data() + set * c;
+#if BINGNN_X86
+            if (vec) {
+                dsb_block_avx512(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel,
+                                 rank, c_out, w, gx, gw, a, b, scratch.data());
+                continue;
+            }
+#endif
+            dsb_block_scalar(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel,
+                             rank, c_out, w, gx, gw, a, b, scratch.data());
+        }
+    });
+    for (int64_t set = 0; set < sets; ++set)
+        for (int64_t ch = 0; ch < c; ++ch) {
+            sum_gz[ch] += part_a[set * c + ch];
+            sum_gzx[ch] += part_b[set * c + ch];
+        }
+    if (g_w == nullptr) return;
+    for (int64_t set = 0; set < sets; ++set)
+        for (int64_t q = 0; q < c_out * c; ++q) g_w[q] = g_w[q] + part_w[set * c_out * c + q];
+}
+
+void edge_diff_bn_correction(const float* x, int64_t sets, int64_t n, int64_t c,
+                             const int64_t* idx, int64_t k, const float* s, const float* mean,
+                             const float* invstd, const float* c1, const float* c2, float* gx,
+                             int num_threads) {
+    if (sets * n == 0 || c == 0) return;
+    const int64_t ncb = (c + 15) / 16;
+    const bool vec = active_level() == Level::Avx512;
+    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t task = t0; task < t1; ++task) {
+            const int64_t set = task / ncb, cb = (task % ncb) * 16;
+#if BINGNN_X86
+            if (vec) {
+                dbc_block_avx512(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
+                continue;
+            }
+#endif
+            dbc_block_scalar(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
+        }
+    });
 }
 
 namespace {

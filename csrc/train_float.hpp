@@ -82,19 +82,6 @@ void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const i
                      int64_t k, const float* s, const float* t, int mode, float* out_f,
                      uint64_t* out_bits, int num_threads);
 
-// Backward of edge_diff_quant through a BatchNorm z = gamma * xhat + beta with
-// xhat = (d - mean) * invstd, s = gamma * invstd, for the gradient g (sets, n, k, c) of q:
-// gz = g * quant'(z) (sign: 1 where |z| <= clip; tanh: 1 - tanh(z)^2); sums (c, float64)
-// sum_gz = sum gz, sum_gzx = sum gz * xhat; if gx is not null also
-// gd = s * (gz - c1 - xhat * c2) and gx (sets, n, c) = sum over edges of gd at the neighbour
-// minus gd at the centre (c1 = mean gz, c2 = mean gz * xhat in training; 0 with fixed
-// statistics).
-void edge_diff_quant_backward(const float* g, const float* x, int64_t sets, int64_t n,
-                              int64_t c, const int64_t* idx, int64_t k, const float* s,
-                              const float* t, const float* mean, const float* invstd, int mode,
-                              float clip, const float* c1, const float* c2, float* gx,
-                              double* sum_gz, double* sum_gzx, int num_threads);
-
 // Backward of a linear map y_r = q_r W^T applied to the k edge features q_r of every point,
 // when only one edge per (point, output channel) is used afterwards (a max over neighbours):
 // given gsel (rows, c_out) at the ranks rank (rows, c_out),
@@ -107,6 +94,30 @@ void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
                           const int64_t* idx, int64_t k, const float* s, const float* t,
                           int mode, const float* gsel, const int64_t* rank, int64_t c_out,
                           const float* w, float* g_q, float* g_w, int num_threads);
+
+// The backward of EdgeDiffSelect (bingnn/nn/edge_diff_quant.py): edge features
+// q = quant(z), z = d * s + t = gamma * xhat + beta, d = x_j - x_i, xhat = (d - mean) * invstd,
+// s = gamma * invstd, mapped by w (c_out, c) and read at one rank per (point, output channel).
+// For the gradient gsel (sets, n, c_out) at the ranks rank (sets, n, c_out):
+//   gq[p, rank[p, o]] += gsel[p, o] * w[o],  gz = gq * quant'(z) (sign: 1 where |z| <= clip;
+//   tanh: 1 - tanh(z)^2), and the BatchNorm backward gd = s * (gz - c1 - xhat * c2) with
+//   c1 = mean gz, c2 = mean gz * xhat over all edges, scattered as gx[j] += gd, gx[i] -= gd.
+// gq is built per point in a k x 16 block and consumed at once, never stored for all edges.
+// edge_diff_select_backward returns sum_gz, sum_gzx (c doubles), g_w (c_out, c) =
+// sum gsel[p, o] * q[p, rank[p, o]] if not null, and, if gx (sets, n, c) is not null, the
+// part s * gz of the scatter, which needs no batch sums; edge_diff_bn_correction adds the
+// rest, -s * (c1 + xhat * c2), once the sums are known (over every process, for synchronised
+// statistics). Modes 0 (sign) and 1 (tanh).
+void edge_diff_select_backward(const float* x, int64_t sets, int64_t n, int64_t c,
+                               const int64_t* idx, int64_t k, const float* s, const float* t,
+                               const float* mean, const float* invstd, int mode, float clip,
+                               const float* gsel, const int64_t* rank, int64_t c_out,
+                               const float* w, float* gx, float* g_w, double* sum_gz,
+                               double* sum_gzx, int num_threads);
+void edge_diff_bn_correction(const float* x, int64_t sets, int64_t n, int64_t c,
+                             const int64_t* idx, int64_t k, const float* s, const float* mean,
+                             const float* invstd, const float* c1, const float* c2, float* gx,
+                             int num_threads);
 
 // Channel-last per-channel operations on x (rows, c):
 // rescale + PReLU: y = z >= 0 ? z : z * slope with z = x * alpha (slope null: y = z).

@@ -391,3 +391,84 @@ def test_batchnorm_rows_kernels(rows: int, c: int) -> None:
             y.backward(gy)
             for got, ref in ((xs.grad, xr.grad), (ws.grad, wr.grad), (bs.grad, br.grad)):
                 torch.testing.assert_close(got.double(), ref, rtol=1e-3, atol=1e-3)
+
+
+def _edge_diff_select_reference(x, idx, s, t, mean, invstd, mode, clip, gsel, rank, w, c1, c2):
+    """numpy: the fused RF backward edge by edge, z in float32 as the kernels round it (so the
+    signs and clip masks agree), everything after in float64."""
+    b, n, c = x.shape
+    k = idx.shape[2]
+    d32 = x[np.arange(b)[:, None, None], idx] - x[:, :, None, :]
+    z32 = d32 * s + t
+    d, z = d32.astype(np.float64), z32.astype(np.float64)
+    q = np.where(z32 >= 0, 1.0, -1.0) if mode == 0 else np.tanh(z)
+    qg = (np.abs(z32) <= clip).astype(np.float64) if mode == 0 else 1.0 - np.tanh(z) ** 2
+    bi, ii, oo = np.meshgrid(np.arange(b), np.arange(n), np.arange(w.shape[0]), indexing="ij")
+    gq = np.zeros((b, n, k, c))
+    np.add.at(gq, (bi, ii, rank), gsel[..., None].astype(np.float64) * w[oo].astype(np.float64))
+    gw = np.einsum("bno,bnoc->oc", gsel.astype(np.float64), q[bi, ii, rank])
+    gz = gq * qg
+    xhat = (d - mean) * invstd
+    sum_gz, sum_gzx = gz.sum((0, 1, 2)), (gz * xhat).sum((0, 1, 2))
+    gd = s * (gz - c1 - xhat * c2)
+    gx = np.zeros((b, n, c))
+    np.add.at(gx, (np.arange(b)[:, None, None], idx), gd)
+    gx -= gd.sum(2)
+    return sum_gz, sum_gzx, gw, gx
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(1, 20), k=st.integers(1, 25), c=st.integers(1, 40),
+       c_out=st.integers(1, 20), mode=st.sampled_from([0, 1]), seed=st.integers(0, 999))
+def test_edge_diff_select_backward_matches_numpy(b, n, k, c, c_out, mode, seed) -> None:
+    """Odd channel counts, k >= n (repeated neighbours), self-loops, zero gradients."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, n, c)).astype(np.float32)
+    idx = rng.integers(0, n, (b, n, k)).astype(np.int64)
+    idx[:, :, 0] = np.arange(n)  # every point its own first neighbour, as in a k-NN graph
+    s, t, mean = (rng.standard_normal(c).astype(np.float32) for _ in range(3))
+    invstd = rng.uniform(0.5, 2.0, c).astype(np.float32)
+    w = rng.standard_normal((c_out, c)).astype(np.float32)
+    gsel = rng.standard_normal((b, n, c_out)).astype(np.float32)
+    gsel[rng.random(gsel.shape) < 0.2] = 0.0
+    rank = rng.integers(0, k, (b, n, c_out)).astype(np.int64)
+    c1, c2 = (rng.standard_normal(c).astype(np.float32) for _ in range(2))
+    want = _edge_diff_select_reference(x, idx, s, t, mean, invstd, mode, 1.0, gsel, rank, w,
+                                       c1, c2)
+    got = {}
+    for level in LEVELS:
+        gx, gw = np.empty((b, n, c), np.float32), np.empty((c_out, c), np.float32)
+        with kernels.dispatch(level):
+            sums = _native.edge_diff_select_backward(x, idx, s, t, mean, invstd, mode, 1.0,
+                                                     gsel, rank, w, gx, gw, 1)
+            _native.edge_diff_bn_correction(x, idx, s, mean, invstd, c1, c2, gx, 1)
+            # without the optional outputs: the same sums
+            alone = _native.edge_diff_select_backward(x, idx, s, t, mean, invstd, mode, 1.0,
+                                                      gsel, rank, w, None, None, 2)
+        got[level] = (*sums, gw, gx)
+        for a, z in zip(sums, alone, strict=True):
+            assert np.array_equal(a, z), level
+        for g, r in zip(got[level], want, strict=True):
+            scale = float(np.abs(r).max(initial=0.0)) + 1.0
+            assert np.abs(g - r).max(initial=0.0) <= 2e-5 * scale * (k + c_out), level
+    if mode == 0:  # the AVX-512 path does the scalar reference's operations in its order
+        for level in LEVELS[1:]:
+            for a, z in zip(got[LEVELS[0]], got[level], strict=True):
+                assert np.array_equal(a, z), level
+
+
+def test_edge_diff_select_backward_refuses_bad_arguments() -> None:
+    x, idx = np.zeros((1, 4, 3), np.float32), np.zeros((1, 4, 2), np.int64)
+    v, w = np.zeros(3, np.float32), np.zeros((5, 3), np.float32)
+    gsel, rank = np.zeros((1, 4, 5), np.float32), np.zeros((1, 4, 5), np.int64)
+    with pytest.raises(ValueError, match="rank outside"):
+        _native.edge_diff_select_backward(x, idx, v, v, v, v, 0, 1.0, gsel, rank + 2, w, None,
+                                          None, 1)
+    with pytest.raises(ValueError, match="mode must be"):
+        _native.edge_diff_select_backward(x, idx, v, v, v, v, 2, 1.0, gsel, rank, w, None,
+                                          None, 1)
+    with pytest.raises(ValueError, match="wrong shape"):
+        _native.edge_diff_select_backward(x, idx, v, v, v, v, 0, 1.0, gsel, rank, w,
+                                          np.zeros((1, 4, 2), np.float32), None, 1)
+    with pytest.raises(ValueError, match="outside"):
+        _native.edge_diff_bn_correction(x, idx + 4, v, v, v, v, v, np.zeros_like(x), 1)

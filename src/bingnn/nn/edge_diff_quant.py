@@ -90,39 +90,14 @@ def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor
                 "count": count, "synced": synced}
 
 
-def _bn_quant_backward(gq: Tensor, x: Tensor, idx: Tensor, v: dict[str, Any], mode: int,
-                       clip: float, need_x: bool) -> tuple[Tensor | None, Tensor, Tensor]:
-    """``gx``, ``d gamma``, ``d beta`` from the gradient ``gq (B, N, k, C)`` of the quantized
-    features (two passes: the BatchNorm's sums, then the scatter to the points). With
-    statistics over every process's edges (``v["synced"]``) the sums that enter ``gx`` are
-    those over every process (``d gamma``, ``d beta`` stay this process's: the data-parallel
-    wrapper averages parameter gradients)."""
-    b, n, c = x.shape
-    m = v["count"]
-    th = _kernels.threads()
-    args = (gq.numpy(), x.detach().contiguous().numpy(), idx.contiguous().numpy(),
-            v["s"].numpy(), v["t"].numpy(), v["mean"].numpy(), v["invstd"].numpy(), mode, clip)
-    sum_gz, sum_gzx = _native.edge_diff_quant_backward(*args, None, None, None, th)
-    sum_gz = torch.from_numpy(sum_gz).float()
-    sum_gzx = torch.from_numpy(sum_gzx).float()
-    gx = None
-    if need_x:
-        gz, gzx = sum_gz, sum_gzx
-        if v["synced"]:
-            both = global_batchnorm.sum_over_processes(torch.cat([gz, gzx]))
-            gz, gzx = both[:c], both[c:]
-        gx = torch.empty(b, n, c)
-        _native.edge_diff_quant_backward(*args, (gz / m).contiguous().numpy(),
-                                         (gzx / m).contiguous().numpy(), gx.numpy(), th)
-    return gx, sum_gzx, sum_gz
-
-
 class EdgeDiffSelect(torch.autograd.Function):
     """The module docstring's ``y`` at one neighbour rank per (point, output channel):
     ``rank (B, N, C_out)`` -> ``y[b, i, rank, o]`` ``(B, N, C_out)``, for a max over
     neighbours that follows. Forward values come from :func:`edge_values`; the backward costs
-    1/k of the dense products (``edge_select_backward``), then the BatchNorm and quantizer
-    backward."""
+    1/k of the dense products and never stores the gradient of all edges' features
+    (``edge_diff_select_backward``: per point and block of 16 channels, through the quantizer
+    and the BatchNorm), then adds the BatchNorm's batch-sum terms
+    (``edge_diff_bn_correction``)."""
 
     @staticmethod
     @fp32_forward
@@ -144,18 +119,32 @@ class EdgeDiffSelect(torch.autograd.Function):
         x, idx, w_a, rank = ctx.saved_tensors
         v = ctx.values
         b, n, c = x.shape
-        k = idx.shape[-1]
-        gq = torch.empty(b, n, k, c)
+        th = _kernels.threads()
+        need_x = ctx.needs_input_grad[0]
+        xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
+        gx = torch.empty(b, n, c) if need_x else None
         gw = torch.empty(w_a.shape) if ctx.needs_input_grad[4] else None
-        _native.edge_select_backward(
-            x.detach().contiguous().numpy(), idx.contiguous().numpy(), v["s"].numpy(),
-            v["t"].numpy(), ctx.mode, gsel.contiguous().numpy(), rank.contiguous().numpy(),
-            w_a.detach().contiguous().numpy(), gq.numpy(), None if gw is None else gw.numpy(),
-            _kernels.threads())
-        gx, g_gamma, g_beta = _bn_quant_backward(gq, x, idx, v, ctx.mode, ctx.clip,
-                                                 ctx.needs_input_grad[0])
-        return (gx, None, g_gamma if ctx.needs_input_grad[2] else None,
-                g_beta if ctx.needs_input_grad[3] else None, gw, None, None, None, None)
+        sum_gz, sum_gzx = _native.edge_diff_select_backward(
+            xn, ixn, v["s"].numpy(), v["t"].numpy(), v["mean"].numpy(), v["invstd"].numpy(),
+            ctx.mode, ctx.clip, gsel.contiguous().numpy(), rank.contiguous().numpy(),
+            w_a.detach().contiguous().numpy(), None if gx is None else gx.numpy(),
+            None if gw is None else gw.numpy(), th)
+        sum_gz = torch.from_numpy(sum_gz).float()
+        sum_gzx = torch.from_numpy(sum_gzx).float()
+        if gx is not None:
+            # The BatchNorm's batch sums enter gx: those over every process's edges when the
+            # statistics are (d gamma, d beta stay this process's: the data-parallel wrapper
+            # averages parameter gradients).
+            gz, gzx = sum_gz, sum_gzx
+            if v["synced"]:
+                both = global_batchnorm.sum_over_processes(torch.cat([gz, gzx]))
+                gz, gzx = both[:c], both[c:]
+            m = v["count"]
+            _native.edge_diff_bn_correction(xn, ixn, v["s"].numpy(), v["mean"].numpy(),
+                                            v["invstd"].numpy(), (gz / m).contiguous().numpy(),
+                                            (gzx / m).contiguous().numpy(), gx.numpy(), th)
+        return (gx, None, sum_gzx if ctx.needs_input_grad[2] else None,
+                sum_gz if ctx.needs_input_grad[3] else None, gw, None, None, None, None)
 
 
 class XorEdgeSelect(torch.autograd.Function):
