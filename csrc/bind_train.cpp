@@ -394,18 +394,13 @@ void bind_train_float(py::module_& m) {
 
     m.def(
         "edge_select_backward",
-        [](const Arr<float>& x, const Arr<int64_t>& idx, std::optional<Arr<float>> s,
-           std::optional<Arr<float>> t, int mode, const Arr<float>& gsel,
+        [](const Arr<float>& x, const Arr<int64_t>& idx, const Arr<float>& gsel,
            const Arr<int64_t>& rank, const Arr<float>& w, std::optional<Arr<float>> g_q,
            std::optional<Arr<float>> g_w, int num_threads) {
             require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_select_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
-            require(mode >= 0 && mode <= 2, "mode must be 0 (sign), 1 (tanh) or 2 (product)");
-            require(mode == 2 || (s && t), "modes 0 and 1 need s and t");
-            if (s) need_shape(*s, {c}, "s");
-            if (t) need_shape(*t, {c}, "t");
             require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
             const int64_t c_out = w.shape(0);
             need_shape(gsel, {sets, n, c_out}, "gsel");
@@ -417,17 +412,13 @@ void bind_train_float(py::module_& m) {
             float* pgw = g_w ? out_ptr(*g_w, {c_out, c}, "g_w") : nullptr;
             const float* px = x.data();
             const int64_t* pi = idx.data();
-            const float* ps = s ? s->data() : nullptr;
-            const float* pt = t ? t->data() : nullptr;
             const float* pg = gsel.data();
             const float* pw = w.data();
             py::gil_scoped_release nogil;
-            edge_select_backward(px, sets, n, c, pi, k, ps, pt, mode, pg, pr, c_out, pw, pgq,
-                                 pgw, num_threads);
+            edge_select_backward(px, sets, n, c, pi, k, pg, pr, c_out, pw, pgq, pgw, num_threads);
         },
-        py::arg("x"), py::arg("idx"), py::arg("s"), py::arg("t"), py::arg("mode"),
-        py::arg("gsel"), py::arg("rank"), py::arg("w"), py::arg("g_q"), py::arg("g_w"),
-        py::arg("num_threads") = 0);
+        py::arg("x"), py::arg("idx"), py::arg("gsel"), py::arg("rank"), py::arg("w"),
+        py::arg("g_q"), py::arg("g_w"), py::arg("num_threads") = 0);
 
     auto rows_of = [](const Arr<float>& x, const char* name) {
         require(x.ndim() == 2, std::string(name) + " expects x (rows, C) float32");

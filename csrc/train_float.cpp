@@ -739,43 +739,27 @@ BINGNN_AVX512 inline void axpy16(float* dst, float a, const float* src, int64_t 
     }
 }
 
-// Edge features of one point's k edges (modes 0 sign, 1 tanh, 2 product) into q (k, c).
+// XOR edge features of one point's k edges, x_j * x_i, into q (k, c).
 BINGNN_AVX512 void edge_q_avx512(const float* xi, const float* xs, const int64_t* nbr, int64_t k,
-                                 int64_t c, const float* s, const float* t, int mode, float* q) {
+                                 int64_t c, float* q) {
     for (int64_t r = 0; r < k; ++r) {
         const float* xj = xs + nbr[r] * c;
         for (int64_t ch = 0; ch < c; ch += 16) {
             const int64_t valid = std::min<int64_t>(16, c - ch);
             const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
-            const __m512 a = _mm512_maskz_loadu_ps(keep, xj + ch);
-            const __m512 b = _mm512_maskz_loadu_ps(keep, xi + ch);
-            __m512 v;
-            if (mode == 2) {
-                v = _mm512_mul_ps(a, b);
-            } else {
-                const __m512 z = _mm512_add_ps(
-                    _mm512_mul_ps(_mm512_sub_ps(a, b), _mm512_maskz_loadu_ps(keep, s + ch)),
-                    _mm512_maskz_loadu_ps(keep, t + ch));
-                v = quant16(z, mode);
-            }
-            _mm512_mask_storeu_ps(q + r * c + ch, keep, v);
+            _mm512_mask_storeu_ps(q + r * c + ch, keep,
+                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(keep, xj + ch),
+                                                _mm512_maskz_loadu_ps(keep, xi + ch)));
         }
     }
 }
 #endif
 
 void edge_q_scalar(const float* xi, const float* xs, const int64_t* nbr, int64_t k, int64_t c,
-                   const float* s, const float* t, int mode, float* q) {
+                   float* q) {
     for (int64_t r = 0; r < k; ++r) {
         const float* xj = xs + nbr[r] * c;
-        for (int64_t ch = 0; ch < c; ++ch) {
-            if (mode == 2) {
-                q[r * c + ch] = xj[ch] * xi[ch];
-            } else {
-                const float z = (xj[ch] - xi[ch]) * s[ch] + t[ch];
-                q[r * c + ch] = quant_value(z, mode);
-            }
-        }
+        for (int64_t ch = 0; ch < c; ++ch) q[r * c + ch] = xj[ch] * xi[ch];
     }
 }
 
@@ -786,9 +770,9 @@ inline void axpy_scalar(float* dst, float a, const float* src, int64_t c) {
 }  // namespace
 
 void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
-                          const int64_t* idx, int64_t k, const float* s, const float* t,
-                          int mode, const float* gsel, const int64_t* rank, int64_t c_out,
-                          const float* w, float* g_q, float* g_w, int num_threads) {
+                          const int64_t* idx, int64_t k, const float* gsel, const int64_t* rank,
+                          int64_t c_out, const float* w, float* g_q, float* g_w,
+                          int num_threads) {
     const int64_t rows = sets * n;
     if (rows == 0 || c_in == 0) return;
     // Fixed row blocks, each with its own partial g_w, summed in block order: the result does
@@ -807,10 +791,10 @@ void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
                 const float* xs = x + (p / n) * n * c_in;
 #if BINGNN_X86
                 if (vec)
-                    edge_q_avx512(xi, xs, idx + p * k, k, c_in, s, t, mode, q.data());
+                    edge_q_avx512(xi, xs, idx + p * k, k, c_in, q.data());
                 else
 #endif
-                    edge_q_scalar(xi, xs, idx + p * k, k, c_in, s, t, mode, q.data());
+                    edge_q_scalar(xi, xs, idx + p * k, k, c_in, q.data());
                 float* gq = g_q != nullptr ? g_q + p * k * c_in : nullptr;
                 if (gq != nullptr) std::memset(gq, 0, static_cast<size_t>(k * c_in) * sizeof(float));
                 for (int64_t o = 0; o < c_out; ++o) {

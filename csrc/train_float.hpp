@@ -82,18 +82,17 @@ void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const i
                      int64_t k, const float* s, const float* t, int mode, float* out_f,
                      uint64_t* out_bits, int num_threads);
 
-// Backward of a linear map y_r = q_r W^T applied to the k edge features q_r of every point,
-// when only one edge per (point, output channel) is used afterwards (a max over neighbours):
-// given gsel (rows, c_out) at the ranks rank (rows, c_out),
+// Backward of a linear map y_r = q_r W^T applied to the k XOR edge features q_r = x_j * x_i of
+// every point, when only one edge per (point, output channel) is used afterwards (a max over
+// neighbours): given gsel (rows, c_out) at the ranks rank (rows, c_out),
 //   g_q (rows, k, c_in): g_q[p, rank[p, o]] += gsel[p, o] * w[o]   (zero elsewhere),
 //   g_w (c_out, c_in)  = sum over p, o of gsel[p, o] * q[p, rank[p, o]],
-// i.e. 1/k of the dense products' work. The edge features are rebuilt from the points:
-// mode 0: sign(d * s + t), mode 1: tanh(d * s + t) with d = x_j - x_i; mode 2: x_j * x_i.
-// x (sets, n, c_in), idx (sets, n, k); rows = sets * n; either output may be null.
+// i.e. 1/k of the dense products' work. x (sets, n, c_in), idx (sets, n, k); rows = sets * n;
+// either output may be null.
 void edge_select_backward(const float* x, int64_t sets, int64_t n, int64_t c_in,
-                          const int64_t* idx, int64_t k, const float* s, const float* t,
-                          int mode, const float* gsel, const int64_t* rank, int64_t c_out,
-                          const float* w, float* g_q, float* g_w, int num_threads);
+                          const int64_t* idx, int64_t k, const float* gsel, const int64_t* rank,
+                          int64_t c_out, const float* w, float* g_q, float* g_w,
+                          int num_threads);
 
 // The backward of EdgeDiffSelect (bingnn/nn/edge_diff_quant.py): edge features
 // q = quant(z), z = d * s + t = gamma * xhat + beta, d = x_j - x_i, xhat = (d - mean) * invstd,

@@ -171,7 +171,7 @@ class XorEdgeSelect(torch.autograd.Function):
         gw = torch.empty(w_a.shape) if ctx.needs_input_grad[2] else None
         neg_w = (-w_a.detach()).contiguous()
         _native.edge_select_backward(
-            x.detach().contiguous().numpy(), idx.contiguous().numpy(), None, None, 2,
+            x.detach().contiguous().numpy(), idx.contiguous().numpy(),
             gsel.contiguous().numpy(), rank.contiguous().numpy(), neg_w.numpy(), gq.numpy(),
             None if gw is None else gw.numpy(), _kernels.threads())
         gx = None
