@@ -45,6 +45,20 @@ void check_idx(const Arr<int64_t>& idx, int64_t sets, int64_t n, int64_t k) {
         require(p[q] >= 0 && p[q] < n, "idx holds a neighbour index outside [0, N)");
 }
 
+// The arguments of a backward through one selected edge per (point, output channel): w
+// (C_out, C), gsel and rank (B, N, C_out), every rank in [0, k). Returns C_out.
+int64_t check_selection(const Arr<float>& gsel, const Arr<int64_t>& rank, const Arr<float>& w,
+                        int64_t sets, int64_t n, int64_t c, int64_t k) {
+    require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
+    const int64_t c_out = w.shape(0);
+    need_shape(gsel, {sets, n, c_out}, "gsel");
+    need_shape(rank, {sets, n, c_out}, "rank");
+    const int64_t* pr = rank.data();
+    for (int64_t q = 0; q < rank.size(); ++q)
+        require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
+    return c_out;
+}
+
 }  // namespace
 
 void bind_train_float(py::module_& m) {
@@ -342,13 +356,8 @@ void bind_train_float(py::module_& m) {
             check_idx(idx, sets, n, k);
             for (const Arr<float>* a : {&s, &t, &mean, &invstd}) need_shape(*a, {c}, "vector");
             require(mode == 0 || mode == 1, "mode must be 0 (sign) or 1 (tanh)");
-            require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
-            const int64_t c_out = w.shape(0);
-            need_shape(gsel, {sets, n, c_out}, "gsel");
-            need_shape(rank, {sets, n, c_out}, "rank");
+            const int64_t c_out = check_selection(gsel, rank, w, sets, n, c, k);
             const int64_t* pr = rank.data();
-            for (int64_t q = 0; q < rank.size(); ++q)
-                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* pgx = gx ? out_ptr(*gx, {sets, n, c}, "gx") : nullptr;
             float* pgw = g_w ? out_ptr(*g_w, {c_out, c}, "g_w") : nullptr;
             Arr<double> sum_gz({c}), sum_gzx({c});
@@ -401,13 +410,8 @@ void bind_train_float(py::module_& m) {
                  "edge_select_backward expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
             check_idx(idx, sets, n, k);
-            require(w.ndim() == 2 && w.shape(1) == c, "w must be (C_out, C)");
-            const int64_t c_out = w.shape(0);
-            need_shape(gsel, {sets, n, c_out}, "gsel");
-            need_shape(rank, {sets, n, c_out}, "rank");
+            const int64_t c_out = check_selection(gsel, rank, w, sets, n, c, k);
             const int64_t* pr = rank.data();
-            for (int64_t q = 0; q < rank.size(); ++q)
-                require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
             float* pgq = g_q ? out_ptr(*g_q, {sets, n, k, c}, "g_q") : nullptr;
             float* pgw = g_w ? out_ptr(*g_w, {c_out, c}, "g_w") : nullptr;
             const float* px = x.data();

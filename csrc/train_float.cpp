@@ -367,24 +367,35 @@ void neighbor_extremes(const float* src, int64_t sets, int64_t n, int64_t c, con
     });
 }
 
+namespace {
+
+// f(set, cb) for every set of points and block of 16 channels [cb, cb + 16), on the pool: the
+// tasks of the scatters below, each of which writes only its own set's rows in its own block
+// of columns, so the result does not depend on the thread count.
+template <class F>
+void for_set_blocks(int64_t sets, int64_t c, int num_threads, F&& f) {
+    const int64_t ncb = (c + 15) / 16;
+    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) f(t / ncb, (t % ncb) * 16);
+    });
+}
+
+}  // namespace
+
 void neighbor_scatter_sum(const float* g, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
                           int64_t k, float* out, int num_threads) {
     if (sets == 0 || n == 0 || c == 0) return;
     std::memset(out, 0, static_cast<size_t>(sets * n * c) * sizeof(float));
     if (k == 0) return;
     const Level level = active_level();
-    const int64_t ncb = (c + 15) / 16;
-    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t t = t0; t < t1; ++t) {
-            const int64_t set = t / ncb, cb = (t % ncb) * 16;
+    for_set_blocks(sets, c, num_threads, [&](int64_t set, int64_t cb) {
 #if BINGNN_X86
-            if (level == Level::Avx512) {
-                scatter_task_avx512(g, n, c, idx, k, set, cb, out);
-                continue;
-            }
-#endif
-            scatter_task_scalar(g, n, c, idx, k, set, cb, out);
+        if (level == Level::Avx512) {
+            scatter_task_avx512(g, n, c, idx, k, set, cb, out);
+            return;
         }
+#endif
+        scatter_task_scalar(g, n, c, idx, k, set, cb, out);
     });
 }
 
@@ -1046,25 +1057,21 @@ void edge_diff_select_backward(const float* x, int64_t sets, int64_t n, int64_t 
     // write disjoint parts, and the result does not depend on the thread count.
     std::vector<double> part_a(static_cast<size_t>(sets * c), 0.0), part_b(part_a.size(), 0.0);
     std::vector<float> part_w(g_w != nullptr ? static_cast<size_t>(sets * c_out * c) : 0, 0.0f);
-    const int64_t ncb = (c + 15) / 16;
     const bool vec = active_level() == Level::Avx512;
-    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
+    for_set_blocks(sets, c, num_threads, [&](int64_t set, int64_t cb) {
         std::vector<float> scratch(static_cast<size_t>(4 * k * 16));
-        for (int64_t task = t0; task < t1; ++task) {
-            const int64_t set = task / ncb, cb = (task % ncb) * 16;
-            float* gw = g_w != nullptr ? part_w.data() + set * c_out * c : nullptr;
-            double* a = part_a.data() + set * c;
-            double* b = part_b.data() + set * c;
+        float* gw = g_w != nullptr ? part_w.data() + set * c_out * c : nullptr;
+        double* a = part_a.data() + set * c;
+        double* b = part_b.data() + set * c;
 #if BINGNN_X86
-            if (vec) {
-                dsb_block_avx512(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel,
-                                 rank, c_out, w, gx, gw, a, b, scratch.data());
-                continue;
-            }
-#endif
-            dsb_block_scalar(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel,
-                             rank, c_out, w, gx, gw, a, b, scratch.data());
+        if (vec) {
+            dsb_block_avx512(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel, rank,
+                             c_out, w, gx, gw, a, b, scratch.data());
+            return;
         }
+#endif
+        dsb_block_scalar(x, set, cb, n, c, idx, k, s, t, mean, invstd, mode, clip, gsel, rank,
+                         c_out, w, gx, gw, a, b, scratch.data());
     });
     for (int64_t set = 0; set < sets; ++set)
         for (int64_t ch = 0; ch < c; ++ch) {
@@ -1081,19 +1088,15 @@ void edge_diff_bn_correction(const float* x, int64_t sets, int64_t n, int64_t c,
                              const float* invstd, const float* c1, const float* c2, float* gx,
                              int num_threads) {
     if (sets * n == 0 || c == 0) return;
-    const int64_t ncb = (c + 15) / 16;
     const bool vec = active_level() == Level::Avx512;
-    parallel_for(sets * ncb, num_threads, 1, [&](int64_t t0, int64_t t1) {
-        for (int64_t task = t0; task < t1; ++task) {
-            const int64_t set = task / ncb, cb = (task % ncb) * 16;
+    for_set_blocks(sets, c, num_threads, [&](int64_t set, int64_t cb) {
 #if BINGNN_X86
-            if (vec) {
-                dbc_block_avx512(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
-                continue;
-            }
-#endif
-            dbc_block_scalar(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
+        if (vec) {
+            dbc_block_avx512(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
+            return;
         }
+#endif
+        dbc_block_scalar(x, set, cb, n, c, idx, k, s, mean, invstd, c1, c2, gx);
     });
 }
 
