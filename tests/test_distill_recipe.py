@@ -157,6 +157,14 @@ def test_user_file_overrides(tmp_path):
         ("[stage1]\nlr = -1.0\n", "learning rate must be > 0"),
         ('[train]\nmode = "minibatch"\n', "'train.mode' does not apply to pointcloud recipes"),
         ("[model]\nhidden_channels = 8\n", "'model.hidden_channels' does not apply"),
+        # a variant's table of overrides is checked like its stage
+        ("[stage3.rf]\nlrr = 1.0\n", "unknown recipe key 'stage3.rf.lrr'"),
+        ("[stage3.rf]\nepochs = 0\n", "stage3 (rf): epochs must be an integer >= 1"),
+        ('[stage3.rf]\nteacher = "x.pt"\n', "unknown recipe key 'stage3.rf.teacher'"),
+        ("[stage3.gat]\nepochs = 2\n", "[stage3.gat] is not a variant's table of overrides"),
+        ("[stage0.rf]\nepochs = 2\n", "unknown recipe key 'stage0.rf'"),
+        ('[stage2.rf]\nmode = "minibatch"\n', "'stage2.rf.mode' does not apply to pointcloud"),
+        ('[stage2.bf2]\nepochs = 2\n[stage2."bf2-hamming"]\nepochs = 3\n', "name one variant"),
     ],
 )
 def test_bad_recipes(tmp_path, text, needle):
@@ -277,25 +285,6 @@ def test_a_variant_table_overrides_one_variant_of_a_stage(tmp_path):
     o = apply_overrides(r, None, 0.5, train={"lr": 0.02})
     assert stage_config(o, 3, "rf")["train"]["lr"] == 0.02
     assert [stage_config(o, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [5, 2]
-
-
-@pytest.mark.parametrize(
-    "text, needle",
-    [
-        ("[stage3.rf]\nlrr = 1.0\n", "unknown recipe key 'stage3.rf.lrr'"),
-        ("[stage3.rf]\nepochs = 0\n", "stage3 (rf): epochs must be an integer >= 1"),
-        ('[stage3.rf]\nteacher = "x.pt"\n', "unknown recipe key 'stage3.rf.teacher'"),
-        ("[stage3.gat]\nepochs = 2\n", "[stage3.gat] is not a variant's table of overrides"),
-        ("[stage0.rf]\nepochs = 2\n", "unknown recipe key 'stage0.rf'"),
-        ('[stage2.rf]\nmode = "minibatch"\n', "'stage2.rf.mode' does not apply to pointcloud"),
-        ('[stage2.bf2]\nepochs = 2\n[stage2."bf2-hamming"]\nepochs = 3\n', "name one variant"),
-    ],
-)
-def test_bad_variant_tables(tmp_path, text, needle):
-    p = tmp_path / "bad.toml"
-    p.write_text(text)
-    with pytest.raises(RecipeError, match=re.escape(needle)):
-        load_recipe(p)
 
 
 def test_node_variant_table(tmp_path):

@@ -290,8 +290,7 @@ def _rename_legacy(recipe: dict[str, Any]) -> None:
     """Format 1's ``test_batch_size`` is ``eval_batch_size`` (before merging over a base that
     uses the new name)."""
     tables = [recipe.get(section) for section in ("train", "stage0", "stage1", "stage2", "stage3")]
-    tables += [v for i in (1, 2, 3) for v in recipe.get(f"stage{i}", {}).values()
-               if isinstance(v, dict)]
+    tables += [table for _, _, table in _variant_tables(recipe)]
     for st in tables:
         if isinstance(st, dict) and "test_batch_size" in st:
             st.setdefault("eval_batch_size", st.pop("test_batch_size"))
@@ -358,13 +357,13 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
     allowed = _TASK_KEYS[task]
     extra = [f"{section}.{k}" for section in ("data", "model", "train", "loss")
              for k in recipe.get(section, {}) if k not in allowed[section]]
-    for i in range(4):
-        for k, v in recipe.get(f"stage{i}", {}).items():
-            inner = v.items() if i > 0 and _is_variant_table(k, v) else [(k, v)]
-            for key, _ in inner:
-                kind = "train" if key in _TRAIN_KEYS else "loss" if key in _LOSS_KEYS else None
-                if kind is not None and key not in allowed[kind]:
-                    extra.append(f"stage{i}.{k}.{key}" if key != k else f"stage{i}.{k}")
+    stage_tables = [(f"stage{i}", recipe.get(f"stage{i}", {})) for i in range(4)]
+    stage_tables += [(f"stage{i}.{name}", table) for i, name, table in _variant_tables(recipe)]
+    for where, table in stage_tables:
+        for k in table:
+            kind = "train" if k in _TRAIN_KEYS else "loss" if k in _LOSS_KEYS else None
+            if kind is not None and k not in allowed[kind]:
+                extra.append(f"{where}.{k}")
     if extra:
         raise RecipeError(
             f"{source}: {', '.join(repr(e) for e in extra)} "
@@ -384,8 +383,7 @@ def validate_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
     _check_start(recipe, source)
     tables = [(section, recipe.get(section, {}))
               for section in ("train", "stage0", "stage1", "stage2", "stage3")]
-    tables += [(f"stage{i}.{k}", v) for i in (1, 2, 3)
-               for k, v in recipe.get(f"stage{i}", {}).items() if _is_variant_table(k, v)]
+    tables += [(f"stage{i}.{name}", table) for i, name, table in _variant_tables(recipe)]
     for section, table in tables:
         fan = table.get("fanouts")
         if fan is not None and (not fan or any(
@@ -443,6 +441,13 @@ def _canonical_variant(task: str, spec: Any, source: str) -> str:
 
 def _is_variant_table(key: str, value: Any) -> bool:
     return isinstance(value, dict) and key not in _TRAIN_KEYS and key not in _LOSS_KEYS
+
+
+def _variant_tables(recipe: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(stage, variant, table)`` for every variant's sub-table of a student stage."""
+    return [(i, name, table) for i in (1, 2, 3)
+            for name, table in recipe.get(f"stage{i}", {}).items()
+            if _is_variant_table(name, table)]
 
 
 def _canonical_variant_tables(stage: dict[str, Any], task: str, where: str, source: str) -> None:
@@ -545,11 +550,9 @@ def apply_overrides(
         for k, v in (over or {}).items():
             out.setdefault(section, {})[k] = v
             for i in range(first, 4):
-                st = out.setdefault(f"stage{i}", {})
-                st.pop(k, None)
-                for name, table in st.items():
-                    if i > 0 and _is_variant_table(name, table):
-                        table.pop(k, None)
+                out.setdefault(f"stage{i}", {}).pop(k, None)
+            for _, _, table in _variant_tables(out):
+                table.pop(k, None)
     if seed is not None:
         out["seed"] = int(seed)
     if epochs_scale is not None:
@@ -559,9 +562,9 @@ def apply_overrides(
             st = out.setdefault(f"stage{i}", {})
             epochs = st.get("epochs", out.get("train", {}).get("epochs", 1))
             st["epochs"] = max(1, round(epochs * epochs_scale))
-            for name, table in st.items():
-                if i > 0 and _is_variant_table(name, table) and "epochs" in table:
-                    table["epochs"] = max(1, round(table["epochs"] * epochs_scale))
+        for _, _, table in _variant_tables(out):
+            if "epochs" in table:
+                table["epochs"] = max(1, round(table["epochs"] * epochs_scale))
         out["epochs_scale"] = epochs_scale
     return validate_recipe({k: v for k, v in out.items() if k != "epochs_scale"}) | (
         {"epochs_scale": epochs_scale} if epochs_scale is not None else {}
