@@ -232,6 +232,24 @@ void bind_train_float(py::module_& m) {
         py::arg("num_threads") = 0);
 
     m.def(
+        "pm1_rows_linear",
+        [](const Arr<uint64_t>& bits, int64_t c, const Arr<float>& weight, Arr<float>& out,
+           int num_threads) {
+            require(bits.ndim() == 2 && weight.ndim() == 2,
+                    "pm1_rows_linear expects bits (M, W) uint64 and weight (C_out, C) float32");
+            const int64_t m = bits.shape(0), w = bits.shape(1), c_out = weight.shape(0);
+            require(c >= 0 && c <= 64 * w, "pm1_rows_linear: c must be at most 64 W");
+            require(weight.shape(1) == c, "pm1_rows_linear: weight must have c columns");
+            float* po = out_ptr(out, {m, c_out}, "out");
+            const uint64_t* pb = bits.data();
+            const float* pw = weight.data();
+            py::gil_scoped_release nogil;
+            pm1_rows_linear(pb, m, w, c, pw, c_out, po, num_threads);
+        },
+        py::arg("bits"), py::arg("c"), py::arg("weight"), py::arg("out"),
+        py::arg("num_threads") = 0);
+
+    m.def(
         "select_rank",
         [](const Arr<float>& src, const Arr<int64_t>& rank, Arr<float>& out, int num_threads) {
             require(src.ndim() == 3, "select_rank expects src (rows, k, C)");
@@ -322,7 +340,7 @@ void bind_train_float(py::module_& m) {
         "edge_diff_quant",
         [](const Arr<float>& x, const Arr<int64_t>& idx, const Arr<float>& s,
            const Arr<float>& t, int mode, std::optional<Arr<float>> out_f,
-           std::optional<Arr<uint64_t>> out_bits, int num_threads) {
+           std::optional<Arr<uint64_t>> out_bits, int num_threads, bool fma) {
             require(x.ndim() == 3 && idx.ndim() == 3,
                  "edge_diff_quant expects x (B, N, C) and idx (B, N, k)");
             const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
@@ -339,10 +357,11 @@ void bind_train_float(py::module_& m) {
             const float* ps = s.data();
             const float* pt = t.data();
             py::gil_scoped_release nogil;
-            edge_diff_quant(px, sets, n, c, pi, k, ps, pt, mode, pf, pb, num_threads);
+            edge_diff_quant(px, sets, n, c, pi, k, ps, pt, mode, fma, pf, pb, num_threads);
         },
         py::arg("x"), py::arg("idx"), py::arg("s"), py::arg("t"), py::arg("mode"),
-        py::arg("out_f"), py::arg("out_bits"), py::arg("num_threads") = 0);
+        py::arg("out_f"), py::arg("out_bits"), py::arg("num_threads") = 0,
+        py::arg("fma") = false);
 
     m.def(
         "edge_diff_select_backward",

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "bingnn_core.hpp"
 
@@ -191,6 +192,106 @@ BINGNN_AVX512 void codes_avx512(const uint64_t* bits, int64_t k, int64_t w, int6
 }
 #endif
 
+// ------------------------------------------------------------------------------ nibble tables
+
+constexpr int64_t kNibble = 4;           // channels per table
+constexpr int64_t kWordNibbles = 16;     // tables per 64-bit word of a row: one pass
+constexpr int64_t kRowTile = 128;
+
+// Table of output block ob (16 channels), nibble group g: 16 entries of 16 floats, contiguous
+// per block so that one pass (16 groups, 16 KiB) stays in L1.
+inline int64_t table_at(int64_t ob, int64_t groups, int64_t g, int64_t v) {
+    return ((ob * groups + g) * 16 + v) * 16;
+}
+
+// T for output blocks [b0, b1): entry v of group g, lane l = sum over the group's channels j
+// (in order, from 0) of s_j w[o][4 g + j], o = 16 ob + l (0 past c_out).
+void build_tables(const float* weight, int64_t c, int64_t c_out, int64_t groups, int64_t b0,
+                  int64_t b1, float* tab) {
+    for (int64_t ob = b0; ob < b1; ++ob)
+        for (int64_t g = 0; g < groups; ++g)
+            for (int v = 0; v < 16; ++v) {
+                float* t = tab + table_at(ob, groups, g, v);
+                for (int l = 0; l < 16; ++l) {
+                    const int64_t o = ob * 16 + l;
+                    float acc = 0.0f;
+                    if (o < c_out)
+                        for (int64_t j = 0; j < kNibble && g * kNibble + j < c; ++j) {
+                            const float wj = weight[o * c + g * kNibble + j];
+                            acc = acc + ((v >> j) & 1 ? wj : -wj);
+                        }
+                    t[l] = acc;
+                }
+            }
+}
+
+inline int nibble(const uint64_t* row, int64_t g) {
+    return static_cast<int>((row[g / kWordNibbles] >> (4 * (g % kWordNibbles))) & 15u);
+}
+
+void rows_linear_scalar(const uint64_t* bits, int64_t i0, int64_t i1, int64_t w, int64_t groups,
+                        const float* tab, int64_t c_out, float* y) {
+    for (int64_t i = i0; i < i1; ++i) {
+        const uint64_t* row = bits + i * w;
+        for (int64_t o = 0; o < c_out; ++o) {
+            float acc = 0.0f;
+            for (int64_t g = 0; g < groups; ++g)
+                acc = acc + tab[table_at(o / 16, groups, g, nibble(row, g)) + o % 16];
+            y[i * c_out + o] = acc;
+        }
+    }
+}
+
+#if BINGNN_X86
+// Rows i .. i + R - 1 of a tile, output block ob, the nibble groups of word wi added to their
+// accumulators acc (kRowTile, 16), contiguous so that they share L1 with the pass's tables (the
+// rows of y are c_out floats apart, a stride that would map them onto a few L1 sets); R
+// independent sums hide the additions' latency.
+template <int R>
+BINGNN_AVX512 inline void rows_word(const uint64_t* bits, int64_t i, int64_t w, int64_t wi,
+                                    int64_t groups, const float* tab, int64_t ob, float* acc) {
+    __m512 a[R];
+    uint64_t word[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+        a[r] = wi == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + r * 16);
+        word[r] = bits[(i + r) * w + wi];
+    }
+    const int64_t g0 = wi * kWordNibbles, g1 = std::min(groups, g0 + kWordNibbles);
+    const float* t = tab + table_at(ob, groups, g0, 0);
+    for (int64_t g = g0; g < g1; ++g, t += 256) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+            a[r] = _mm512_add_ps(a[r], _mm512_loadu_ps(t + (word[r] & 15u) * 16));
+            word[r] >>= 4;
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) _mm512_store_ps(acc + r * 16, a[r]);
+}
+
+BINGNN_AVX512 void rows_linear_avx512(const uint64_t* bits, int64_t i0, int64_t i1, int64_t w,
+                                      int64_t groups, const float* tab, int64_t c_out, float* y) {
+    const int64_t blocks = (c_out + 15) / 16, words = (groups + kWordNibbles - 1) / kWordNibbles;
+    alignas(64) float acc[kRowTile * 16];
+    for (int64_t r0 = i0; r0 < i1; r0 += kRowTile) {
+        const int64_t r1 = std::min(i1, r0 + kRowTile);
+        for (int64_t ob = 0; ob < blocks; ++ob) {
+            for (int64_t wi = 0; wi < words; ++wi) {
+                int64_t i = r0;
+                for (; i + 4 <= r1; i += 4)
+                    rows_word<4>(bits, i, w, wi, groups, tab, ob, acc + (i - r0) * 16);
+                for (; i < r1; ++i) rows_word<1>(bits, i, w, wi, groups, tab, ob, acc + (i - r0) * 16);
+            }
+            const __mmask16 keep = lanes16(c_out - ob * 16);
+            for (int64_t i = r0; i < r1; ++i)
+                _mm512_mask_storeu_ps(y + i * c_out + ob * 16, keep,
+                                      _mm512_load_ps(acc + (i - r0) * 16));
+        }
+    }
+}
+#endif
+
 }  // namespace
 
 void pm1_codes(const uint64_t* bits, int64_t k, int64_t w, int64_t c, bool invert,
@@ -233,6 +334,31 @@ void pm1_matmul(const float* a, int64_t r, int64_t k, int64_t sr, int64_t sk,
 #endif
             rows_scalar(a, i0, i1, sr, sk, k, codes, c, g0, g1, out);
         }
+    });
+}
+
+void pm1_rows_linear(const uint64_t* bits, int64_t m, int64_t w, int64_t c, const float* weight,
+                     int64_t c_out, float* y, int num_threads) {
+    if (m == 0 || c_out == 0) return;
+    const int64_t groups = (c + kNibble - 1) / kNibble;
+    if (groups == 0) {
+        std::memset(y, 0, static_cast<size_t>(m * c_out) * sizeof(float));
+        return;
+    }
+    const int64_t blocks = (c_out + 15) / 16;
+    std::vector<float> tab(static_cast<size_t>(blocks * groups * 256));
+    parallel_for(blocks, num_threads, 1, [&](int64_t b0, int64_t b1) {
+        build_tables(weight, c, c_out, groups, b0, b1, tab.data());
+    });
+    const Level level = active_level();
+    parallel_for(m, num_threads, kRowTile, [&](int64_t i0, int64_t i1) {
+#if BINGNN_X86
+        if (level == Level::Avx512) {
+            rows_linear_avx512(bits, i0, i1, w, groups, tab.data(), c_out, y);
+            return;
+        }
+#endif
+        rows_linear_scalar(bits, i0, i1, w, groups, tab.data(), c_out, y);
     });
 }
 

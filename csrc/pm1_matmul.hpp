@@ -31,4 +31,20 @@ void pm1_codes(const uint64_t* bits, int64_t k, int64_t w, int64_t c, bool inver
 void pm1_matmul(const float* a, int64_t r, int64_t k, int64_t sr, int64_t sk,
                 const uint8_t* codes, int64_t c, float* out, int num_threads);
 
+// y (m, c_out) = Q W^T for a +-1 matrix Q (m, c) given by packed rows bits (m, w) (bit set =
+// +1, the engine's layout; bits past c are ignored) and real weights W (c_out, c): the forward
+// of a layer with binary activations and real weights (distillation stage 2), as nibble
+// tables. For every group g of 4 channels the 16 signed sums of each output channel's 4 weights
+// are tabulated once,
+//     T[g][v][o] = (((0 + s0 w0) + s1 w1) + s2 w2) + s3 w3   (s_j = +-1 from bit j of v,
+//                                                            channels past c left out),
+// and each row adds the entries its nibbles select, y[i][o] = ((0 + T[0][v0][o]) +
+// T[1][v1][o]) + ..., groups in order. The tables of 16 output channels and 64 input channels
+// (16 KiB) stay in L1 while a tile of rows goes by: one 64-byte load and one addition replace
+// 4 x 16 multiply-adds. Every level computes that same
+// order of float32 additions, so the AVX-512 path equals the scalar reference exactly and the
+// result does not depend on the thread count.
+void pm1_rows_linear(const uint64_t* bits, int64_t m, int64_t w, int64_t c, const float* weight,
+                     int64_t c_out, float* y, int num_threads);
+
 }  // namespace bingnn

@@ -671,7 +671,7 @@ namespace {
 BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1, int64_t n,
                                           int64_t c, const int64_t* idx, int64_t k,
                                           const float* s, const float* t, int mode,
-                                          float* out_f, uint64_t* out_bits) {
+                                          bool fma, float* out_f, uint64_t* out_bits) {
     const int64_t w = n_words(c);
     for (int64_t p = p0; p < p1; ++p) {
         const float* xi = x + p * c;
@@ -685,11 +685,12 @@ BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1
             for (int64_t ch = 0; ch < c; ch += 16) {
                 const int64_t valid = std::min<int64_t>(16, c - ch);
                 const __mmask16 keep = static_cast<__mmask16>((1u << valid) - 1u);
-                const __m512 z = _mm512_add_ps(
-                    _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xj + ch),
-                                                _mm512_maskz_loadu_ps(keep, xi + ch)),
-                                  _mm512_maskz_loadu_ps(keep, s + ch)),
-                    _mm512_maskz_loadu_ps(keep, t + ch));
+                const __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(keep, xj + ch),
+                                               _mm512_maskz_loadu_ps(keep, xi + ch));
+                const __m512 vs = _mm512_maskz_loadu_ps(keep, s + ch);
+                const __m512 vt = _mm512_maskz_loadu_ps(keep, t + ch);
+                const __m512 z = fma ? _mm512_fmadd_ps(d, vs, vt)
+                                     : _mm512_add_ps(_mm512_mul_ps(d, vs), vt);
                 const __mmask16 pos = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ);
                 if (out_f != nullptr)
                     _mm512_mask_storeu_ps(out_f + e * c + ch, keep, quant16(z, mode));
@@ -703,15 +704,16 @@ BINGNN_AVX512 void diff_quant_rows_avx512(const float* x, int64_t p0, int64_t p1
 #endif
 
 void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
-                     int64_t k, const float* s, const float* t, int mode, float* out_f,
-                     uint64_t* out_bits, int num_threads) {
+                     int64_t k, const float* s, const float* t, int mode, bool fma,
+                     float* out_f, uint64_t* out_bits, int num_threads) {
     const int64_t w = n_words(c);
     const bool vec = active_level() == Level::Avx512;
     parallel_for(sets * n, num_threads, std::max<int64_t>(8, 8192 / std::max<int64_t>(1, k * c)),
                  [&](int64_t p0, int64_t p1) {
 #if BINGNN_X86
                      if (vec) {
-                         diff_quant_rows_avx512(x, p0, p1, n, c, idx, k, s, t, mode, out_f, out_bits);
+                         diff_quant_rows_avx512(x, p0, p1, n, c, idx, k, s, t, mode, fma, out_f,
+                                                out_bits);
                          return;
                      }
 #endif
@@ -725,7 +727,8 @@ void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const i
                              if (bits != nullptr)
                                  for (int64_t q = 0; q < w; ++q) bits[q] = 0;
                              for (int64_t ch = 0; ch < c; ++ch) {
-                                 const float z = (xj[ch] - xi[ch]) * s[ch] + t[ch];
+                                 const float d = xj[ch] - xi[ch];
+                                 const float z = fma ? std::fma(d, s[ch], t[ch]) : d * s[ch] + t[ch];
                                  if (out_f != nullptr) out_f[e * c + ch] = quant_value(z, mode);
                                  if (bits != nullptr && z >= 0.0f)
                                      bits[ch / 64] |= uint64_t{1} << (ch % 64);

@@ -75,12 +75,14 @@ void xor_edge_features_backward(const float* g, const float* x, int64_t sets, in
 void edge_diff_stats(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
                      int64_t k, double* mean, double* var, int num_threads);
 
-// Quantized normalised edge features q = quant(d * s + t) (one rounding each), quant = sign
-// (mode 0, +1 at >= 0) or tanh (mode 1): as float32 (sets, n, k, c) into out_f and/or, for
-// mode 0, as packed bits (sets * n * k, ceil(c / 64)) into out_bits (either may be null).
+// Quantized normalised edge features q = quant(d * s + t), quant = sign (mode 0, +1 at >= 0)
+// or tanh (mode 1): as float32 (sets, n, k, c) into out_f and/or, for mode 0, as packed bits
+// (sets * n * k, ceil(c / 64)) into out_bits (either may be null). d * s + t is rounded after
+// the product and after the sum (training), or once, as a fused multiply-add, with fma: the
+// arithmetic of PyTorch's CPU BatchNorm in eval mode, so that signs equal its signs.
 void edge_diff_quant(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
-                     int64_t k, const float* s, const float* t, int mode, float* out_f,
-                     uint64_t* out_bits, int num_threads);
+                     int64_t k, const float* s, const float* t, int mode, bool fma,
+                     float* out_f, uint64_t* out_bits, int num_threads);
 
 // Backward of a linear map y_r = q_r W^T applied to the k XOR edge features q_r = x_j * x_i of
 // every point, when only one edge per (point, output channel) is used afterwards (a max over

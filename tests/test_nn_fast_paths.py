@@ -282,3 +282,68 @@ def test_replaced_batchnorm_forward_is_honoured(name, factory, binary) -> None:
     conv.eval()
     with torch.no_grad():
         conv(x)  # eval mode: running statistics, no replaced forward needed by the fast path
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 3), n=st.integers(2, 40), c=st.integers(1, 70), seed=st.integers(0, 10**6),
+       stage=st.sampled_from([1, 2, 3]))
+def test_rf_eval_without_gradients_equals_plain_bit_for_bit(b, n, c, seed, stage) -> None:
+    """A frozen teacher or a validation pass (eval mode, no gradient) runs RF's quantized edges
+    through the fused kernels with the running statistics in PyTorch's BatchNorm arithmetic: the
+    signs equal the plain path's, so stage 3 (integer products) equals it bit for bit; stage 2
+    to float32 rounding (the plain path sums both halves in one matrix product) and stage 1's
+    tanh too (the kernels' vector tanh)."""
+    from bingnn.nn import edge_diff_quant
+
+    calls = []
+    real = edge_diff_quant.eval_edge_values
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(edge_diff_quant, "eval_edge_values",
+                   lambda *a, **kw: calls.append(1) or real(*a, **kw))
+        check_rf_eval(b, n, c, seed, stage, calls)
+
+
+def check_rf_eval(b: int, n: int, c: int, seed: int, stage: int, calls: list) -> None:
+    from bingnn.nn import edge_diff_quant
+
+    k = int(torch.randint(1, n + 1, (1,), generator=torch.Generator().manual_seed(seed)))
+    act_q, w_q = STAGES[stage]
+    torch.manual_seed(seed)
+    conv = BinPointEdgeConv(c, 19, k=k, input_quantizer=act_q, kernel_quantizer=w_q)
+    perturb(conv, seed)
+    conv.eval()
+    x = points(b, n, c, seed, torch.float32)
+    with torch.no_grad():
+        fast = conv(x)
+        with bnn.reference_mode():
+            plain = conv(x)
+    if edge_diff_quant.applies(x, tanh=act_q == "tanh"):
+        assert calls
+    if stage == 3:
+        assert torch.equal(fast, plain)
+    else:
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    xg = x.clone().requires_grad_(True)  # with a gradient to compute: the plain path
+    calls.clear()
+    conv(xg).sum().backward()
+    assert not calls and xg.grad is not None
+
+
+def test_rf_models_in_eval_mode_equal_plain_bit_for_bit() -> None:
+    """Whole fully binary RF students in eval mode without gradients (validation, the
+    exporter's reference) give the plain path's logits exactly, also with the residual
+    connections the recipes use."""
+    stage = 3
+    for residual in (False, True):
+        for first_binary in (False, True):
+            torch.manual_seed(stage)
+            model = BinDGCNN(5, "rf", "l2", stage, k=6, widths=(8, 16, 16), emb_dims=32,
+                             mlp=(16, 8), residual=residual, first_layer_binary=first_binary)
+            perturb(model, seed=stage)
+            model.eval()
+            x = points(3, 41, 3, seed=stage, dtype=torch.float32)
+            with torch.no_grad():
+                fast = model(x)
+                with bnn.reference_mode():
+                    plain = model(x)
+            assert torch.equal(fast, plain), (residual, first_binary)

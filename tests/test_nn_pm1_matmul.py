@@ -180,3 +180,66 @@ def test_xor_edge_linear_with_real_features_keeps_the_float_backward() -> None:
     want = _grads(ref, x, w, level="avx512")
     for f, p in zip(fast, want, strict=True):
         torch.testing.assert_close(f, p, rtol=1e-5, atol=1e-5)
+
+
+def rows_linear(q: np.ndarray, w: np.ndarray, level: str, threads: int = 1) -> np.ndarray:
+    out = np.full((q.shape[0], w.shape[0]), np.nan, np.float32)
+    with kernels.dispatch(level):
+        _native.pm1_rows_linear(kernels.pack_signs(q), q.shape[1], w, out, threads)
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(0, 300), c=st.integers(0, 150), o=st.integers(1, 70),
+       seed=st.integers(0, 10**6))
+def test_rows_linear_levels_equal_the_scalar_reference_and_a_float64_product(m, c, o, seed
+                                                                             ) -> None:
+    """Signs (M, c) times real weights (o, c)^T by nibble tables: every level gives the scalar
+    reference's bits (same order of additions), all a float64 product to float32 rounding;
+    c and o not multiples of 4, 16 or 64, no rows, no channels (a zero product)."""
+    q = pm1_rows(m, c, seed)
+    w = np.random.default_rng(seed + 1).standard_normal((o, c)).astype(np.float32)
+    want = q.astype(np.float64) @ w.T.astype(np.float64)
+    ref = rows_linear(q, w, "scalar")
+    np.testing.assert_allclose(ref, want, rtol=1e-5, atol=1e-5 * max(1, c))
+    for level in LEVELS:
+        assert np.array_equal(rows_linear(q, w, level), ref), level
+    assert np.array_equal(rows_linear(q, w, LEVELS[-1], threads=2), ref)
+
+
+def test_rows_linear_ignores_bits_past_c_and_refuses_bad_shapes() -> None:
+    q = pm1_rows(9, 70, 3)
+    w = np.random.default_rng(4).standard_normal((5, 70)).astype(np.float32)
+    bits = kernels.pack_signs(q)
+    bits[:, 1] |= np.uint64(0xFFFF_FFFF_FFFF_FFC0)  # set every bit past channel 70
+    out = np.empty((9, 5), np.float32)
+    _native.pm1_rows_linear(bits, 70, w, out)
+    np.testing.assert_allclose(out, q @ w.T, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="at most 64 W"):
+        _native.pm1_rows_linear(bits, 129, np.zeros((5, 129), np.float32), out)
+    with pytest.raises(ValueError, match="c columns"):
+        _native.pm1_rows_linear(bits, 70, np.zeros((5, 69), np.float32), out)
+    with pytest.raises(ValueError, match="wrong shape"):
+        _native.pm1_rows_linear(bits, 70, w, np.empty((9, 4), np.float32))
+
+
+@pytest.mark.skipif(not AVX512, reason="the training library takes the tables at AVX-512 only")
+def test_stage2_edge_forwards_take_the_tables_and_equal_float_products() -> None:
+    """RF's and BF's stage-2 edge maps (signs times real weights) run on the tables and equal
+    the float product of the same signs to float32 rounding."""
+    from bingnn.nn import edge_diff_quant
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 30, 37, generator=g)
+    idx = torch.randint(0, 30, (2, 30, 7), generator=g)
+    w = torch.randn(19, 37, generator=g)
+    s, t = torch.rand(37, generator=g) + 0.5, torch.randn(37, generator=g)
+    y = edge_diff_quant.eval_edge_values(x, idx, s, t, w, 0, packed=False)
+    d = x.gather(1, idx.reshape(2, -1, 1).expand(-1, -1, 37)).view(2, 30, 7, 37) - x.unsqueeze(2)
+    q = torch.where(d.double() * s.double() + t.double() >= 0, 1.0, -1.0)  # fma's sign
+    torch.testing.assert_close(y, q @ w.T, rtol=1e-5, atol=1e-4)
+    xs = torch.where(x >= 0, 1.0, -1.0)
+    y = bm.XorEdgeLinear.apply(xs, idx, w, False)
+    nbr = xs.gather(1, idx.reshape(2, -1, 1).expand(-1, -1, 37)).view(2, 30, 7, 37)
+    prod = nbr * xs.unsqueeze(2)
+    torch.testing.assert_close(y, prod @ (-w).T, rtol=1e-5, atol=1e-4)

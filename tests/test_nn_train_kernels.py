@@ -472,3 +472,59 @@ def test_edge_diff_select_backward_refuses_bad_arguments() -> None:
                                           np.zeros((1, 4, 2), np.float32), None, 1)
     with pytest.raises(ValueError, match="outside"):
         _native.edge_diff_bn_correction(x, idx + 4, v, v, v, v, v, np.zeros_like(x), 1)
+
+
+def _near_roots(m: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(d, s, t)`` float32 with ``t = -fl(d * s)``: the exact ``d * s + t`` is the product's
+    rounding error, whose sign a product rounded before the sum loses (it gives 0)."""
+    rng = np.random.default_rng(seed)
+    d = (rng.standard_normal(m) * 3).astype(np.float32)
+    s = (rng.standard_normal(m) + 0.1).astype(np.float32)
+    t = -(d * s)
+    return d, s, t
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_edge_diff_quant_fma_takes_the_sign_of_the_exact_value(level: str) -> None:
+    """With fma the kernel's z is rounded once (PyTorch's eval-mode BatchNorm), so its sign is
+    the exact sign of d * s + t; without, the product is rounded first."""
+    c = 517  # not a multiple of 16 or 64
+    d, s, t = _near_roots(c, 7)
+    x = np.stack([np.zeros(c, np.float32), d])[None]  # point 0's only neighbour is point 1
+    idx = np.array([[[1], [0]]], np.int64)
+    exact = d.astype(np.float64) * s + t >= 0  # the product is exact in float64
+    assert 0.2 < exact.mean() < 0.8  # the residuals' signs vary
+    for fma in (True, False):
+        out = np.empty((1, 2, 1, c), np.float32)
+        bits = np.empty((2, (c + 63) // 64), np.uint64)
+        with kernels.dispatch(level):
+            _native.edge_diff_quant(x, idx, s, t, 0, out, bits, 1, fma)
+        got = out[0, 0, 0] > 0
+        packed = np.unpackbits(bits[0].view(np.uint8), bitorder="little")[:c].astype(bool)
+        assert np.array_equal(packed, got)
+        want = exact if fma else (d * s + t >= 0)
+        assert np.array_equal(got, want), (level, fma)
+    assert not np.array_equal(exact, d * s + t >= 0)  # the two roundings do differ here
+
+
+def test_eval_affine_is_pytorch_batchnorm_bit_for_bit() -> None:
+    """fma(x, scale, shift) with :func:`eval_affine`'s constants equals ``F.batch_norm`` in eval
+    mode on the CPU, also at inputs next to the roots, where one rounding more flips signs."""
+    from bingnn.nn.batchnorm_stats import eval_affine
+
+    g = torch.Generator().manual_seed(3)
+    c = 96
+    bn = torch.nn.BatchNorm1d(c).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) * 3 + 0.05)
+        bn.weight.copy_(torch.randn(c, generator=g))
+        bn.bias.copy_(torch.randn(c, generator=g))
+        scale, shift = eval_affine(bn)
+        x = torch.randn(4096, c, generator=g) * 3
+        x[:512] = (-shift / scale).expand(512, c)  # at the roots ...
+        x[512:1024] = torch.nextafter(x[:512], torch.full_like(x[:512], 10.0))  # ... and next
+        want = torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight,
+                                              bn.bias, False, 0.0, bn.eps)
+    got = (x.double() * scale.double() + shift.double()).float()  # one rounding (fma)
+    assert torch.equal(got, want)

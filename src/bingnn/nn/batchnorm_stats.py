@@ -6,10 +6,11 @@ data-parallel global-batch BatchNorm (:mod:`bingnn.nn.global_batchnorm`)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["bn_affine", "update_running_stats", "uses_batch_stats"]
+__all__ = ["bn_affine", "eval_affine", "update_running_stats", "uses_batch_stats"]
 
 
 def uses_batch_stats(bn: nn.BatchNorm1d) -> bool:
@@ -48,3 +49,25 @@ def bn_affine(bn: nn.BatchNorm1d, mean: Tensor, var: Tensor) -> tuple[Tensor, Te
     if bn.bias is not None:
         t = t + bn.bias
     return s, t
+
+
+def eval_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
+    """BatchNorm in eval mode as ``fma(x, scale, shift)``, with the constants rounded as
+    PyTorch's CPU kernel rounds them in float32: ``scale = weight * (1 / sqrt(running_var +
+    eps))``, ``shift = bias - running_mean * scale`` with one rounding (the product is exact in
+    float64). Its outputs then equal ``F.batch_norm``'s bit for bit on the CPU, and the
+    exporter's constants (:mod:`bingnn.export.fold`) equal these. Differentiable in ``weight``
+    and ``bias``."""
+    var = bn.running_var.detach()
+    if var.device.type == "cpu" and var.dtype == torch.float32:
+        # The kernel takes 1 / std::sqrt(var + eps) per channel, correctly rounded; torch.sqrt
+        # on a float32 CPU tensor is not always (it differed in 6 of 64 channels here).
+        v = var.numpy()
+        inv = torch.from_numpy(np.float32(1.0) / np.sqrt(v + np.float32(bn.eps)))
+    else:
+        inv = 1.0 / torch.sqrt(var + bn.eps)
+    scale = inv * bn.weight if bn.weight is not None else inv
+    bias = bn.bias if bn.bias is not None else torch.zeros_like(inv)
+    wide = torch.float64 if scale.dtype != torch.float64 else scale.dtype
+    shift = (bias.to(wide) - bn.running_mean.to(wide) * scale.to(wide)).to(scale.dtype)
+    return scale, shift

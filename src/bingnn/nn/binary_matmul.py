@@ -68,10 +68,12 @@ def packed_gemm(a: Tensor, b: Tensor, n_bits: int) -> Tensor:
 
 
 def pm1_route(*tensors: Tensor) -> bool:
-    """Whether the backward's +-1 products take the table-lookup kernel: :func:`packed_route`,
+    """Whether the +-1 products take the table-lookup kernels (the backward's
+    :func:`pm1_matmul`, the stage-2 forward's :func:`pm1_rows_linear`): :func:`packed_route`,
     and the native core dispatches AVX-512 (an 8-lane permute makes the 32-entry lookup dearer
-    than the multiply-adds it replaces, so on AVX2 PyTorch's matmul is the faster path)."""
-    return (packed_route(*tensors) and hasattr(_native, "pm1_matmul")
+    than the multiply-adds it replaces, and the byte tables want two 64-byte loads a cycle, so
+    on AVX2 PyTorch's matmul is the faster path)."""
+    return (packed_route(*tensors) and hasattr(_native, "pm1_rows_linear")
             and _native.get_dispatch() == "avx512")
 
 
@@ -91,6 +93,19 @@ def pm1_matmul(a: Tensor, codes: np.ndarray, transpose_a: bool = False) -> Tenso
     rows = a_np.shape[1] if transpose_a else a_np.shape[0]
     out = torch.empty(rows, codes.shape[1])
     _native.pm1_matmul(a_np, bool(transpose_a), codes, out.numpy(), _kernels.threads())
+    return out
+
+
+def pm1_rows_linear(bits: Tensor, w: Tensor, c: int) -> Tensor:
+    """``Q W^T`` ``(M, C_out)`` for the +-1 matrix ``Q (M, c)`` whose packed rows are ``bits
+    (M, W)`` int64 (:func:`pack_rows`; bit set = +1) and real weights ``w (C_out, c)``, by the
+    native byte tables (``pm1_rows_linear`` in ``csrc/pm1_matmul.hpp``): a layer with binary
+    activations and real weights without a float edge tensor or its matrix product. Equal to
+    ``F.linear`` up to float32 rounding (another order of additions); no gradient."""
+    out = torch.empty(bits.shape[0], w.shape[0])
+    _native.pm1_rows_linear(bits.contiguous().numpy().view(np.uint64), int(c),
+                            w.detach().float().contiguous().numpy(), out.numpy(),
+                            _kernels.threads())
     return out
 
 
@@ -163,6 +178,8 @@ class XorEdgeLinear(torch.autograd.Function):
         if packed:
             y = packed_gemm(_xor_rows(x, idx), pack_rows(w_a), c)
             return y.view(b, n, idx.shape[-1], -1)
+        if pm1_route(x) and is_pm1(x):  # -(x_j * x_i) is +1 where the XOR bit is set
+            return pm1_rows_linear(_xor_rows(x, idx), w_a, c).view(b, n, idx.shape[-1], -1)
         return F.linear(_kernels.xor_edge_features(x, idx), -w_a)
 
     @staticmethod

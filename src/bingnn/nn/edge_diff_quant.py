@@ -10,10 +10,12 @@ with :math:`\mu, \sigma^2` the statistics of :math:`d` over all :math:`M = B N k
 :math:`q` a sign (straight-through, clipped at ``clip``) or ``tanh``. The native kernels
 (``csrc/train_float.hpp``) compute the statistics and the quantized features from the points
 and the neighbour lists directly; with +-1 weights the sign bits go packed into the binary
-GEMM. The backward rebuilds the features from the points, takes the two float products and
-returns the BatchNorm backward (:math:`\partial d = \gamma/\sqrt{\sigma^2+\epsilon}\,
-(\partial z - \overline{\partial z} - \hat d\,\overline{\partial z\,\hat d})`) scattered to
-the neighbour and the centre. CPU float32 only (:func:`applies`); the PyTorch operations of
+GEMM, with real weights (stage 2) into the table-lookup product
+(:func:`~bingnn.nn.binary_matmul.pm1_rows_linear`). The backward rebuilds the features from
+the points, takes the two float products and returns the BatchNorm backward
+(:math:`\partial d = \gamma/\sqrt{\sigma^2+\epsilon}\,(\partial z - \overline{\partial z}
+- \hat d\,\overline{\partial z\,\hat d})`) scattered to the neighbour and the centre. CPU
+float32 only (:func:`applies`); the PyTorch operations of
 :class:`~bingnn.nn.BinPointEdgeConv` run elsewhere.
 """
 
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from bingnn.nn import _kernels, global_batchnorm
 from bingnn.nn._amp import fp32_backward, fp32_forward
-from bingnn.nn.binary_matmul import pack_rows, packed_gemm
+from bingnn.nn.binary_matmul import pack_rows, packed_gemm, pm1_route, pm1_rows_linear
 
 try:
     from bingnn import _native
@@ -52,6 +54,26 @@ def edge_stats(x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(mean64).float(), torch.from_numpy(var64).float()
 
 
+def _quantized_products(x: Tensor, idx: Tensor, s: Tensor, t: Tensor, w_a: Tensor, mode: int,
+                        packed: bool, fma: bool) -> Tensor:
+    """``q(d * s + t) W_a^T`` ``(B, N, k, C_out)`` of every edge, without gradient."""
+    b, n, c = x.shape
+    k = idx.shape[-1]
+    th = _kernels.threads()
+    xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
+    sn, tn = s.detach().contiguous().numpy(), t.detach().contiguous().numpy()
+    lookup = mode == 0 and not packed and pm1_route(x)  # signs times real weights: tables
+    if packed or lookup:
+        bits = torch.empty(b * n * k, (c + 63) // 64, dtype=torch.int64)
+        _native.edge_diff_quant(xn, ixn, sn, tn, 0, None, bits.numpy().view("uint64"), th, fma)
+        if lookup:
+            return pm1_rows_linear(bits, w_a, c).view(b, n, k, -1)
+        return packed_gemm(bits, pack_rows(w_a.detach()), c).view(b, n, k, -1)
+    q = torch.empty(b, n, k, c)
+    _native.edge_diff_quant(xn, ixn, sn, tn, mode, q.numpy(), None, th, fma)
+    return F.linear(q, w_a.detach())
+
+
 def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor, eps: float,
                 mode: int, packed: bool,
                 stats: tuple[Tensor, Tensor, int, bool] | None = None) -> dict[str, Any]:
@@ -64,30 +86,29 @@ def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor
     (:mod:`bingnn.nn.global_batchnorm`: the backward then sums the BatchNorm's reductions over
     the processes, as ``SyncBatchNorm`` does); by default :func:`edge_stats` of this batch."""
     with torch.no_grad():
-        b, n, c = x.shape
-        k = idx.shape[-1]
-        th = _kernels.threads()
-        xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
+        b, n, _ = x.shape
         if stats is None:
             mean, var = edge_stats(x, idx)
-            count, synced = b * n * k, False
+            count, synced = b * n * idx.shape[-1], False
         else:
             mean, var, count, synced = stats
             mean, var = mean.contiguous(), var.contiguous()
         invstd = torch.rsqrt(var + eps)
         s = (gamma.detach() * invstd).contiguous()
         t = (beta.detach() - mean * s).contiguous()
-        if packed:
-            bits = torch.empty(b * n * k, (c + 63) // 64, dtype=torch.int64)
-            _native.edge_diff_quant(xn, ixn, s.numpy(), t.numpy(), 0, None,
-                                    bits.numpy().view("uint64"), th)
-            y = packed_gemm(bits, pack_rows(w_a.detach()), c).view(b, n, k, -1)
-        else:
-            q = torch.empty(b, n, k, c)
-            _native.edge_diff_quant(xn, ixn, s.numpy(), t.numpy(), mode, q.numpy(), None, th)
-            y = F.linear(q, w_a.detach())
+        y = _quantized_products(x, idx, s, t, w_a, mode, packed, fma=False)
         return {"y": y, "mean": mean, "var": var, "invstd": invstd, "s": s, "t": t,
                 "count": count, "synced": synced}
+
+
+def eval_edge_values(x: Tensor, idx: Tensor, scale: Tensor, shift: Tensor, w_a: Tensor,
+                     mode: int, packed: bool) -> Tensor:
+    """``y (B, N, k, C_out)`` of the module docstring in eval mode, without gradient: the
+    BatchNorm is ``fma(d, scale, shift)`` with its running statistics' constants
+    (:func:`bingnn.nn.batchnorm_stats.eval_affine`), the arithmetic of PyTorch's CPU kernel,
+    so the signs are the plain path's."""
+    with torch.no_grad():
+        return _quantized_products(x, idx, scale, shift, w_a, mode, packed, fma=True)
 
 
 class EdgeDiffSelect(torch.autograd.Function):

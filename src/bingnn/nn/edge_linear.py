@@ -21,22 +21,7 @@ For 3-D inputs (the xyz layer, whose pre-activations the engine must reproduce b
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
-
-def bn_eval_affine(bn: nn.BatchNorm1d) -> tuple[Tensor, Tensor]:
-    """BatchNorm in eval mode as ``x * scale + shift``, with the constants rounded as PyTorch's
-    CPU kernel (and the exporter) round them in the parameters' dtype:
-    ``scale = weight * (1 / sqrt(running_var + eps))``,
-    ``shift = bias - running_mean * scale`` with one rounding (the product is exact in the
-    wider type)."""
-    var = bn.running_var
-    inv = 1.0 / torch.sqrt(var + bn.eps)
-    scale = inv * bn.weight if bn.weight is not None else inv
-    bias = bn.bias if bn.bias is not None else torch.zeros_like(inv)
-    wide = torch.float64 if scale.dtype != torch.float64 else scale.dtype
-    shift = (bias.to(wide) - bn.running_mean.to(wide) * scale.to(wide)).to(scale.dtype)
-    return scale, shift
+from torch import Tensor
 
 
 def linear_parts(

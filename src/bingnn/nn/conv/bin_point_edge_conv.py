@@ -10,13 +10,18 @@ from torch import Tensor, nn
 from bingnn import _flags
 from bingnn.nn import edge_diff_quant, global_batchnorm
 from bingnn.nn.activations import rescale_prelu
-from bingnn.nn.batchnorm_stats import bn_affine, update_running_stats, uses_batch_stats
+from bingnn.nn.batchnorm_stats import (
+    bn_affine,
+    eval_affine,
+    update_running_stats,
+    uses_batch_stats,
+)
 from bingnn.nn.binary_block import BinaryBlock
 from bingnn.nn.binary_matmul import pm1_linear
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
 from bingnn.nn.edge_batchnorm import check_count, edge_moments, forward_replaced
 from bingnn.nn.edge_features import edge_features
-from bingnn.nn.edge_linear import bn_eval_affine, linear_parts
+from bingnn.nn.edge_linear import linear_parts
 from bingnn.nn.global_batchnorm import batch_moments
 from bingnn.nn.knn import gather_neighbors, layer_graph
 from bingnn.nn.neighbor_max import NeighborValues, neighbor_max
@@ -191,14 +196,17 @@ class BinPointEdgeConv(nn.Module):
         return NeighborValues(y_node, rel=y_rel)
 
     def _fused_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues | None:
-        """Training with batch statistics on CPU float32: the relative half by the fused kernels
-        (:mod:`bingnn.nn.edge_diff_quant`), the centre half per node; ``None`` where they do
-        not apply."""
+        """CPU float32, BatchNorm on the edges, a sign or tanh quantizer: the relative half by
+        the fused kernels (:mod:`bingnn.nn.edge_diff_quant`), the centre half per node, in
+        training with batch statistics, or in eval mode where no gradient is needed (a frozen
+        teacher, validation); ``None`` where they do not apply."""
         bn, q = self.block.center, self.block.input_quantizer
-        if not (isinstance(bn, ChannelBatchNorm) and uses_batch_stats(bn) and bn.affine
+        if not (isinstance(bn, ChannelBatchNorm) and bn.affine
                 and isinstance(q, (SteSign, Tanh))
                 and edge_diff_quant.applies(x, tanh=isinstance(q, Tanh))):
             return None
+        if not uses_batch_stats(bn):
+            return self._fused_eval_values(x, idx, w) if not self._needs_grad(x, w) else None
         c = self.in_channels
         count = idx.numel()
         check_count(count, 2 * c)
@@ -224,6 +232,29 @@ class BinPointEdgeConv(nn.Module):
         y_node = pm1_linear(node, w[:, c:], q.is_binary) if binary else F.linear(node, w[:, c:])
         return NeighborValues(y_node, rel=vals["y"], selector=selector)
 
+    def _needs_grad(self, x: Tensor, w: Tensor) -> bool:
+        return torch.is_grad_enabled() and (
+            x.requires_grad or w.requires_grad
+            or any(p.requires_grad for p in self.block.center.parameters()))
+
+    def _fused_eval_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:
+        """Eval mode without gradients: BatchNorm with its running statistics in PyTorch's
+        arithmetic (:func:`~bingnn.nn.batchnorm_stats.eval_affine`, one fused multiply-add), so
+        the signs equal the plain path's bit for bit."""
+        bn, q = self.block.center, self.block.input_quantizer
+        c = self.in_channels
+        binary = self.block.linear.binary_weights
+        mode = 0 if isinstance(q, SteSign) else 1
+        with torch.no_grad():
+            scale, shift = eval_affine(bn)
+            y_rel = edge_diff_quant.eval_edge_values(x, idx, scale[:c], shift[:c], w[:, :c], mode,
+                                                     binary and mode == 0)
+            node = q(F.batch_norm(x.reshape(-1, c), bn.running_mean[c:], bn.running_var[c:],
+                                  bn.weight[c:], bn.bias[c:], False, 0.0, bn.eps).view(x.shape))
+            y_node = (pm1_linear(node, w[:, c:], q.is_binary) if binary
+                      else F.linear(node, w[:, c:]))
+        return NeighborValues(y_node, rel=y_rel)
+
     def _linear_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:
         """No quantizer: the map is linear in the (batch-normalised) edge feature, computed per
         node with the BatchNorm folded into the weights."""
@@ -242,7 +273,7 @@ class BinPointEdgeConv(nn.Module):
                 update_running_stats(bn, mean, var, count)
                 scale, shift = bn_affine(bn, mean, var)
             else:
-                scale, shift = bn_eval_affine(bn)
+                scale, shift = eval_affine(bn)
         u, v = linear_parts(x, w, scale, shift)
         return NeighborValues(v, u=u, idx=idx)
 
