@@ -17,6 +17,10 @@ and LSP over the three dynamic graphs, as the trainer computes them) as the base
 each part on its own: teacher forward, student forward + backward with cross-entropy only, and
 the LSP terms' forward + backward.
 
+A frozen teacher, the validation pass and the BatchNorm recalibration run models forward only:
+``--eval`` adds, per model, the forward with its graphs in eval mode without gradients (BatchNorm
+with running statistics, set first by a few training-mode batches), plain beside fast.
+
 Run: ``python benchmarks/run.py --only training --threads 1,all --out training.json``, or on
 its own with other sizes (e.g. the batch of 4 that issue 8 measured):
 ``python benchmarks/bench_training.py --batch 4 --threads 1 --repeats 5``; the ModelNet10
@@ -136,6 +140,37 @@ def run(smoke: bool, threads: list[int], models: list[str] | None = None,
     return rows
 
 
+def eval_rows(models: list[str], threads: list[int], batch: int, repeats: int, points: int,
+              k: int) -> list[dict[str, Any]]:
+    """Forward passes of ``models`` as a teacher runs them: eval mode, no gradients, graphs
+    returned; plain beside fast."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(batch, points, 3, generator=gen)
+    shape = f"B={batch} N={points} k={k}"
+    rows: list[dict[str, Any]] = []
+    for name in models:
+        torch.manual_seed(0)
+        model = MODELS[name](k).train()
+        with torch.no_grad():  # running statistics of a few batches, not the initial 0 / 1
+            for _ in range(3):
+                model(torch.randn(batch, points, 3, generator=gen))
+        model.eval()
+        for t in threads:
+            torch.set_num_threads(t)
+            for impl, reference in (("plain (reference)", True), ("fast", False)):
+                def forward(model: torch.nn.Module = model) -> None:
+                    with torch.no_grad():
+                        model(x, return_graphs=True)
+
+                with bingnn.nn.reference_mode(reference):
+                    forward()  # warm-up
+                    ms, cpu_ms = time_step(forward, repeats)
+                rows.append(row(f"eval forward {name}", shape, impl, t, ms, baseline=reference,
+                                cpu_ms=cpu_ms,
+                                columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
+    return rows
+
+
 def distill_parts(teacher: torch.nn.Module, student: torch.nn.Module, x: torch.Tensor,
                   y: torch.Tensor) -> list[tuple[str, Callable[[], None], bool]]:
     """``(impl, step, is_baseline)`` for the whole distillation step and each of its parts."""
@@ -208,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated subset of: {', '.join(MODELS)}")
     ap.add_argument("--distill", action="store_true",
                     help="also time the parts of a BF2 stage-1 distillation step")
+    ap.add_argument("--eval", action="store_true",
+                    help="also time the forward in eval mode without gradients (a teacher's)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = ap.parse_args(argv)
     models = None if args.models is None else [m.strip() for m in args.models.split(",")]
@@ -220,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--{name} must be >= 1, got {value}")
     rows = run(False, args.threads, models, batch=args.batch, repeats=args.repeats,
                points=args.points, k=args.k)
+    if args.eval:
+        rows += eval_rows(models or list(MODELS), args.threads, args.batch, args.repeats,
+                          args.points, args.k)
     if args.distill:
         rows += distill_rows(args.threads, args.batch, args.repeats, args.points, args.k)
     add_ratios(rows)

@@ -78,3 +78,24 @@ def test_distillation_step_breakdown(capsys) -> None:
         assert "distill step BF2 stage 1" in capsys.readouterr().out
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_eval_forward_rows(capsys) -> None:
+    """--eval adds, per model, the plain (baseline) and the fast eval-mode forward."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_training", BENCH / "bench_training.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        rows = mod.eval_rows(["RF stage 3", "BF2 stage 2"], [1], batch=2, repeats=1, points=24,
+                             k=4)
+        assert [(r["name"], r["impl"]) for r in rows] == [
+            ("eval forward RF stage 3", "plain (reference)"), ("eval forward RF stage 3", "fast"),
+            ("eval forward BF2 stage 2", "plain (reference)"), ("eval forward BF2 stage 2", "fast")]
+        assert [r["baseline"] for r in rows] == [True, False, True, False]
+        assert all(r["median_ms"] > 0 for r in rows)
+        assert mod.main(["--batch", "2", "--points", "24", "--k", "4", "--repeats", "1",
+                         "--models", "RF stage 2", "--eval"]) == 0
+        assert "eval forward RF stage 2" in capsys.readouterr().out
+    finally:
+        sys.path.remove(str(BENCH))
