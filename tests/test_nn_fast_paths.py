@@ -296,9 +296,9 @@ def test_rf_eval_without_gradients_equals_plain_bit_for_bit(b, n, c, seed, stage
     from bingnn.nn import edge_diff_quant
 
     calls = []
-    real = edge_diff_quant.eval_edge_values
+    real = edge_diff_quant.eval_edge_extremes
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(edge_diff_quant, "eval_edge_values",
+        mp.setattr(edge_diff_quant, "eval_edge_extremes",
                    lambda *a, **kw: calls.append(1) or real(*a, **kw))
         check_rf_eval(b, n, c, seed, stage, calls)
 

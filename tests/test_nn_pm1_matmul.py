@@ -233,10 +233,13 @@ def test_stage2_edge_forwards_take_the_tables_and_equal_float_products() -> None
     x = torch.randn(2, 30, 37, generator=g)
     idx = torch.randint(0, 30, (2, 30, 7), generator=g)
     w = torch.randn(19, 37, generator=g)
-    s, t = torch.rand(37, generator=g) + 0.5, torch.randn(37, generator=g)
-    y = edge_diff_quant.eval_edge_values(x, idx, s, t, w, 0, packed=False)
+    gamma, beta = torch.rand(37, generator=g) + 0.5, torch.randn(37, generator=g)
+    mean, var = torch.randn(37, generator=g), torch.rand(37, generator=g) + 0.5
+    vals = edge_diff_quant.edge_values(x, idx, gamma, beta, w, 1e-5, 0, packed=False,
+                                       stats=(mean, var, 420, False), full=True)
+    y, s, t = vals["y"], vals["s"], vals["t"]
     d = x.gather(1, idx.reshape(2, -1, 1).expand(-1, -1, 37)).view(2, 30, 7, 37) - x.unsqueeze(2)
-    q = torch.where(d.double() * s.double() + t.double() >= 0, 1.0, -1.0)  # fma's sign
+    q = torch.where(d * s + t >= 0, 1.0, -1.0)  # the training kernel's roundings
     torch.testing.assert_close(y, q @ w.T, rtol=1e-5, atol=1e-4)
     xs = torch.where(x >= 0, 1.0, -1.0)
     y = bm.XorEdgeLinear.apply(xs, idx, w, False)

@@ -54,32 +54,66 @@ def edge_stats(x: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(mean64).float(), torch.from_numpy(var64).float()
 
 
-def _quantized_products(x: Tensor, idx: Tensor, s: Tensor, t: Tensor, w_a: Tensor, mode: int,
-                        packed: bool, fma: bool) -> Tensor:
-    """``q(d * s + t) W_a^T`` ``(B, N, k, C_out)`` of every edge, without gradient."""
+#: Edge values per tile of points when only their extremes are kept: the tile's (edges, C_out)
+#: float32 block (4 MiB at 256 channels) stays in cache between the product and the reduction.
+TILE_EDGES = 4096
+
+Extremes = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def _edge_products(x: Tensor, idx: Tensor, s: Tensor, t: Tensor, w_a: Tensor, mode: int,
+                   packed: bool, fma: bool, full: bool) -> tuple[Tensor | None, Extremes]:
+    """``y = q(d * s + t) W_a^T`` of every edge, without gradient: ``(y (B, N, k, C_out) or
+    None, (y_max, rank_max, y_min, rank_min) (B, N, C_out) over each point's neighbours)``.
+
+    Where the quantizer is a sign the products run from packed bits (binary GEMM with +-1
+    weights, :func:`~bingnn.nn.binary_matmul.pm1_rows_linear` with real ones) tile by tile of
+    points, so that without ``full`` the ``B N k C_out`` edge tensor (168 MB in the last layer
+    at batch 16, 512 points) is never written: a neighbour max needs its extremes only."""
     b, n, c = x.shape
     k = idx.shape[-1]
     th = _kernels.threads()
     xn, ixn = x.detach().contiguous().numpy(), idx.contiguous().numpy()
     sn, tn = s.detach().contiguous().numpy(), t.detach().contiguous().numpy()
     lookup = mode == 0 and not packed and pm1_route(x)  # signs times real weights: tables
-    if packed or lookup:
-        bits = torch.empty(b * n * k, (c + 63) // 64, dtype=torch.int64)
-        _native.edge_diff_quant(xn, ixn, sn, tn, 0, None, bits.numpy().view("uint64"), th, fma)
-        if lookup:
-            return pm1_rows_linear(bits, w_a, c).view(b, n, k, -1)
-        return packed_gemm(bits, pack_rows(w_a.detach()), c).view(b, n, k, -1)
-    q = torch.empty(b, n, k, c)
-    _native.edge_diff_quant(xn, ixn, sn, tn, mode, q.numpy(), None, th, fma)
-    return F.linear(q, w_a.detach())
+    if not (packed or lookup):
+        q = torch.empty(b, n, k, c)
+        _native.edge_diff_quant(xn, ixn, sn, tn, mode, q.numpy(), None, th, fma)
+        y = F.linear(q, w_a.detach())
+        del q
+        return (y if full else None), _kernels.neighbor_extremes(y, None)[:4]
+    bits = torch.empty(b * n * k, (c + 63) // 64, dtype=torch.int64)
+    _native.edge_diff_quant(xn, ixn, sn, tn, 0, None, bits.numpy().view("uint64"), th, fma)
+    w_bits = None if lookup else pack_rows(w_a.detach())
+
+    def products(rows: Tensor) -> Tensor:
+        return pm1_rows_linear(rows, w_a, c) if lookup else packed_gemm(rows, w_bits, c)
+
+    c_out = w_a.shape[0]
+    if full:
+        y = products(bits).view(b, n, k, c_out)
+        return y, _kernels.neighbor_extremes(y, None)[:4]
+    points = b * n
+    out = [torch.empty(points, c_out, dtype=dt)
+           for dt in (torch.float32, torch.int64, torch.float32, torch.int64)]
+    step = max(1, TILE_EDGES // max(1, k))
+    for p0 in range(0, points, step):
+        p1 = min(points, p0 + step)
+        y = products(bits[p0 * k:p1 * k]).view(1, p1 - p0, k, c_out)
+        for dst, part in zip(out, _kernels.neighbor_extremes(y, None)[:4], strict=True):
+            dst[p0:p1] = part.view(p1 - p0, c_out)
+    hi, r_hi, lo, r_lo = (o.view(b, n, c_out) for o in out)
+    return None, (hi, r_hi, lo, r_lo)
 
 
 def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor, eps: float,
                 mode: int, packed: bool,
-                stats: tuple[Tensor, Tensor, int, bool] | None = None) -> dict[str, Any]:
-    """Forward values (no gradient): ``y (B, N, k, C_out)`` of the module docstring and the
-    BatchNorm quantities ``mean, var, invstd, s, t`` (``z = d * s + t``), ``count`` and
-    ``synced``.
+                stats: tuple[Tensor, Tensor, int, bool] | None = None,
+                full: bool = False) -> dict[str, Any]:
+    """Forward values (no gradient): ``extremes``, the max and min over each point's neighbours
+    of ``y`` of the module docstring with their first ranks (``(B, N, C_out)`` each), ``y (B,
+    N, k, C_out)`` itself with ``full`` (else ``None``), and the BatchNorm quantities ``mean,
+    var, invstd, s, t`` (``z = d * s + t``), ``count`` and ``synced``.
 
     ``stats``: ``(mean, var, count, synced)``, the statistics to normalise with over ``count``
     edges, ``synced`` when they are those of every process's edges
@@ -96,25 +130,37 @@ def edge_values(x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor, w_a: Tensor
         invstd = torch.rsqrt(var + eps)
         s = (gamma.detach() * invstd).contiguous()
         t = (beta.detach() - mean * s).contiguous()
-        y = _quantized_products(x, idx, s, t, w_a, mode, packed, fma=False)
-        return {"y": y, "mean": mean, "var": var, "invstd": invstd, "s": s, "t": t,
-                "count": count, "synced": synced}
+        y, ext = _edge_products(x, idx, s, t, w_a, mode, packed, fma=False, full=full)
+        return {"y": y, "extremes": ext, "mean": mean, "var": var, "invstd": invstd, "s": s,
+                "t": t, "count": count, "synced": synced}
 
 
-def eval_edge_values(x: Tensor, idx: Tensor, scale: Tensor, shift: Tensor, w_a: Tensor,
-                     mode: int, packed: bool) -> Tensor:
-    """``y (B, N, k, C_out)`` of the module docstring in eval mode, without gradient: the
-    BatchNorm is ``fma(d, scale, shift)`` with its running statistics' constants
-    (:func:`bingnn.nn.batchnorm_stats.eval_affine`), the arithmetic of PyTorch's CPU kernel,
-    so the signs are the plain path's."""
+def eval_edge_extremes(x: Tensor, idx: Tensor, scale: Tensor, shift: Tensor, w_a: Tensor,
+                       mode: int, packed: bool) -> Extremes:
+    """``(y_max, rank_max, y_min, rank_min)`` over each point's neighbours of ``y`` of the
+    module docstring in eval mode, without gradient: the BatchNorm is ``fma(d, scale, shift)``
+    with its running statistics' constants (:func:`bingnn.nn.batchnorm_stats.eval_affine`),
+    the arithmetic of PyTorch's CPU kernel, so the signs are the plain path's."""
     with torch.no_grad():
-        return _quantized_products(x, idx, scale, shift, w_a, mode, packed, fma=True)
+        return _edge_products(x, idx, scale, shift, w_a, mode, packed, fma=True, full=False)[1]
+
+
+def at_extremes(extremes: Extremes, rank: Tensor) -> Tensor:
+    """The value at ``rank`` (``(B, N, C)``), which must be the rank of the max or of the min
+    in ``extremes`` (what a neighbour max chooses)."""
+    hi, r_hi, lo, r_lo = extremes
+    at_hi = rank == r_hi
+    if not bool((at_hi | (rank == r_lo)).all()):
+        raise ValueError("a rank is neither the max's nor the min's; keep the edge values "
+                         "(full=True) to select elsewhere")
+    return torch.where(at_hi, hi, lo)
 
 
 class EdgeDiffSelect(torch.autograd.Function):
     """The module docstring's ``y`` at one neighbour rank per (point, output channel):
     ``rank (B, N, C_out)`` -> ``y[b, i, rank, o]`` ``(B, N, C_out)``, for a max over
-    neighbours that follows. Forward values come from :func:`edge_values`; the backward costs
+    neighbours that follows. Forward values come from :func:`edge_values` (without its edge
+    values ``y``, ``rank`` must be the max's or the min's there); the backward costs
     1/k of the dense products and never stores the gradient of all edges' features
     (``edge_diff_select_backward``: per point and block of 16 channels, through the quantizer
     and the BatchNorm), then adds the BatchNorm's batch-sum terms
@@ -125,9 +171,13 @@ class EdgeDiffSelect(torch.autograd.Function):
     def forward(ctx, x: Tensor, idx: Tensor, gamma: Tensor, beta: Tensor,  # type: ignore[override]
                 w_a: Tensor, rank: Tensor, values: dict[str, Tensor], mode: int,
                 clip: float) -> Tensor:
-        b, n, k, c_out = values["y"].shape
-        sel = _kernels.select_rank(values["y"].reshape(b * n, k, c_out),
-                                   rank.reshape(b * n, c_out)).view(b, n, c_out)
+        y = values["y"]
+        if y is None:
+            sel = at_extremes(values["extremes"], rank)
+        else:
+            b, n, k, c_out = y.shape
+            sel = _kernels.select_rank(y.reshape(b * n, k, c_out),
+                                       rank.reshape(b * n, c_out)).view(b, n, c_out)
         ctx.save_for_backward(x, idx, w_a, rank)
         ctx.values = {key: values[key] for key in ("mean", "invstd", "s", "t", "count",
                                                    "synced")}

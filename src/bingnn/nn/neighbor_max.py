@@ -88,9 +88,14 @@ class NeighborValues:
         u: ``(B, N, C)`` per-neighbour term (factorized form), with ``idx``.
         idx: ``(B, N, k)`` neighbour indices (factorized form).
         rel: ``(B, N, k, C)`` per-edge term (edge form).
-        selector: with ``rel``, a function ``rank (B, N, C)`` -> differentiable
-            ``rel[b, i, rank, c]`` that replaces the gather (``rel`` then needs no gradient):
-            a fused backward that knows only one edge per channel is used.
+        rel_extremes: instead of ``rel``, only its ``(max, rank of the max, min, rank of the
+            min)`` over the neighbours (``(B, N, C)`` each), with ``k`` and a ``selector``: the
+            edge tensor was never stored (enough for :func:`neighbor_max` without peaked
+            channels, which selects at those ranks only).
+        k: the neighbours per point, with ``rel_extremes``.
+        selector: with ``rel`` or ``rel_extremes``, a function ``rank (B, N, C)`` ->
+            differentiable ``rel[b, i, rank, c]`` that replaces the gather (``rel`` then needs
+            no gradient): a fused backward that knows only one edge per channel is used.
     """
 
     def __init__(
@@ -100,29 +105,41 @@ class NeighborValues:
         u: Tensor | None = None,
         idx: Tensor | None = None,
         rel: Tensor | None = None,
+        rel_extremes: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
+        k: int | None = None,
         selector: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        if (rel is None) == (u is None) or (u is not None and idx is None):
-            raise ValueError("give either u and idx (factorized) or rel (edge tensor)")
+        forms = (u is not None) + (rel is not None) + (rel_extremes is not None)
+        if forms != 1 or (u is not None and idx is None):
+            raise ValueError("give either u and idx (factorized), rel (edge tensor) or "
+                             "rel_extremes with k and a selector")
+        if rel_extremes is not None and (selector is None or k is None):
+            raise ValueError("rel_extremes needs k and a selector")
         self.v, self.u, self.idx, self.rel = v, u, idx, rel
+        self.rel_extremes, self._k = rel_extremes, k
         # Optional differentiable selection of rel at given ranks (rel then holds values only).
         self.selector = selector
         self.neighbor_sum: Tensor | None = None
 
     @property
     def k(self) -> int:
+        if self._k is not None:
+            return self._k
         return self.rel.shape[2] if self.rel is not None else self.idx.shape[-1]
 
     def extremes(self, with_sum: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(y_max, rank_max, y_min, rank_min)``, each ``(B, N, C)``, without gradients: the
         extreme values over the neighbours and the first neighbour rank reaching them. With
         ``with_sum`` (factorized form) also keeps :math:`\\sum_j u_j` in ``neighbor_sum``."""
-        if with_sum and self.rel is not None:
+        if with_sum and self.u is None:
             raise ValueError("with_sum needs the factorized form")
-        src = self.rel if self.rel is not None else self.u
-        hi, r_hi, lo, r_lo, total = _kernels.neighbor_extremes(src, self.idx, with_sum)
-        if with_sum:
-            self.neighbor_sum = total
+        if self.rel_extremes is not None:
+            hi, r_hi, lo, r_lo = self.rel_extremes
+        else:
+            src = self.rel if self.rel is not None else self.u
+            hi, r_hi, lo, r_lo, total = _kernels.neighbor_extremes(src, self.idx, with_sum)
+            if with_sum:
+                self.neighbor_sum = total
         with torch.no_grad():
             v = self.v.detach()
             return hi + v, r_hi, lo + v, r_lo

@@ -230,7 +230,8 @@ class BinPointEdgeConv(nn.Module):
         s = torch.rsqrt(var[c:] + bn.eps) * bn.weight[c:]
         node = q(torch.addcmul(bn.bias[c:] - mean[c:] * s, x, s))
         y_node = pm1_linear(node, w[:, c:], q.is_binary) if binary else F.linear(node, w[:, c:])
-        return NeighborValues(y_node, rel=vals["y"], selector=selector)
+        return NeighborValues(y_node, rel_extremes=vals["extremes"], k=idx.shape[-1],
+                              selector=selector)
 
     def _needs_grad(self, x: Tensor, w: Tensor) -> bool:
         return torch.is_grad_enabled() and (
@@ -247,13 +248,14 @@ class BinPointEdgeConv(nn.Module):
         mode = 0 if isinstance(q, SteSign) else 1
         with torch.no_grad():
             scale, shift = eval_affine(bn)
-            y_rel = edge_diff_quant.eval_edge_values(x, idx, scale[:c], shift[:c], w[:, :c], mode,
-                                                     binary and mode == 0)
+            ext = edge_diff_quant.eval_edge_extremes(x, idx, scale[:c], shift[:c], w[:, :c],
+                                                     mode, binary and mode == 0)
             node = q(F.batch_norm(x.reshape(-1, c), bn.running_mean[c:], bn.running_var[c:],
                                   bn.weight[c:], bn.bias[c:], False, 0.0, bn.eps).view(x.shape))
             y_node = (pm1_linear(node, w[:, c:], q.is_binary) if binary
                       else F.linear(node, w[:, c:]))
-        return NeighborValues(y_node, rel=y_rel)
+        return NeighborValues(y_node, rel_extremes=ext, k=idx.shape[-1],
+                              selector=lambda rank: edge_diff_quant.at_extremes(ext, rank))
 
     def _linear_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:
         """No quantizer: the map is linear in the (batch-normalised) edge feature, computed per
