@@ -250,6 +250,43 @@ void bind_train_float(py::module_& m) {
         py::arg("num_threads") = 0);
 
     m.def(
+        "pair_distances",
+        [](const Arr<float>& x, const Arr<int64_t>& idx, int mode, Arr<float>& out,
+           int num_threads) {
+            require(x.ndim() == 3 && idx.ndim() == 3,
+                    "pair_distances expects x (B, N, C) and idx (B, N, K)");
+            const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
+            check_idx(idx, sets, n, k);
+            require(mode == 0 || mode == 1, "mode must be 0 (squared L2) or 1 (dot product)");
+            float* po = out_ptr(out, {sets, n, k}, "out");
+            const float* px = x.data();
+            const int64_t* pi = idx.data();
+            py::gil_scoped_release nogil;
+            pair_distances(px, sets, n, c, pi, k, mode, po, num_threads);
+        },
+        py::arg("x"), py::arg("idx"), py::arg("mode"), py::arg("out"), py::arg("num_threads") = 0);
+
+    m.def(
+        "pair_distances_backward",
+        [](const Arr<float>& x, const Arr<int64_t>& idx, int mode, const Arr<float>& g,
+           Arr<float>& gx, int num_threads) {
+            require(x.ndim() == 3 && idx.ndim() == 3,
+                    "pair_distances_backward expects x (B, N, C) and idx (B, N, K)");
+            const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
+            check_idx(idx, sets, n, k);
+            require(mode == 0 || mode == 1, "mode must be 0 (squared L2) or 1 (dot product)");
+            need_shape(g, {sets, n, k}, "g");
+            float* pg = out_ptr(gx, {sets, n, c}, "gx");
+            const float* px = x.data();
+            const int64_t* pi = idx.data();
+            const float* pgr = g.data();
+            py::gil_scoped_release nogil;
+            pair_distances_backward(px, sets, n, c, pi, k, mode, pgr, pg, num_threads);
+        },
+        py::arg("x"), py::arg("idx"), py::arg("mode"), py::arg("g"), py::arg("gx"),
+        py::arg("num_threads") = 0);
+
+    m.def(
         "select_rank",
         [](const Arr<float>& src, const Arr<int64_t>& rank, Arr<float>& out, int num_threads) {
             require(src.ndim() == 3, "select_rank expects src (rows, k, C)");

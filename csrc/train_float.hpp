@@ -144,4 +144,18 @@ void rows_bn_backward(const float* g, const float* x, int64_t rows, int64_t c, c
                       const float* invstd, const float* weight, float* gx, double* sum_g,
                       double* sum_gx, int num_threads);
 
+// Distances of every point to its listed neighbours (pair_distances.cpp), for the LSP loss:
+// out (sets, n, k)[p, r] = ||x_i - x_j||^2 (mode 0) or <x_i, x_j> (mode 1), x (sets, n, c),
+// j = idx[p, r] in [0, n) within the point's set; per pair, 16 lane-strided float32 partial
+// sums over the channels combined in a fixed order.
+void pair_distances(const float* x, int64_t sets, int64_t n, int64_t c, const int64_t* idx,
+                    int64_t k, int mode, float* out, int num_threads);
+
+// Its backward for the gradient g (sets, n, k): gx (sets, n, c) (overwritten) = the sum over
+// pairs of g times the distance's gradient (mode 0: 2 (x_i - x_j) to i, its negative to j;
+// mode 1: x_j to i, x_i to j), pairs in point and rank order; pairs with g = 0 are skipped.
+void pair_distances_backward(const float* x, int64_t sets, int64_t n, int64_t c,
+                             const int64_t* idx, int64_t k, int mode, const float* g, float* gx,
+                             int num_threads);
+
 }  // namespace bingnn

@@ -27,5 +27,5 @@ python3 -m pytest -q -p no:cacheprovider -m "not slow and not install" tests/tes
     tests/test_native_bindings.py tests/test_engine_fuzz.py tests/test_engine_float_kernels.py \
     tests/test_engine_kernels_torch.py tests/test_engine_parity.py \
     tests/test_engine_graph_kernels.py tests/test_engine_node_parity.py \
-    tests/test_engine_shortcut.py tests/test_nn_pm1_matmul.py
+    tests/test_engine_shortcut.py tests/test_nn_pm1_matmul.py tests/test_distill_lsp_pairs.py
 echo "[portable] passed in $((SECONDS - T0)) s"

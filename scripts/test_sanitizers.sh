@@ -51,6 +51,7 @@ env LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" PYTHONPATH="$WORK/stage" OMP_NUM_THREADS=
     tests/test_engine_parity.py tests/test_engine_graph_kernels.py \
     tests/test_engine_node_parity.py tests/test_model_file_fuzz.py \
     tests/test_engine_shortcut.py tests/test_nn_pm1_matmul.py tests/test_nn_train_kernels.py \
+    tests/test_distill_lsp_pairs.py \
     || status=$?
 if ls "$LOG".* >/dev/null 2>&1; then
     cat "$LOG".*

@@ -48,6 +48,8 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import coalesce, scatter
 
+from bingnn.distill.lsp_pairs import pair_base_distances
+
 __all__ = [
     "KERNELS",
     "LSPKernel",
@@ -72,14 +74,6 @@ class LSPKernel:
     name: str
     base: str
     squared: bool = False
-
-    def distance_matrix(self, z: Tensor) -> Tensor:
-        """Base distance between all pairs: ``(B, N, C)`` -> ``(B, N, N)``."""
-        gram = torch.matmul(z, z.transpose(1, 2))
-        if self.base == "l2":
-            sq = (z * z).sum(-1)
-            return (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2.0 * gram).clamp_min(0.0)
-        return 0.5 * (z.shape[-1] - gram)
 
     def distance_pairs(self, zi: Tensor, zj: Tensor) -> Tensor:
         """Base distance of matching rows: ``(E, C)``, ``(E, C)`` -> ``(E,)``."""
@@ -197,9 +191,11 @@ def lsp_loss_knn(
     idx, valid = union_neighbors(s_idx, t_idx)
     t_feat = t_feat.detach()
     ninf = torch.tensor(float("-inf"), dtype=s_feat.dtype, device=s_feat.device)
-    # Distances to all points, then gathered: (B, N, N) is cheaper than gathering (B, N, K, C).
-    logit_s = ks.log_kernel(torch.gather(ks.distance_matrix(s_feat), 2, idx))
-    logit_t = kt.log_kernel(torch.gather(kt.distance_matrix(t_feat), 2, idx))
+    # Pair by pair where the native kernels run, else the (B, N, N) matrix gathered: both
+    # cheaper than gathering (B, N, K, C) features (bingnn.distill.lsp_pairs).
+    logit_s = ks.log_kernel(pair_base_distances(s_feat, idx, ks.base))
+    with torch.no_grad():
+        logit_t = kt.log_kernel(pair_base_distances(t_feat, idx, kt.base))
     log_p_s = torch.log_softmax(torch.where(valid, logit_s, ninf), dim=-1)
     log_p_t = torch.log_softmax(torch.where(valid, logit_t.to(log_p_s.dtype), ninf), dim=-1)
     return _masked_kl(log_p_t, log_p_s, valid).sum(-1).mean()
