@@ -10,12 +10,13 @@ process's peak resident set during one step, from ``/proc/self/status`` after re
 ``/proc/self/clear_refs``; Linux only, else blank). ``--smoke`` runs 64 points, k = 8, batch 2,
 once.
 
-A distillation step of a student stage costs more than its training step: ``--distill`` adds
-the parts of one BF2 stage-1 step (the fast paths) in one group, the whole step (frozen float
-teacher's forward with its graphs, the student's forward and backward with cross-entropy, KD
-and LSP over the three dynamic graphs, as the trainer computes them) as the baseline, then
-each part on its own: teacher forward, student forward + backward with cross-entropy only, and
-the LSP terms' forward + backward.
+A distillation step of a student stage costs more than its training step: ``--distill
+[STUDENTS]`` adds, per student (default BF2 stage 1), the parts of one step (the fast paths)
+in one group: the whole step (the frozen teacher of the cascade, the previous stage, forward
+with its graphs; the student's forward and backward with cross-entropy, KD and LSP over the
+three dynamic graphs, as the trainer computes them) as the baseline, then each part on its
+own: teacher forward, student forward + backward with cross-entropy only, and the LSP terms'
+forward + backward.
 
 A frozen teacher, the validation pass and the BatchNorm recalibration run models forward only:
 ``--eval`` adds, per model, the forward with its graphs in eval mode without gradients (BatchNorm
@@ -140,6 +141,22 @@ def run(smoke: bool, threads: list[int], models: list[str] | None = None,
     return rows
 
 
+#: The cascade's teacher of each student: the previous stage (stage 1: the float DGCNN).
+TEACHERS = {"BF2 stage 1": "DGCNN", "BF2 stage 2": "BF2 stage 1", "BF2 stage 3": "BF2 stage 2",
+            "RF stage 1": "DGCNN", "RF stage 2": "RF stage 1", "RF stage 3": "RF stage 2"}
+
+
+def frozen(name: str, k: int, batch: int, points: int, gen: torch.Generator) -> torch.nn.Module:
+    """``MODELS[name]`` in eval mode with running BatchNorm statistics of a few training-mode
+    batches (not the initial 0 / 1), as a trained teacher has."""
+    torch.manual_seed(0)
+    model = MODELS[name](k).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(batch, points, 3, generator=gen))
+    return model.eval()
+
+
 def eval_rows(models: list[str], threads: list[int], batch: int, repeats: int, points: int,
               k: int) -> list[dict[str, Any]]:
     """Forward passes of ``models`` as a teacher runs them: eval mode, no gradients, graphs
@@ -149,12 +166,7 @@ def eval_rows(models: list[str], threads: list[int], batch: int, repeats: int, p
     shape = f"B={batch} N={points} k={k}"
     rows: list[dict[str, Any]] = []
     for name in models:
-        torch.manual_seed(0)
-        model = MODELS[name](k).train()
-        with torch.no_grad():  # running statistics of a few batches, not the initial 0 / 1
-            for _ in range(3):
-                model(torch.randn(batch, points, 3, generator=gen))
-        model.eval()
+        model = frozen(name, k, batch, points, gen)
         for t in threads:
             torch.set_num_threads(t)
             for impl, reference in (("plain (reference)", True), ("fast", False)):
@@ -207,24 +219,27 @@ def distill_parts(teacher: torch.nn.Module, student: torch.nn.Module, x: torch.T
             ("LSP forward + backward", lsp_only, False)]
 
 
-def distill_rows(threads: list[int], batch: int, repeats: int, points: int, k: int
-                 ) -> list[dict[str, Any]]:
-    """The parts of one BF2 stage-1 distillation step (module docstring), fast paths."""
+def distill_rows(threads: list[int], batch: int, repeats: int, points: int, k: int,
+                 students: list[str] | None = None) -> list[dict[str, Any]]:
+    """The parts of one distillation step of each student (default BF2 stage 1) from its
+    cascade teacher (:data:`TEACHERS`, frozen), fast paths (module docstring)."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, points, 3, generator=gen)
     y = torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
     shape = f"B={batch} N={points} k={k}"
     rows: list[dict[str, Any]] = []
-    for t in threads:
-        torch.set_num_threads(t)
-        torch.manual_seed(0)
-        parts = distill_parts(MODELS["DGCNN"](k).eval(), MODELS["BF2 stage 1"](k).train(), x, y)
-        for impl, step, base in parts:
-            step()  # warm-up
-            ms, cpu_ms = time_step(step, repeats)
-            rows.append(row("distill step BF2 stage 1", shape, impl, t, ms, baseline=base,
-                            cpu_ms=cpu_ms,
-                            columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
+    for student in students or ["BF2 stage 1"]:
+        teacher = frozen(TEACHERS[student], k, batch, points, gen)
+        for t in threads:
+            torch.set_num_threads(t)
+            torch.manual_seed(0)
+            parts = distill_parts(teacher, MODELS[student](k).train(), x, y)
+            for impl, step, base in parts:
+                step()  # warm-up
+                ms, cpu_ms = time_step(step, repeats)
+                rows.append(row(f"distill step {student}", shape, impl, t, ms, baseline=base,
+                                cpu_ms=cpu_ms,
+                                columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
     return rows
 
 
@@ -241,8 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated thread counts, 'all' = every core (default 1)")
     ap.add_argument("--models", default=None,
                     help=f"comma-separated subset of: {', '.join(MODELS)}")
-    ap.add_argument("--distill", action="store_true",
-                    help="also time the parts of a BF2 stage-1 distillation step")
+    ap.add_argument("--distill", nargs="?", const="BF2 stage 1", default=None,
+                    metavar="STUDENTS",
+                    help="also time the parts of a distillation step of each of these students "
+                    f"(comma-separated; default BF2 stage 1) from its cascade teacher: "
+                    f"{', '.join(TEACHERS)}")
     ap.add_argument("--eval", action="store_true",
                     help="also time the forward in eval mode without gradients (a teacher's)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
@@ -251,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(models or []) - set(MODELS))
     if unknown:
         ap.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    students = (None if args.distill is None
+                else [m.strip() for m in args.distill.split(",")])
+    if set(students or []) - set(TEACHERS):
+        ap.error(f"--distill: unknown student {', '.join(sorted(set(students) - set(TEACHERS)))}"
+                 f"; choose from {', '.join(TEACHERS)}")
     for name, value in (("batch", args.batch), ("points", args.points), ("k", args.k),
                         ("repeats", args.repeats)):
         if value < 1:
@@ -261,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += eval_rows(models or list(MODELS), args.threads, args.batch, args.repeats,
                           args.points, args.k)
     if args.distill:
-        rows += distill_rows(args.threads, args.batch, args.repeats, args.points, args.k)
+        rows += distill_rows(args.threads, args.batch, args.repeats, args.points, args.k,
+                             students)
     add_ratios(rows)
     print(format_table(rows))
     if args.out is not None:

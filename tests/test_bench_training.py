@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -76,6 +78,16 @@ def test_distillation_step_breakdown(capsys) -> None:
         assert mod.main(["--batch", "2", "--points", "24", "--k", "4", "--repeats", "1",
                          "--models", "DGCNN", "--distill"]) == 0
         assert "distill step BF2 stage 1" in capsys.readouterr().out
+        # any student, from the previous stage of its cascade
+        rows = mod.distill_rows([1], batch=2, repeats=1, points=24, k=4,
+                                students=["RF stage 3", "BF2 stage 2"])
+        assert [r["name"] for r in rows[::4]] == ["distill step RF stage 3",
+                                                  "distill step BF2 stage 2"]
+        assert mod.main(["--batch", "2", "--points", "24", "--k", "4", "--repeats", "1",
+                         "--models", "DGCNN", "--distill", "RF stage 2"]) == 0
+        assert "distill step RF stage 2" in capsys.readouterr().out
+        with pytest.raises(SystemExit):
+            mod.main(["--models", "DGCNN", "--distill", "RF stage 9"])
     finally:
         sys.path.remove(str(BENCH))
 
