@@ -71,8 +71,8 @@ def pm1_route(*tensors: Tensor) -> bool:
     """Whether the +-1 products take the table-lookup kernels (the backward's
     :func:`pm1_matmul`, the stage-2 forward's :func:`pm1_rows_linear`): :func:`packed_route`,
     and the native core dispatches AVX-512 (an 8-lane permute makes the 32-entry lookup dearer
-    than the multiply-adds it replaces, and the byte tables want two 64-byte loads a cycle, so
-    on AVX2 PyTorch's matmul is the faster path)."""
+    than the multiply-adds it replaces, and each lookup of the forward's tables reads a 16-lane
+    row, so on AVX2 PyTorch's matmul is the faster path)."""
     return (packed_route(*tensors) and hasattr(_native, "pm1_rows_linear")
             and _native.get_dispatch() == "avx512")
 
@@ -99,7 +99,7 @@ def pm1_matmul(a: Tensor, codes: np.ndarray, transpose_a: bool = False) -> Tenso
 def pm1_rows_linear(bits: Tensor, w: Tensor, c: int) -> Tensor:
     """``Q W^T`` ``(M, C_out)`` for the +-1 matrix ``Q (M, c)`` whose packed rows are ``bits
     (M, W)`` int64 (:func:`pack_rows`; bit set = +1) and real weights ``w (C_out, c)``, by the
-    native byte tables (``pm1_rows_linear`` in ``csrc/pm1_matmul.hpp``): a layer with binary
+    native nibble tables (``pm1_rows_linear`` in ``csrc/pm1_matmul.hpp``): a layer with binary
     activations and real weights without a float edge tensor or its matrix product. Equal to
     ``F.linear`` up to float32 rounding (another order of additions); no gradient."""
     out = torch.empty(bits.shape[0], w.shape[0])
