@@ -157,17 +157,8 @@ class BinPointEdgeConv(nn.Module):
         if isinstance(bn, NoCenter):
             return rel, node
         lo, hi = slice(0, c), slice(c, 2 * c)
-
-        def part(p: slice, name: str) -> Tensor | None:
-            t = getattr(bn, name)
-            return None if t is None else t[p]
-
         if not uses_batch_stats(bn):
-            def norm(t: Tensor, p: slice) -> Tensor:
-                return F.batch_norm(t.reshape(-1, c), part(p, "running_mean"),
-                                    part(p, "running_var"), part(p, "weight"), part(p, "bias"),
-                                    False, 0.0, bn.eps).reshape(t.shape)
-            return norm(rel, lo), norm(node, hi)
+            return self._eval_bn(rel, lo), self._eval_bn(node, hi)
         count = rel.shape[0] * rel.shape[1] * rel.shape[2]
         check_count(count, 2 * c)
         mean_r, var_r = edge_moments(rel)
@@ -179,6 +170,27 @@ class BinPointEdgeConv(nn.Module):
         s, t = bn_affine(bn, mean, var)
         return torch.addcmul(t[lo], rel, s[lo]), torch.addcmul(t[hi], node, s[hi])
 
+    def _eval_bn(self, t: Tensor, cols: slice) -> Tensor:
+        """The channels ``cols`` of the edge feature's BatchNorm in eval mode on ``t (..., C)``,
+        by PyTorch's kernel."""
+        bn = self.block.center
+
+        def part(name: str) -> Tensor | None:
+            v = getattr(bn, name)
+            return None if v is None else v[cols]
+
+        return F.batch_norm(t.reshape(-1, self.in_channels), part("running_mean"),
+                            part("running_var"), part("weight"), part("bias"), False, 0.0,
+                            bn.eps).reshape(t.shape)
+
+    def _half_products(self, q_values: Tensor, w_half: Tensor) -> Tensor:
+        """Quantized values of one half of the edge feature times that half's weights: packed
+        products when both are +-1."""
+        q = self.block.input_quantizer
+        if self.block.linear.binary_weights:
+            return pm1_linear(q_values, w_half, q.is_binary)
+        return F.linear(q_values, w_half)
+
     def _quantized_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues:
         """A quantizer on the edge feature: the relative half edge-wise, the centre half per
         node."""
@@ -188,12 +200,8 @@ class BinPointEdgeConv(nn.Module):
         if fused is not None:
             return fused
         rel, node = self._edge_bn(gather_neighbors(x, idx) - x.unsqueeze(2), x)
-        if self.block.linear.binary_weights:  # +-1 signs times +-1 weights: packed products
-            y_rel = pm1_linear(q(rel), w[:, :c], q.is_binary)
-            y_node = pm1_linear(q(node), w[:, c:], q.is_binary)
-        else:
-            y_rel, y_node = F.linear(q(rel), w[:, :c]), F.linear(q(node), w[:, c:])
-        return NeighborValues(y_node, rel=y_rel)
+        return NeighborValues(self._half_products(q(node), w[:, c:]),
+                              rel=self._half_products(q(rel), w[:, :c]))
 
     def _fused_values(self, x: Tensor, idx: Tensor, w: Tensor) -> NeighborValues | None:
         """CPU float32, BatchNorm on the edges, a sign or tanh quantizer: the relative half by
@@ -229,9 +237,8 @@ class BinPointEdgeConv(nn.Module):
                                                         mode, clip)
         s = torch.rsqrt(var[c:] + bn.eps) * bn.weight[c:]
         node = q(torch.addcmul(bn.bias[c:] - mean[c:] * s, x, s))
-        y_node = pm1_linear(node, w[:, c:], q.is_binary) if binary else F.linear(node, w[:, c:])
-        return NeighborValues(y_node, rel_extremes=vals["extremes"], k=idx.shape[-1],
-                              selector=selector)
+        return NeighborValues(self._half_products(node, w[:, c:]),
+                              rel_extremes=vals["extremes"], k=idx.shape[-1], selector=selector)
 
     def _needs_grad(self, x: Tensor, w: Tensor) -> bool:
         return torch.is_grad_enabled() and (
@@ -250,10 +257,7 @@ class BinPointEdgeConv(nn.Module):
             scale, shift = eval_affine(bn)
             ext = edge_diff_quant.eval_edge_extremes(x, idx, scale[:c], shift[:c], w[:, :c],
                                                      mode, binary and mode == 0)
-            node = q(F.batch_norm(x.reshape(-1, c), bn.running_mean[c:], bn.running_var[c:],
-                                  bn.weight[c:], bn.bias[c:], False, 0.0, bn.eps).view(x.shape))
-            y_node = (pm1_linear(node, w[:, c:], q.is_binary) if binary
-                      else F.linear(node, w[:, c:]))
+            y_node = self._half_products(q(self._eval_bn(x, slice(c, 2 * c))), w[:, c:])
         return NeighborValues(y_node, rel_extremes=ext, k=idx.shape[-1],
                               selector=lambda rank: edge_diff_quant.at_extremes(ext, rank))
 
