@@ -18,6 +18,7 @@ rescale -> PReLU -> BatchNorm chain can produce (at most three runs).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 from bingnn.engine import reference as ref
 from bingnn.models.bin_dgcnn import BinDGCNN
+from bingnn.nn.batchnorm_stats import eval_affine
 from bingnn.nn.centering import ChannelBatchNorm, NoCenter
 
 __all__ = ["ExportError", "check_class_names", "float_predicate", "fold_bindgcnn",
@@ -210,19 +212,14 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 def _bn_affine(bn: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """BatchNorm in eval mode as ``fma(x, scale, shift)`` (float32), with the constants
-    rounded as PyTorch's CPU kernel rounds them, in float32:
-    ``scale = weight * (1 / sqrt(var + float32(eps)))``, ``shift = fma(-mean, scale, bias)``."""
+    """BatchNorm in eval mode as ``fma(x, scale, shift)`` (float32), with the constants rounded as
+    PyTorch's CPU kernel rounds them, in float32: the PyTorch model's own
+    (:func:`~bingnn.nn.batchnorm_stats.eval_affine`) on a CPU float32 copy of ``bn``."""
     if not isinstance(bn, nn.BatchNorm1d) or bn.running_mean is None:
         raise ExportError(f"{where}: expected a BatchNorm with running statistics")
-    var = _np(bn.running_var)
-    inv = np.float32(1.0) / np.sqrt(var + np.float32(bn.eps))
-    w = _np(bn.weight) if bn.weight is not None else np.ones_like(inv)
-    b = _np(bn.bias) if bn.bias is not None else np.zeros_like(inv)
-    scale = (w * inv).astype(np.float32)
-    # One rounding, like a fused multiply-add (the float64 product is exact).
-    shift = b.astype(np.float64) - _np(bn.running_mean).astype(np.float64) * scale
-    return scale, shift.astype(np.float32)
+    with torch.no_grad():
+        scale, shift = eval_affine(copy.deepcopy(bn).to("cpu", torch.float32))
+    return _np(scale), _np(shift)
 
 
 def _rescale_act(block: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
