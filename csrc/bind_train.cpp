@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,17 @@ int64_t check_selection(const Arr<float>& gsel, const Arr<int64_t>& rank, const 
     for (int64_t q = 0; q < rank.size(); ++q)
         require(pr[q] >= 0 && pr[q] < k, "rank outside [0, k)");
     return c_out;
+}
+
+// The arguments of the LSP pair distances: x (B, N, C), idx (B, N, K) in [0, N), mode 0 or 1.
+// Returns {B, N, C, K}.
+std::array<int64_t, 4> check_pairs(const Arr<float>& x, const Arr<int64_t>& idx, int mode,
+                                   const std::string& name) {
+    require(x.ndim() == 3 && idx.ndim() == 3, name + " expects x (B, N, C) and idx (B, N, K)");
+    const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
+    check_idx(idx, sets, n, k);
+    require(mode == 0 || mode == 1, "mode must be 0 (squared L2) or 1 (dot product)");
+    return {sets, n, c, k};
 }
 
 }  // namespace
@@ -253,11 +265,7 @@ void bind_train_float(py::module_& m) {
         "pair_distances",
         [](const Arr<float>& x, const Arr<int64_t>& idx, int mode, Arr<float>& out,
            int num_threads) {
-            require(x.ndim() == 3 && idx.ndim() == 3,
-                    "pair_distances expects x (B, N, C) and idx (B, N, K)");
-            const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
-            check_idx(idx, sets, n, k);
-            require(mode == 0 || mode == 1, "mode must be 0 (squared L2) or 1 (dot product)");
+            const auto [sets, n, c, k] = check_pairs(x, idx, mode, "pair_distances");
             float* po = out_ptr(out, {sets, n, k}, "out");
             const float* px = x.data();
             const int64_t* pi = idx.data();
@@ -270,11 +278,7 @@ void bind_train_float(py::module_& m) {
         "pair_distances_backward",
         [](const Arr<float>& x, const Arr<int64_t>& idx, int mode, const Arr<float>& g,
            Arr<float>& gx, int num_threads) {
-            require(x.ndim() == 3 && idx.ndim() == 3,
-                    "pair_distances_backward expects x (B, N, C) and idx (B, N, K)");
-            const int64_t sets = x.shape(0), n = x.shape(1), c = x.shape(2), k = idx.shape(2);
-            check_idx(idx, sets, n, k);
-            require(mode == 0 || mode == 1, "mode must be 0 (squared L2) or 1 (dot product)");
+            const auto [sets, n, c, k] = check_pairs(x, idx, mode, "pair_distances_backward");
             need_shape(g, {sets, n, k}, "g");
             float* pg = out_ptr(gx, {sets, n, c}, "gx");
             const float* px = x.data();
