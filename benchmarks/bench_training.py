@@ -141,6 +141,15 @@ def run(smoke: bool, threads: list[int], models: list[str] | None = None,
     return rows
 
 
+def timed_row(name: str, shape: str, impl: str, threads: int, fn: Callable[[], None],
+              repeats: int, batch: int, baseline: bool) -> dict[str, Any]:
+    """One warm-up call of ``fn``, then the row of its median over ``repeats`` calls."""
+    fn()
+    ms, cpu_ms = time_step(fn, repeats)
+    return row(name, shape, impl, threads, ms, baseline=baseline, cpu_ms=cpu_ms,
+               columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"})
+
+
 #: The cascade's teacher of each student: the previous stage (stage 1: the float DGCNN).
 TEACHERS = {"BF2 stage 1": "DGCNN", "BF2 stage 2": "BF2 stage 1", "BF2 stage 3": "BF2 stage 2",
             "RF stage 1": "DGCNN", "RF stage 2": "RF stage 1", "RF stage 3": "RF stage 2"}
@@ -175,11 +184,8 @@ def eval_rows(models: list[str], threads: list[int], batch: int, repeats: int, p
                         model(x, return_graphs=True)
 
                 with bingnn.nn.reference_mode(reference):
-                    forward()  # warm-up
-                    ms, cpu_ms = time_step(forward, repeats)
-                rows.append(row(f"eval forward {name}", shape, impl, t, ms, baseline=reference,
-                                cpu_ms=cpu_ms,
-                                columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
+                    rows.append(timed_row(f"eval forward {name}", shape, impl, t, forward,
+                                          repeats, batch, reference))
     return rows
 
 
@@ -234,12 +240,8 @@ def distill_rows(threads: list[int], batch: int, repeats: int, points: int, k: i
             torch.set_num_threads(t)
             torch.manual_seed(0)
             parts = distill_parts(teacher, MODELS[student](k).train(), x, y)
-            for impl, step, base in parts:
-                step()  # warm-up
-                ms, cpu_ms = time_step(step, repeats)
-                rows.append(row(f"distill step {student}", shape, impl, t, ms, baseline=base,
-                                cpu_ms=cpu_ms,
-                                columns={"clouds/s": f"{batch / (ms / 1e3):.2f}"}))
+            rows += [timed_row(f"distill step {student}", shape, impl, t, step, repeats, batch,
+                               base) for impl, step, base in parts]
     return rows
 
 
