@@ -287,6 +287,26 @@ def test_a_variant_table_overrides_one_variant_of_a_stage(tmp_path):
     assert [stage_config(o, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [5, 2]
 
 
+def test_a_files_stage_key_outranks_its_bases_variant_table(tmp_path):
+    # the built-in modelnet10 buys RF (only) a longer stage 3
+    r = load_recipe("modelnet10")
+    assert [stage_config(r, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [10, 5]
+    p = tmp_path / "mine.toml"
+    p.write_text('base = "modelnet10"\n[stage3]\nepochs = 8\n')
+    r = load_recipe(p)
+    assert [stage_config(r, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [8, 8]
+    # the file's own variant table still wins over its own stage key
+    p.write_text('base = "modelnet10"\n[stage3]\nepochs = 8\n[stage3.rf]\nepochs = 12\n')
+    r = load_recipe(p)
+    assert [stage_config(r, 3, v)["train"]["epochs"] for v in ("rf", "bf2-hamming")] == [12, 8]
+    # other keys of the stage leave the base's variant setting alone
+    p.write_text('base = "modelnet10"\n[stage3]\nlr = 2e-3\n')
+    r = load_recipe(p)
+    rf = stage_config(r, 3, "rf")["train"]
+    assert (rf["epochs"], rf["lr"]) == (10, 2e-3)
+    assert load_recipe("modelnet10")["stage3"]["rf"] == {"epochs": 10}  # the base is not edited
+
+
 def test_node_variant_table(tmp_path):
     p = tmp_path / "mine.toml"
     p.write_text('task = "node"\nvariants = ["bingcn", "binsage"]\n[stage3.binsage]\n'

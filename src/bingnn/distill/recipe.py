@@ -45,6 +45,9 @@ variants differ in cost, and one wall-time budget may buy one of them more epoch
     [stage3.rf]
     epochs = 10
 
+A file's own ``[stageN]`` key outranks its base recipe's ``[stageN.VARIANT]`` setting of the
+same key (a file based on ``modelnet10`` that says ``[stage3] epochs = 8`` trains RF 8 epochs).
+
 Every key and value is
 checked when the recipe is loaded -- types, ranges, kernel and schedule names, that the models
 of every stage can be built, ``k`` against the point count -- so a bad value fails before the
@@ -258,6 +261,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _merge_over_base(base: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """``user`` merged over its base recipe, where a key the user's file sets for a whole stage
+    also replaces the base's setting of it for one variant: ``[stage3] epochs = 8`` over a base
+    with ``[stage3.rf] epochs = 10`` trains every variant 8 epochs (what the file says), unless
+    the file sets ``[stage3.rf]`` too."""
+    out = _merge(base, user)
+    for section, table in user.items():
+        if not (section.startswith("stage") and isinstance(table, dict)):
+            continue
+        whole_stage = {k for k, v in table.items() if not _is_variant_table(k, v)}
+        for name, overrides in out[section].items():
+            if _is_variant_table(name, overrides):
+                own = table.get(name, {})
+                for key in whole_stage - own.keys():
+                    overrides.pop(key, None)
+    return out
+
+
 def _read_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
@@ -332,7 +353,7 @@ def load_recipe(spec: str | os.PathLike) -> dict[str, Any]:
         if base != "none" and base not in BUILTIN_RECIPES:
             raise RecipeError(
                 f"{source}: base must be one of {BUILTIN_RECIPES} or 'none', got {base!r}")
-        recipe = user if base == "none" else _merge(_builtin(base), user)
+        recipe = user if base == "none" else _merge_over_base(_builtin(base), user)
         recipe["name"] = user.get("name", p.stem)
     recipe["source"] = source
     return validate_recipe(recipe)
