@@ -82,6 +82,11 @@ teacher = \"$MAIN/float/stage0/best.pt\"
 epochs = 2
 [stage3]
 epochs = 8"
+# Stage 3 only: five times the recipe's weight of logit distillation against cross-entropy
+# (alpha 0.5 instead of 0.1; the temperature stays the paper's 3).
+ablation bf2-stage3-kd-alpha-0.5 bf2-hamming "[stage3]
+alpha = 0.5
+teacher = \"$MAIN/bf2-hamming/stage2/best.pt\""
 # Stage 3 only: a learned shift before every XOR layer's PReLU (ReActNet's RPReLU, as a bias of
 # the binary linear map; it starts at 0 from the main run's stage 2, which has none).
 ablation bf2-prelu-shift bf2-hamming "[model]
