@@ -347,3 +347,27 @@ def test_rf_models_in_eval_mode_equal_plain_bit_for_bit() -> None:
                 with bnn.reference_mode():
                     plain = model(x)
             assert torch.equal(fast, plain), (residual, first_binary)
+
+
+def test_the_environment_switches_a_whole_process_to_the_plain_formulation() -> None:
+    """``BINGNN_REFERENCE=1`` runs every point-cloud layer of a process (a whole training
+    command) in the plain formulation; a value that is not a switch is refused on one line by
+    the command line and by the first layer that asks, never silently read as off."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import bingnn.nn as n; print(n.is_reference_mode())"
+    for value, expected in (("1", "True"), ("0", "False"), ("", "False")):
+        env = {**os.environ, "BINGNN_REFERENCE": value}
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           env=env, check=True)
+        assert r.stdout.strip() == expected, value
+    env = {**os.environ, "BINGNN_REFERENCE": "plain"}
+    r = subprocess.run([sys.executable, "-m", "bingnn", "report", "nowhere"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "bingnn: error: BINGNN_REFERENCE='plain' is not a switch: set it to 1 (on) or 0 (off)"]
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and "is not a switch" in r.stderr

@@ -8,14 +8,39 @@ at the top level without importing PyTorch.
 * **reference**: the point-cloud layers run their plain formulation (edge features materialised
   for every (point, neighbour) pair, every per-edge operation applied edge by edge, k-NN by a
   stable sort) instead of the fast one. Both compute the same function; the reference is what
-  tests and benchmarks compare the fast paths against.
+  tests and benchmarks compare the fast paths against. ``BINGNN_REFERENCE=1`` in the
+  environment turns it on for the whole process (read at import), so a whole training command
+  can be rerun in the plain formulation, e.g.
+  ``BINGNN_REFERENCE=1 bingnn distill --recipe quick --out runs/quick-plain``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-_state = {"debug": False, "reference": False}
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"", "0", "false", "no", "off"}
+
+
+def _env_switch(name: str) -> tuple[bool, str | None]:
+    """The switch ``name`` of the environment, and the error to raise when it is not one."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON, None
+    return False, f"{name}={os.environ[name]!r} is not a switch: set it to 1 (on) or 0 (off)"
+
+
+_reference_env, _env_error = _env_switch("BINGNN_REFERENCE")
+_state = {"debug": False, "reference": _reference_env}
+
+
+def check_environment() -> None:
+    """Raise ``ValueError`` if a ``BINGNN_*`` switch of the environment has a value that is not
+    on or off. A typo must not silently train in the other formulation; the error is deferred
+    to here (and the first layer that asks) so that importing bingnn never fails."""
+    if _env_error is not None:
+        raise ValueError(_env_error)
 
 
 class _Switch:
@@ -66,4 +91,6 @@ def set_reference_mode(mode: bool) -> None:
 
 def is_reference_mode() -> bool:
     """Whether the point-cloud layers run their plain formulation."""
+    if _env_error is not None:
+        check_environment()
     return _state["reference"]

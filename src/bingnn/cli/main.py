@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from bingnn import __version__
+from bingnn._flags import check_environment
 
 #: Subcommand modules, in ``--help`` order (``bingnn.cli.<name>``).
 COMMANDS: list[str] = [
@@ -182,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        check_environment()
         _check_paths(args)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
