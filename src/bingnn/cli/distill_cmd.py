@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--recipe",
         default="quick",
-        help="built-in recipe: 'quick' (synthetic point clouds, CPU, about 15 minutes on 2 "
+        help="built-in recipe: 'quick' (synthetic point clouds, CPU, about 20 minutes on 2 "
         "cores with --jobs 2), 'modelnet10' (real ModelNet10 shapes at 512 points, sized for "
         "a CPU), 'paper' (ModelNet40, the paper's hyper-parameters), 'planetoid', 'facebook', "
         "'actor', 'ogbn-arxiv', 'ogbn-products', 'ogbn-proteins' (graphs); or a TOML file "
