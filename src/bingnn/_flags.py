@@ -91,6 +91,5 @@ def set_reference_mode(mode: bool) -> None:
 
 def is_reference_mode() -> bool:
     """Whether the point-cloud layers run their plain formulation."""
-    if _env_error is not None:
-        check_environment()
+    check_environment()
     return _state["reference"]
